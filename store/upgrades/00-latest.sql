@@ -1,0 +1,78 @@
+-- v0 -> v2: Latest revision
+
+-- The bot's own Matrix login. One row: a second user in the same database is
+-- refused, because the crypto store next to it belongs to this device.
+CREATE TABLE account (
+    user_id      TEXT    PRIMARY KEY,
+    device_id    TEXT    NOT NULL,
+    access_token TEXT    NOT NULL,
+    homeserver   TEXT    NOT NULL,
+    logged_in_at INTEGER NOT NULL
+);
+
+-- Where the /sync stream resumes. Written in the same transaction as the
+-- events it delivered (event_inbox), so a restart neither replays nor skips.
+CREATE TABLE sync_state (
+    user_id    TEXT    PRIMARY KEY,
+    next_batch TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+-- Events taken in from /sync or an appservice transaction and not yet handled.
+-- Rows are handled in seq order per queue (a room ID, or '' for to-device
+-- events) and deleted once handled. Encrypted events are kept encrypted and
+-- decrypted by the queue's worker, so their order is kept too.
+CREATE TABLE event_inbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue       TEXT    NOT NULL,
+    event_id    TEXT    NOT NULL,
+    source      INTEGER NOT NULL,
+    event       TEXT    NOT NULL,
+    received_at INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX event_inbox_queue_idx ON event_inbox (queue, seq);
+
+-- Appservice transactions already taken in (the homeserver retries a
+-- transaction until it is acknowledged; a retry must not be handled twice).
+CREATE TABLE appservice_txn (
+    txn_id      TEXT    PRIMARY KEY,
+    received_at INTEGER NOT NULL
+);
+
+-- Rooms the bot has been invited to or joined, and their per-room settings.
+CREATE TABLE room (
+    room_id    TEXT    PRIMARY KEY,
+    membership TEXT    NOT NULL CHECK (membership IN ('invite', 'join', 'leave', 'ban')),
+    inviter    TEXT    NOT NULL DEFAULT '',
+    updated_at INTEGER NOT NULL,
+    settings   TEXT    NOT NULL DEFAULT '{}'
+);
+
+-- One row per call leg between the bot and one peer party.
+CREATE TABLE call (
+    room_id         TEXT    NOT NULL,
+    call_id         TEXT    NOT NULL,
+    our_party_id    TEXT    NOT NULL,
+    peer_user_id    TEXT    NOT NULL,
+    peer_party_id   TEXT    NOT NULL DEFAULT '',
+    peer_device_id  TEXT    NOT NULL DEFAULT '',
+    direction       TEXT    NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+    version         TEXT    NOT NULL DEFAULT '1',
+    video           INTEGER NOT NULL DEFAULT 0,
+    state           TEXT    NOT NULL,
+    state_reason    TEXT    NOT NULL DEFAULT '',
+    hangup_reason   TEXT    NOT NULL DEFAULT '',
+    hangup_by       TEXT    NOT NULL DEFAULT '' CHECK (hangup_by IN ('', 'local', 'remote')),
+    missed          INTEGER NOT NULL DEFAULT 0,
+    invite_event_id TEXT    NOT NULL DEFAULT '',
+    lifetime_ms     INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    answered_at     INTEGER,
+    connected_at    INTEGER,
+    ended_at        INTEGER,
+    PRIMARY KEY (room_id, call_id),
+    FOREIGN KEY (room_id) REFERENCES room (room_id) ON DELETE CASCADE
+);
+CREATE INDEX call_active_idx ON call (state) WHERE state <> 'ended';
