@@ -5,8 +5,8 @@ package voipbot
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -133,16 +133,6 @@ func (l LoggingConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("logging.format: %q is not one of auto, pretty, json", l.Format))
 	}
 	return errors.Join(errs...)
-}
-
-// PlaceholderKeys lists the keys a freshly written example config still needs
-// filled in, for the message printed after writing one.
-func PlaceholderKeys(mode matrix.Mode) []string {
-	keys := []string{"homeserver.url", "bot.user_id"}
-	if mode == matrix.ModeUser {
-		keys = append(keys, "bot.password (for the first login only)")
-	}
-	return keys
 }
 
 // WriteExample writes the example config to path, with every "generate"

@@ -13,13 +13,17 @@ import (
 
 // InboxEvent is an event taken in from the homeserver and not yet handled.
 type InboxEvent struct {
-	Seq        int64
-	Queue      string // the room ID, or "" for to-device events
-	EventID    id.EventID
-	Source     int // mautrix event.Source bits: where in the sync response it came from
-	Event      json.RawMessage
-	ReceivedAt time.Time
-	Attempts   int
+	Seq     int64
+	Queue   string // the room ID, or "" for to-device events
+	EventID id.EventID
+	Source  int // mautrix event.Source bits: where in the sync response it came from
+	Event   json.RawMessage
+	// SenderDevice and Decrypted describe an Olm-encrypted to-device event
+	// that was decrypted before it was stored.
+	SenderDevice id.DeviceID
+	Decrypted    bool
+	ReceivedAt   time.Time
+	Attempts     int
 }
 
 // Intake is everything one /sync response or one appservice transaction
@@ -44,9 +48,9 @@ func (s *Store) CommitIntake(ctx context.Context, in *Intake) error {
 	return s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		for _, evt := range in.Events {
 			err := s.db.QueryRow(ctx, `
-				INSERT INTO event_inbox (queue, event_id, source, event, received_at, attempts)
-				VALUES ($1, $2, $3, $4, $5, 0) RETURNING seq`,
-				evt.Queue, evt.EventID, evt.Source, string(evt.Event), evt.ReceivedAt.UnixMilli(),
+				INSERT INTO event_inbox (queue, event_id, source, event, sender_device, decrypted, received_at, attempts)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, 0) RETURNING seq`,
+				evt.Queue, evt.EventID, evt.Source, string(evt.Event), evt.SenderDevice, evt.Decrypted, evt.ReceivedAt.UnixMilli(),
 			).Scan(&evt.Seq)
 			if err != nil {
 				return fmt.Errorf("storing event %s from %q: %w", evt.EventID, evt.Queue, err)
@@ -123,7 +127,7 @@ func (s *Store) ResumeInbox(ctx context.Context) ([]*InboxEvent, error) {
 			return fmt.Errorf("counting attempts of pending events: %w", err)
 		}
 		rows, err := s.db.Query(ctx, `
-			SELECT seq, queue, event_id, source, event, received_at, attempts
+			SELECT seq, queue, event_id, source, event, sender_device, decrypted, received_at, attempts
 			FROM event_inbox ORDER BY seq`)
 		if err != nil {
 			return fmt.Errorf("reading pending events: %w", err)
@@ -133,7 +137,7 @@ func (s *Store) ResumeInbox(ctx context.Context) ([]*InboxEvent, error) {
 			var e InboxEvent
 			var raw string
 			var received int64
-			if err = rows.Scan(&e.Seq, &e.Queue, &e.EventID, &e.Source, &raw, &received, &e.Attempts); err != nil {
+			if err = rows.Scan(&e.Seq, &e.Queue, &e.EventID, &e.Source, &raw, &e.SenderDevice, &e.Decrypted, &received, &e.Attempts); err != nil {
 				return fmt.Errorf("reading pending event: %w", err)
 			}
 			e.Event = json.RawMessage(raw)

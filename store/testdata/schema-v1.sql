@@ -20,6 +20,11 @@ CREATE TABLE event_inbox (
     event_id    TEXT    NOT NULL,
     source      INTEGER NOT NULL,
     event       TEXT    NOT NULL,
+    -- For an encrypted to-device event: the sending device Olm proved.
+    sender_device TEXT  NOT NULL DEFAULT '',
+    -- The event was decrypted before it was stored (to-device events: Olm
+    -- decryption cannot be repeated).
+    decrypted   INTEGER NOT NULL DEFAULT 0,
     received_at INTEGER NOT NULL,
     attempts    INTEGER NOT NULL DEFAULT 0
 );

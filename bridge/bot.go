@@ -1,0 +1,79 @@
+// Package bridge is where Matrix meets media: call state machines, the busy
+// policy, room commands, and the wiring of call legs. It is the only package
+// that knows both sides.
+package bridge
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/voipbot/voipbot/matrix"
+	"github.com/voipbot/voipbot/store"
+)
+
+// BuildInfo identifies the running binary.
+type BuildInfo struct {
+	Version   string
+	Commit    string
+	BuildTime string
+}
+
+// Bot is the bridge: it answers room commands and will run calls.
+type Bot struct {
+	cfg      Config
+	mx       *matrix.Client
+	store    *store.Store
+	build    BuildInfo
+	started  time.Time
+	log      zerolog.Logger
+	commands []command
+	counts   *prometheus.CounterVec
+}
+
+// New creates the bridge and registers its handlers and metrics; call it
+// before mx.Start.
+func New(cfg Config, mx *matrix.Client, st *store.Store, build BuildInfo, reg prometheus.Registerer, log zerolog.Logger) *Bot {
+	b := &Bot{
+		cfg:     cfg,
+		mx:      mx,
+		store:   st,
+		build:   build,
+		started: time.Now(),
+		log:     log,
+		counts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voipbot_commands_total",
+			Help: "Room commands received, by command and result (ok, refused, unknown, error).",
+		}, []string{"command", "result"}),
+	}
+	b.commands = b.commandTable()
+	reg.MustRegister(b.counts, &callCollector{store: st})
+	mx.On(event.EventMessage, b.isCommand, b.handleCommand)
+	return b
+}
+
+// callCollector reports calls by state from the database at scrape time, so
+// the series can never disagree with the call table.
+type callCollector struct {
+	store *store.Store
+}
+
+var callsDesc = prometheus.NewDesc("voipbot_calls", "Calls not yet ended, by state.", []string{"state"}, nil)
+
+func (c *callCollector) Describe(ch chan<- *prometheus.Desc) { ch <- callsDesc }
+
+func (c *callCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := c.store.CountCallsByState(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(callsDesc, err)
+		return
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(callsDesc, prometheus.GaugeValue, float64(n), state)
+	}
+}

@@ -1,0 +1,111 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+
+	"github.com/voipbot/voipbot/matrix"
+	"github.com/voipbot/voipbot/store"
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, evt *matrix.Event, args []string) (string, error)
+}
+
+func (b *Bot) commandTable() []command {
+	return []command{
+		{name: "help", summary: "show this help", run: b.help},
+		{name: "status", summary: "show version, uptime, rooms and active calls", run: b.status},
+	}
+}
+
+// isCommand selects text messages that start with the command prefix, so
+// that other messages are not even stored.
+func (b *Bot) isCommand(evt *event.Event) bool {
+	msg, ok := evt.Content.Parsed.(*event.MessageEventContent)
+	if !ok || msg.MsgType != event.MsgText || msg.RelatesTo.GetReplaceID() != "" {
+		return false // edits re-send a command that was already answered
+	}
+	fields := strings.Fields(msg.Body)
+	return len(fields) > 0 && fields[0] == b.cfg.Commands.Prefix
+}
+
+func (b *Bot) handleCommand(ctx context.Context, evt *matrix.Event) error {
+	fields := strings.Fields(evt.Content.AsMessage().Body)[1:]
+	name := "help"
+	if len(fields) > 0 {
+		name = strings.ToLower(fields[0])
+		fields = fields[1:]
+	}
+	if !b.mx.Allowed(evt.Sender) {
+		b.counts.WithLabelValues(name, "refused").Inc()
+		_, err := b.mx.SendNotice(ctx, evt.RoomID, "Sorry, this bot only takes commands from users it is set up to serve.", evt)
+		return err
+	}
+	var cmd *command
+	for i := range b.commands {
+		if b.commands[i].name == name {
+			cmd = &b.commands[i]
+		}
+	}
+	if cmd == nil {
+		b.counts.WithLabelValues("unknown", "unknown").Inc()
+		_, err := b.mx.SendNotice(ctx, evt.RoomID, fmt.Sprintf("Unknown command `%s`. Try `%s help`.", name, b.cfg.Commands.Prefix), evt)
+		return err
+	}
+	reply, err := cmd.run(ctx, evt, fields)
+	if err != nil {
+		b.counts.WithLabelValues(name, "error").Inc()
+		_, sendErr := b.mx.SendNotice(ctx, evt.RoomID, fmt.Sprintf("`%s %s` failed: %v", b.cfg.Commands.Prefix, name, err), evt)
+		if sendErr != nil {
+			return fmt.Errorf("%w (and reporting it failed: %w)", err, sendErr)
+		}
+		return err
+	}
+	b.counts.WithLabelValues(name, "ok").Inc()
+	_, err = b.mx.SendNotice(ctx, evt.RoomID, reply, evt)
+	return err
+}
+
+func (b *Bot) help(context.Context, *matrix.Event, []string) (string, error) {
+	var sb strings.Builder
+	sb.WriteString("**voipbot** brings calls into and out of Matrix. Commands:\n\n")
+	for _, c := range b.commands {
+		fmt.Fprintf(&sb, "* `%s %s` — %s\n", b.cfg.Commands.Prefix, c.name, c.summary)
+	}
+	return sb.String(), nil
+}
+
+func (b *Bot) status(ctx context.Context, _ *matrix.Event, _ []string) (string, error) {
+	counts, err := b.store.CountCallsByState(ctx)
+	if err != nil {
+		return "", err
+	}
+	active := 0
+	for _, n := range counts {
+		active += n
+	}
+	rooms, err := b.store.CountRooms(ctx, store.MembershipJoin)
+	if err != nil {
+		return "", err
+	}
+	encryption := "off"
+	if b.mx.Encrypted() {
+		encryption = "on"
+	}
+	return fmt.Sprintf("**voipbot** %s (commit %s, built %s)\n\n"+
+		"* Uptime: %s\n"+
+		"* Mode: %s, device `%s`, encryption %s\n"+
+		"* Rooms joined: %d\n"+
+		"* Active calls: %d",
+		b.build.Version, b.build.Commit, b.build.BuildTime,
+		time.Since(b.started).Round(time.Second),
+		b.mx.Mode(), b.mx.DeviceID(), encryption,
+		rooms, active), nil
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/voipbot/voipbot"
+	"github.com/voipbot/voipbot/bridge"
+	"github.com/voipbot/voipbot/matrix"
+	"github.com/voipbot/voipbot/store"
+	"github.com/voipbot/voipbot/web"
+)
+
+// shutdownGrace is how long event handlers running at shutdown may take to
+// finish their work.
+const shutdownGrace = 10 * time.Second
+
+// run wires the parts together and runs them until ctx ends or one fails.
+func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log zerolog.Logger) error {
+	log.Info().Str("version", build.Version).Str("commit", build.Commit).Str("mode", string(cfg.Matrix.Mode)).Msg("Starting voipbot")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	st, err := store.Open(ctx, cfg.Database, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Err(err).Msg("Failed to close database")
+		}
+	}()
+
+	mx, err := matrix.New(cfg.Matrix, st, reg, log)
+	if err != nil {
+		return err
+	}
+	bridge.New(cfg.Bridge, mx, st, build, reg, log.With().Str("component", "bridge").Logger())
+
+	srv := web.New(cfg.HTTP, reg, log.With().Str("component", "http").Logger())
+	srv.AddCheck("matrix", mx.Health().Ready)
+	if h := mx.AppserviceHandler(); h != nil {
+		srv.Handle("/_matrix/app/", h)
+	}
+	if err = srv.Listen(); err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx) })
+	g.Go(func() error {
+		if err := mx.Start(gctx); err != nil {
+			if gctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("starting Matrix client: %w", err)
+		}
+		return mx.Run(gctx)
+	})
+	err = g.Wait()
+	mx.Stop(shutdownGrace)
+	return err
+}

@@ -1,0 +1,208 @@
+// Package e2e runs the voipbot binary against a real Dendrite homeserver and
+// real Matrix clients (mautrix-go, with their own encryption).
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/internal/testbed"
+)
+
+var (
+	botBinary string
+	hs        *testbed.Dendrite
+	userSeq   atomic.Int64
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "voipbot-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if botBinary, err = testbed.BuildBot(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	hsDir := filepath.Join(dir, "dendrite")
+	if err = os.Mkdir(hsDir, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	start := time.Now()
+	if hs, err = testbed.StartDendrite(hsDir, testbed.DendriteOptions{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "Dendrite %s ready at %s in %s\n", testbed.DendriteVersion, hs.URL, time.Since(start).Round(time.Millisecond))
+	defer hs.Stop()
+	return m.Run()
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testbed.Timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newUser registers a fresh user and logs it in on its own device.
+func newUser(t *testing.T, h *testbed.Dendrite, name string, encrypted bool) *testbed.User {
+	t.Helper()
+	ctx := ctxFor(t)
+	localpart := fmt.Sprintf("%s%d", name, userSeq.Add(1))
+	_, err := h.Register(ctx, localpart, "pw-"+localpart)
+	require.NoError(t, err)
+	u, err := h.Login(ctx, localpart, "pw-"+localpart, t.TempDir(), encrypted)
+	require.NoError(t, err)
+	t.Cleanup(u.Close)
+	return u
+}
+
+// botSetup is a bot account and its files, reused across restarts.
+type botSetup struct {
+	UserID   id.UserID
+	Password string
+	Dir      string
+	HTTPAddr string
+	Config   string
+	Secrets  []string // values that must never appear in the bot's logs
+}
+
+// newBotSetup registers a bot account on h and writes a config for it;
+// extra YAML is appended.
+func newBotSetup(t *testing.T, h *testbed.Dendrite, extra string) *botSetup {
+	t.Helper()
+	localpart := fmt.Sprintf("voipbot%d", userSeq.Add(1))
+	password := "pw-" + localpart
+	uid, err := h.Register(ctxFor(t), localpart, password)
+	require.NoError(t, err)
+	port, err := testbed.FreePort()
+	require.NoError(t, err)
+	s := &botSetup{UserID: uid, Password: password, Dir: t.TempDir(), HTTPAddr: fmt.Sprintf("127.0.0.1:%d", port)}
+	pickle := "pickle-" + localpart + "-0123456789"
+	s.Secrets = []string{password, pickle}
+	s.Config = filepath.Join(s.Dir, "config.yaml")
+	s.writeConfig(t, h, fmt.Sprintf("bot:\n  user_id: %q\n  password: %q\n", uid, password), pickle, extra)
+	return s
+}
+
+func (s *botSetup) writeConfig(t *testing.T, h *testbed.Dendrite, botSection, pickle, extra string) {
+	t.Helper()
+	cfg := fmt.Sprintf(`homeserver:
+  url: %s
+%sencryption:
+  pickle_key: %q
+database:
+  path: %s
+http:
+  listen: %s
+logging:
+  level: trace
+  format: json
+%s`, h.URL, botSection, pickle, filepath.Join(s.Dir, "voipbot.db"), s.HTTPAddr, extra)
+	require.NoError(t, os.WriteFile(s.Config, []byte(cfg), 0o600))
+}
+
+// start runs the bot and waits until it is ready. The test fails if the bot
+// does not stop cleanly at the end or if any secret appears in its log.
+func (s *botSetup) start(t *testing.T, env ...string) *testbed.Bot {
+	t.Helper()
+	bot, err := testbed.StartBot(botBinary, s.Dir, s.Config, s.HTTPAddr, env)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		// Stopping an already stopped bot only returns its exit code.
+		stopBot(t, bot)
+		s.assertNoSecrets(t, bot)
+	})
+	took, err := bot.WaitReady(ctxFor(t))
+	require.NoError(t, err)
+	t.Logf("voipbot ready %s after start", took.Round(time.Millisecond))
+	return bot
+}
+
+// stop stops the bot, requiring a clean exit.
+func stopBot(t *testing.T, bot *testbed.Bot) {
+	t.Helper()
+	code, err := bot.Stop()
+	require.NoError(t, err)
+	require.Equalf(t, 0, code, "voipbot exit code; log:\n%s", bot.LogTail())
+	require.Contains(t, bot.Logs(), "voipbot stopped")
+}
+
+func (s *botSetup) assertNoSecrets(t *testing.T, bot *testbed.Bot) {
+	t.Helper()
+	logs := bot.Logs()
+	require.NotEmpty(t, logs)
+	for _, secret := range s.Secrets {
+		require.NotContainsf(t, logs, secret, "a secret appears in the bot's log %s", bot.LogPath)
+	}
+}
+
+// addAccessToken adds the bot's stored access token to the secrets.
+func (s *botSetup) addAccessToken(t *testing.T) string {
+	t.Helper()
+	acct := readAccount(t, filepath.Join(s.Dir, "voipbot.db"))
+	s.Secrets = append(s.Secrets, acct.AccessToken)
+	return acct.AccessToken
+}
+
+// inviteBot creates a room as u (encrypted if asked), invites the bot and
+// waits until the bot has joined.
+func inviteBot(t *testing.T, u *testbed.User, bot id.UserID, encrypted bool) id.RoomID {
+	t.Helper()
+	ctx := ctxFor(t)
+	req := &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bot}}
+	if encrypted {
+		req.InitialState = []*event.Event{{
+			Type:    event.StateEncryption,
+			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
+		}}
+	}
+	resp, err := u.CreateRoom(ctx, req)
+	require.NoError(t, err)
+	_, err = u.WaitEvent(ctx, testbed.Membership(resp.RoomID, bot, event.MembershipJoin))
+	require.NoError(t, err, "the bot joins after the invite")
+	return resp.RoomID
+}
+
+// command sends a text message and waits for the bot's reply to it.
+func command(t *testing.T, u *testbed.User, room id.RoomID, bot id.UserID, text string) *event.Event {
+	t.Helper()
+	ctx := ctxFor(t)
+	sent, err := u.SendText(ctx, room, text)
+	require.NoError(t, err)
+	reply, err := u.WaitEvent(ctx, testbed.ReplyTo(bot, sent.EventID))
+	require.NoErrorf(t, err, "waiting for the reply to %q", text)
+	return reply
+}
+
+func body(evt *event.Event) string {
+	_ = evt.Content.ParseRaw(evt.Type)
+	return evt.Content.AsMessage().Body
+}
+
+func hasLine(text, prefix string) bool {
+	for line := range strings.SplitSeq(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), prefix) {
+			return true
+		}
+	}
+	return false
+}

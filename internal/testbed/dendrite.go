@@ -1,0 +1,300 @@
+// Package testbed runs real peers for end-to-end tests: a pinned Dendrite
+// homeserver on loopback in a temporary directory, and Matrix test users
+// with their own devices.
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"text/template"
+	"time"
+)
+
+// DendriteVersion is the pinned test homeserver (tools/dendrite/go.mod).
+const DendriteVersion = "v0.15.2"
+
+// ServerName is the test homeserver's server name.
+const ServerName = "localhost"
+
+// Dendrite is a running test homeserver.
+type Dendrite struct {
+	// URL is the client-server API base URL.
+	URL          string
+	SharedSecret string
+	dir          string
+	cmd          *exec.Cmd
+	exited       chan struct{}
+	logPath      string
+}
+
+// DendriteOptions configure a test homeserver.
+type DendriteOptions struct {
+	// AppserviceRegistrations are registration files to load.
+	AppserviceRegistrations []string
+}
+
+// repoRoot finds the module root from this source file's location.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var buildMu sync.Mutex
+
+// DendriteBinary returns the path of the pinned Dendrite binary: $DENDRITE_BIN
+// if set, else a build from tools/dendrite cached in the user cache
+// directory under the hash of that module's go.mod and go.sum (the Go build
+// cache makes a rebuild after a cache wipe a link step).
+func DendriteBinary() (string, error) {
+	if bin := os.Getenv("DENDRITE_BIN"); bin != "" {
+		return bin, nil
+	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	toolDir := filepath.Join(repoRoot(), "tools", "dendrite")
+	h := sha256.New()
+	for _, f := range []string{"go.mod", "go.sum"} {
+		data, err := os.ReadFile(filepath.Join(toolDir, f))
+		if err != nil {
+			return "", fmt.Errorf("reading the Dendrite tools module: %w", err)
+		}
+		h.Write(data)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	bin := filepath.Join(cache, "voipbot-testbed", fmt.Sprintf("dendrite-%s-%s", DendriteVersion, hex.EncodeToString(h.Sum(nil))[:12]))
+	if _, err = os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	if err = os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
+	cmd := exec.Command("go", "build", "-o", tmp, "github.com/element-hq/dendrite/cmd/dendrite")
+	cmd.Dir = toolDir
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building Dendrite %s: %w\n%s", DendriteVersion, err, out)
+	}
+	return bin, os.Rename(tmp, bin)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+var dendriteConfig = template.Must(template.New("dendrite.yaml").Parse(`version: 2
+global:
+  server_name: {{.ServerName}}
+  private_key: {{.Dir}}/matrix_key.pem
+  key_validity_period: 168h0m0s
+  database:
+    max_open_conns: 10
+    max_idle_conns: 2
+    conn_max_lifetime: -1
+  disable_federation: true
+  presence:
+    enable_inbound: false
+    enable_outbound: false
+  jetstream:
+    storage_path: {{.Dir}}/jetstream
+    in_memory: true
+  server_notices:
+    enabled: false
+  report_stats:
+    enabled: false
+  dns_cache:
+    enabled: false
+app_service_api:
+  disable_tls_validation: true
+  config_files:
+{{- range .Registrations}}
+  - {{.}}
+{{- end}}
+client_api:
+  registration_disabled: true
+  registration_shared_secret: {{.SharedSecret}}
+  guests_disabled: true
+  rate_limiting:
+    enabled: false
+federation_api:
+  database:
+    connection_string: file:{{.Dir}}/federationapi.db
+key_server:
+  database:
+    connection_string: file:{{.Dir}}/keyserver.db
+media_api:
+  database:
+    connection_string: file:{{.Dir}}/mediaapi.db
+  base_path: {{.Dir}}/media
+room_server:
+  database:
+    connection_string: file:{{.Dir}}/roomserver.db
+sync_api:
+  database:
+    connection_string: file:{{.Dir}}/syncapi.db
+  search:
+    enabled: false
+user_api:
+  bcrypt_cost: 4
+  account_database:
+    connection_string: file:{{.Dir}}/userapi.db
+relay_api:
+  database:
+    connection_string: file:{{.Dir}}/relayapi.db
+mscs:
+  mscs: []
+  database:
+    connection_string: file:{{.Dir}}/mscs.db
+logging:
+- type: std
+  level: warn
+`))
+
+// StartDendrite starts a homeserver on 127.0.0.1 with its state in dir
+// (which must exist). Stop it with Stop.
+func StartDendrite(dir string, opts DendriteOptions) (*Dendrite, error) {
+	bin, err := DendriteBinary()
+	if err != nil {
+		return nil, err
+	}
+	secret := make([]byte, 16)
+	_, _ = rand.Read(secret)
+	d := &Dendrite{SharedSecret: hex.EncodeToString(secret), dir: dir, exited: make(chan struct{}), logPath: filepath.Join(dir, "dendrite.log")}
+	if err = writeMatrixKey(filepath.Join(dir, "matrix_key.pem")); err != nil {
+		return nil, err
+	}
+	var cfg bytes.Buffer
+	if err = dendriteConfig.Execute(&cfg, map[string]any{
+		"ServerName": ServerName, "Dir": dir, "SharedSecret": d.SharedSecret, "Registrations": opts.AppserviceRegistrations,
+	}); err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(dir, "dendrite.yaml")
+	if err = os.WriteFile(cfgPath, cfg.Bytes(), 0o600); err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	d.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	logFile, err := os.Create(d.logPath)
+	if err != nil {
+		return nil, err
+	}
+	d.cmd = exec.Command(bin, "--config", cfgPath, "--http-bind-address", fmt.Sprintf("127.0.0.1:%d", port))
+	d.cmd.Dir = dir
+	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
+	if err = d.cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting Dendrite: %w", err)
+	}
+	go func() {
+		_ = d.cmd.Wait()
+		logFile.Close()
+		close(d.exited)
+	}()
+	if err = d.waitReady(60 * time.Second); err != nil {
+		d.Stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// waitReady waits until the client API answers, or the process exits.
+func (d *Dendrite) waitReady(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return WaitFor(ctx, func() (bool, error) {
+		select {
+		case <-d.exited:
+			return false, fmt.Errorf("dendrite exited during start:\n%s", d.LogTail())
+		default:
+		}
+		resp, err := http.Get(d.URL + "/_matrix/client/versions")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
+
+// LogTail is the end of the homeserver's log, for failure messages.
+func (d *Dendrite) LogTail() string {
+	data, _ := os.ReadFile(d.logPath)
+	if len(data) > 4000 {
+		data = data[len(data)-4000:]
+	}
+	return string(data)
+}
+
+// Stop stops the homeserver and waits for it to exit.
+func (d *Dendrite) Stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(15 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+	}
+}
+
+// writeMatrixKey writes a fresh ed25519 signing key in Dendrite's PEM form.
+func writeMatrixKey(path string) error {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	seed := priv.Seed()
+	block := &pem.Block{Type: "MATRIX PRIVATE KEY", Headers: map[string]string{"Key-ID": "ed25519:test"}, Bytes: seed}
+	return os.WriteFile(path, pem.EncodeToMemory(block), 0o600)
+}
+
+// WaitFor polls cond until it reports true, fails, or ctx ends. It is for
+// conditions with no event to wait on (a process becoming ready, a row
+// appearing in another process's database); the interval starts at 10 ms.
+func WaitFor(ctx context.Context, cond func() (bool, error)) error {
+	delay := 10 * time.Millisecond
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("condition not met: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 250*time.Millisecond)
+	}
+}
