@@ -130,6 +130,9 @@ func (s *botSetup) start(t *testing.T, env ...string) *testbed.Bot {
 		// Stopping an already stopped bot only returns its exit code.
 		stopBot(t, bot)
 		s.assertNoSecrets(t, bot)
+		if t.Failed() {
+			t.Logf("voipbot log %s:\n%s", bot.LogPath, bot.Logs())
+		}
 	})
 	took, err := bot.WaitReady(ctxFor(t))
 	require.NoError(t, err)

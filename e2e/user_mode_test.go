@@ -1,9 +1,21 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/internal/testbed"
+	"github.com/voipbot/voipbot/store"
 )
 
 func TestHelpAndStatusInPlainRoom(t *testing.T) {
@@ -25,9 +37,205 @@ func TestHelpAndStatusInPlainRoom(t *testing.T) {
 	unknown := body(command(t, alice, room, setup.UserID, "!voip dance"))
 	require.Contains(t, unknown, "Unknown command `dance`")
 
+	bare := body(command(t, alice, room, setup.UserID, "!voip"))
+	require.Contains(t, bare, "Commands:", "the prefix alone shows the help")
+
 	metrics, err := bot.Metrics()
 	require.NoError(t, err)
-	require.Contains(t, metrics, `voipbot_commands_total{command="help",result="ok"} 1`)
-	require.Contains(t, metrics, `voipbot_events_handled_total{result="ok",type="m.room.message"} 3`)
+	require.Contains(t, metrics, `voipbot_commands_total{command="help",result="ok"} 2`)
+	require.Contains(t, metrics, `voipbot_commands_total{command="unknown",result="unknown"} 1`)
+	require.Contains(t, metrics, `voipbot_events_handled_total{result="ok",type="m.room.message"} 4`)
+	require.Contains(t, metrics, `voipbot_events_handled_total{result="ok",type="m.room.member"}`)
 	require.Contains(t, metrics, "voipbot_sync_last_success_timestamp_seconds")
+	require.Contains(t, metrics, `voipbot_event_delay_seconds_count{stage="received"}`)
+	require.Contains(t, metrics, "voipbot_inbox_pending 0")
+	require.Contains(t, metrics, "go_goroutines")
+}
+
+// TestLoginAndDevicePersistAcrossRestart starts the bot twice; the second
+// time without a password, so it can only use the stored login. It must keep
+// its one device and the encryption keys that device published.
+func TestLoginAndDevicePersistAcrossRestart(t *testing.T) {
+	ctx := ctxFor(t)
+	setup := newBotSetup(t, hs, "")
+	first := setup.start(t)
+	token := setup.addAccessToken(t)
+	dbPath := filepath.Join(setup.Dir, "voipbot.db")
+	device := readAccount(t, dbPath).DeviceID
+	keysBefore := deviceKeys(t, hs, setup.UserID, device)
+	stopBot(t, first)
+
+	// No password any more: a second login is impossible.
+	cfg, err := os.ReadFile(setup.Config)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(setup.Config, []byte(strings.Replace(string(cfg), fmt.Sprintf("password: %q", setup.Password), `password: ""`, 1)), 0o600))
+	second := setup.start(t)
+	health, status, err := second.GetHealth()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "logged in and syncing", health.Checks["matrix"])
+
+	acct := readAccount(t, dbPath)
+	require.Equal(t, device, acct.DeviceID, "the same device after a restart")
+	require.Equal(t, token, acct.AccessToken, "no new login after a restart")
+	require.Equal(t, keysBefore, deviceKeys(t, hs, setup.UserID, device), "the device keeps its identity keys")
+
+	cli, err := mautrix.NewClient(hs.URL, setup.UserID, token)
+	require.NoError(t, err)
+	devices, err := cli.GetDevicesInfo(ctx)
+	require.NoError(t, err)
+	var own []id.DeviceID
+	for _, d := range devices.Devices {
+		if d.DeviceID != "shared_secret_registration" { // the test bed's registration made that one
+			own = append(own, d.DeviceID)
+		}
+	}
+	require.Equal(t, []id.DeviceID{device}, own, "the bot created exactly one device")
+
+	// The restarted bot still answers, so its sync resumed.
+	alice := newUser(t, hs, "alice", false)
+	room := inviteBot(t, alice, setup.UserID, false)
+	require.Contains(t, body(command(t, alice, room, setup.UserID, "!voip status")), "Active calls: 0")
+}
+
+func deviceKeys(t *testing.T, h *testbed.Dendrite, user id.UserID, device id.DeviceID) map[id.DeviceKeyID]string {
+	t.Helper()
+	observer := newUser(t, h, "observer", false)
+	resp, err := observer.QueryKeys(ctxFor(t), &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{user: {device}}})
+	require.NoError(t, err)
+	keys := resp.DeviceKeys[user][device].Keys
+	require.NotEmpty(t, keys, "the device published its keys")
+	return keys
+}
+
+// TestEncryptedRoom: a client with its own E2EE sends an encrypted command
+// and gets an encrypted answer.
+func TestEncryptedRoom(t *testing.T) {
+	setup := newBotSetup(t, hs, "")
+	bot := setup.start(t)
+	setup.addAccessToken(t)
+	alice := newUser(t, hs, "alice", true)
+	room := inviteBot(t, alice, setup.UserID, true)
+
+	ctx := ctxFor(t)
+	sent, err := alice.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: "!voip status"})
+	require.NoError(t, err)
+	reply, err := alice.WaitEvent(ctx, testbed.ReplyTo(setup.UserID, sent.EventID))
+	require.NoError(t, err)
+	require.True(t, reply.Mautrix.WasEncrypted, "the reply was encrypted")
+	require.Contains(t, body(reply), "encryption on")
+
+	// The command itself reached the bot encrypted: the raw event on the
+	// server is m.room.encrypted.
+	raw, err := alice.GetEvent(ctx, room, sent.EventID)
+	require.NoError(t, err)
+	require.Equal(t, event.EventEncrypted.Type, raw.Type.Type)
+
+	metrics, err := bot.Metrics()
+	require.NoError(t, err)
+	require.NotContains(t, metrics, `result="undecryptable"`)
+}
+
+// TestAccessPolicy: an invite from a user who is not allowed is declined; a
+// command from such a user in a shared room gets a polite refusal.
+func TestAccessPolicy(t *testing.T) {
+	alice := newUser(t, hs, "alice", false)
+	mallory := newUser(t, hs, "mallory", false)
+	setup := newBotSetup(t, hs, fmt.Sprintf("access:\n  users: [%q]\n", alice.UserID))
+	setup.start(t)
+	setup.addAccessToken(t)
+	ctx := ctxFor(t)
+
+	// Mallory's invite is declined.
+	resp, err := mallory.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{setup.UserID}})
+	require.NoError(t, err)
+	_, err = mallory.WaitEvent(ctx, testbed.Membership(resp.RoomID, setup.UserID, event.MembershipLeave))
+	require.NoError(t, err, "the bot declines the invite")
+
+	// In Alice's room, Mallory's command is refused and nothing else.
+	room := inviteBot(t, alice, setup.UserID, false)
+	_, err = alice.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: mallory.UserID})
+	require.NoError(t, err)
+	_, err = mallory.JoinRoomByID(ctx, room)
+	require.NoError(t, err)
+	refusal := body(command(t, mallory, room, setup.UserID, "!voip status"))
+	require.Contains(t, refusal, "Sorry")
+	require.NotContains(t, refusal, "Active calls")
+	require.Contains(t, body(command(t, alice, room, setup.UserID, "!voip status")), "Active calls: 0")
+}
+
+// TestLeavesWhenAlone: once everyone else has left, the bot leaves too.
+func TestLeavesWhenAlone(t *testing.T) {
+	setup := newBotSetup(t, hs, "")
+	setup.start(t)
+	setup.addAccessToken(t)
+	alice := newUser(t, hs, "alice", false)
+	room := inviteBot(t, alice, setup.UserID, false)
+	dbPath := filepath.Join(setup.Dir, "voipbot.db")
+	require.Equal(t, store.MembershipJoin, roomMembership(t, dbPath, room))
+
+	_, err := alice.LeaveRoom(ctxFor(t), room)
+	require.NoError(t, err)
+	require.NoError(t, testbed.WaitFor(ctxFor(t), func() (bool, error) {
+		return roomMembership(t, dbPath, room) == store.MembershipLeave, nil
+	}), "the bot leaves the empty room")
+
+	// The homeserver agrees: the bot is no longer a member.
+	acct := readAccount(t, dbPath)
+	cli, err := mautrix.NewClient(hs.URL, acct.UserID, acct.AccessToken)
+	require.NoError(t, err)
+	joined, err := cli.JoinedRooms(ctxFor(t))
+	require.NoError(t, err)
+	require.NotContains(t, joined.JoinedRooms, room)
+}
+
+// TestRestartNeitherReplaysNorSkips: a command sent while the bot is down is
+// answered after it starts (not skipped), exactly once across further
+// restarts (not replayed).
+func TestRestartNeitherReplaysNorSkips(t *testing.T) {
+	setup := newBotSetup(t, hs, "")
+	bot := setup.start(t)
+	setup.addAccessToken(t)
+	alice := newUser(t, hs, "alice", false)
+	room := inviteBot(t, alice, setup.UserID, false)
+	command(t, alice, room, setup.UserID, "!voip help")
+	stopBot(t, bot)
+
+	ctx := ctxFor(t)
+	whileDown, err := alice.SendText(ctx, room, "!voip status")
+	require.NoError(t, err)
+
+	bot = setup.start(t)
+	_, err = alice.WaitEvent(ctx, testbed.ReplyTo(setup.UserID, whileDown.EventID))
+	require.NoError(t, err, "a command sent while the bot was down is answered")
+	stopBot(t, bot)
+	setup.start(t)
+	// Events of a room are handled in order: once this marker is answered,
+	// a replayed command would have been answered before it.
+	command(t, alice, room, setup.UserID, "!voip help")
+
+	replies := countReplies(t, alice, room, setup.UserID)
+	require.Equal(t, 1, replies[whileDown.EventID], "answered exactly once")
+	for cmd, n := range replies {
+		require.Equalf(t, 1, n, "command %s answered %d times", cmd, n)
+	}
+}
+
+// countReplies counts the bot's replies per replied-to event in a room's
+// history.
+func countReplies(t *testing.T, u *testbed.User, room id.RoomID, bot id.UserID) map[id.EventID]int {
+	t.Helper()
+	msgs, err := u.Messages(context.Background(), room, "", "", mautrix.DirectionBackward, nil, 100)
+	require.NoError(t, err)
+	counts := map[id.EventID]int{}
+	for _, evt := range msgs.Chunk {
+		if evt.Sender != bot || evt.Type != event.EventMessage {
+			continue
+		}
+		_ = evt.Content.ParseRaw(evt.Type)
+		if rel := evt.Content.AsMessage().RelatesTo; rel != nil && rel.InReplyTo != nil {
+			counts[rel.InReplyTo.EventID]++
+		}
+	}
+	return counts
 }

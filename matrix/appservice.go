@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -15,9 +16,9 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/crypto"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/voipbot/voipbot/store"
 )
 
 // maxTransactionBytes bounds a transaction body. Homeservers send at most a
@@ -165,8 +166,8 @@ func (h *appserviceHandler) transaction(w http.ResponseWriter, r *http.Request, 
 		writeJSON(w, http.StatusOK, struct{}{})
 		return
 	}
-	resp := h.client.transactionToSync(&txn)
-	if err = h.client.syncer.process(ctx, resp, "txn:"+txnID, &store.Intake{TxnID: txnID}); err != nil {
+	resp, txnCrypto := h.client.transactionToSync(&txn)
+	if err = h.client.syncer.processTransaction(ctx, txnID, resp, txnCrypto); err != nil {
 		m.Transactions.WithLabelValues("error").Inc()
 		log.Err(err).Msg("Failed to take in transaction")
 		writeMatrixError(w, http.StatusInternalServerError, "M_UNKNOWN", "Failed to store transaction")
@@ -182,10 +183,34 @@ func (h *appserviceHandler) transaction(w http.ResponseWriter, r *http.Request, 
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
+// transactionCrypto is what a transaction carries for the crypto machine
+// (MSC3202), applied as the machine's own sync handler would.
+type transactionCrypto struct {
+	deviceLists *mautrix.DeviceLists
+	otkCount    *mautrix.OTKCount
+}
+
+// apply runs after the transaction's events were dispatched; plainToDevice
+// are its to-device events that are not Olm-encrypted (key requests and
+// the like), which only the machine handles.
+func (tc *transactionCrypto) apply(ctx context.Context, mach *crypto.OlmMachine, plainToDevice []*event.Event) {
+	if tc.deviceLists != nil {
+		mach.HandleDeviceLists(ctx, tc.deviceLists, "")
+	}
+	for _, evt := range plainToDevice {
+		mach.HandleToDeviceEvent(ctx, evt)
+	}
+	if tc.otkCount != nil {
+		mach.HandleOTKCounts(ctx, tc.otkCount)
+	}
+	mach.MarkOlmHashSavePoint(ctx)
+}
+
 // transactionToSync reshapes a transaction into a sync response so both take
-// the same path: the state store and crypto machine see its events, and the
-// intake stores them with the transaction ID.
-func (c *Client) transactionToSync(txn *appservice.Transaction) *mautrix.RespSync {
+// the same path: the state store and the intake see its events in the same
+// way. To-device messages and key data are taken only if the bot is set to
+// get them from transactions.
+func (c *Client) transactionToSync(txn *appservice.Transaction) (*mautrix.RespSync, *transactionCrypto) {
 	resp := &mautrix.RespSync{Rooms: mautrix.RespSyncRooms{Join: map[id.RoomID]*mautrix.SyncJoinedRoom{}}}
 	for _, evt := range txn.Events {
 		if evt.RoomID == "" {
@@ -199,7 +224,7 @@ func (c *Client) transactionToSync(txn *appservice.Transaction) *mautrix.RespSyn
 		room.Timeline.Events = append(room.Timeline.Events, evt)
 	}
 	if c.cfg.Appservice.ToDevice != ToDeviceViaTransactions {
-		return resp
+		return resp, nil
 	}
 	toDevice := txn.ToDeviceEvents
 	if toDevice == nil {
@@ -210,17 +235,15 @@ func (c *Client) transactionToSync(txn *appservice.Transaction) *mautrix.RespSyn
 			resp.ToDevice.Events = append(resp.ToDevice.Events, evt)
 		}
 	}
-	if lists := firstNonNil(txn.DeviceLists, txn.MSC3202DeviceLists); lists != nil {
-		resp.DeviceLists = *lists
-	}
+	tc := &transactionCrypto{deviceLists: firstNonNil(txn.DeviceLists, txn.MSC3202DeviceLists)}
 	counts := txn.DeviceOTKCount
 	if counts == nil {
 		counts = txn.MSC3202DeviceOTKCount
 	}
 	if own, ok := counts[c.cli.UserID][c.cli.DeviceID]; ok {
-		resp.DeviceOTKCount = own
+		tc.otkCount = &own
 	}
-	return resp
+	return resp, tc
 }
 
 func firstNonNil[T any](values ...*T) *T {

@@ -60,6 +60,7 @@ func New(cfg Config, st *store.Store, reg prometheus.Registerer, log zerolog.Log
 	}
 	c.intake = newIntake(st, log.With().Str("component", "intake").Logger(), m)
 	c.syncer = newSyncer(cfg.Bot.UserID, c.intake, m, c.health, log.With().Str("component", "sync").Logger())
+	c.syncer.roomsFromSync = cfg.Mode == ModeUser
 	if cfg.Mode == ModeAppservice {
 		if c.reg, err = LoadRegistration(cfg); err != nil {
 			return nil, err

@@ -30,6 +30,10 @@ type syncer struct {
 	log     zerolog.Logger
 	olm     func() *crypto.OlmMachine // nil without encryption
 	health  *Health
+	// roomsFromSync is false for an appservice: its room events arrive as
+	// transactions, and /sync serves only to-device messages and key
+	// counts (the homeserver may not apply the filter's wildcards).
+	roomsFromSync bool
 
 	// mu makes batches one at a time: in appservice mode both a to-device
 	// /sync and transactions deliver.
@@ -96,13 +100,38 @@ func (s *syncer) OnFailedSync(res *mautrix.RespSync, err error) (time.Duration, 
 	return s.DefaultSyncer.OnFailedSync(res, err)
 }
 
+// OnSync registers a handler of whole sync responses (the crypto machine's).
+// Such handlers do not see appservice transactions: a transaction is not a
+// sync response, and its empty key counts would read as "no one-time keys
+// left". takeCryptoFromTransaction feeds the machine from transactions.
+func (s *syncer) OnSync(h mautrix.SyncHandler) {
+	s.DefaultSyncer.OnSync(func(ctx context.Context, resp *mautrix.RespSync, since string) bool {
+		if ctx.Value(fromTransactionKey{}) != nil {
+			return true
+		}
+		return h(ctx, resp, since)
+	})
+}
+
+type fromTransactionKey struct{}
+
 // ProcessResponse takes in one /sync response.
 func (s *syncer) ProcessResponse(ctx context.Context, resp *mautrix.RespSync, since string) error {
-	return s.process(ctx, resp, since, &store.Intake{SyncUser: s.userID, NextBatch: resp.NextBatch})
+	if !s.roomsFromSync {
+		resp.Rooms = mautrix.RespSyncRooms{}
+	}
+	return s.process(ctx, resp, since, &store.Intake{SyncUser: s.userID, NextBatch: resp.NextBatch}, nil)
+}
+
+// processTransaction takes in one appservice transaction, reshaped as a sync
+// response, with the crypto data it carries (nil if none).
+func (s *syncer) processTransaction(ctx context.Context, txnID string, resp *mautrix.RespSync, crypto *transactionCrypto) error {
+	ctx = context.WithValue(ctx, fromTransactionKey{}, true)
+	return s.process(ctx, resp, "txn:"+txnID, &store.Intake{TxnID: txnID}, crypto)
 }
 
 // process takes in one batch and commits it with the given position.
-func (s *syncer) process(ctx context.Context, resp *mautrix.RespSync, since string, position *store.Intake) error {
+func (s *syncer) process(ctx context.Context, resp *mautrix.RespSync, since string, position *store.Intake, txnCrypto *transactionCrypto) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := &collector{receivedAt: time.Now(), initial: since == "", skip: eventsBeforeOwnJoin(resp, s.userID)}
@@ -126,6 +155,9 @@ func (s *syncer) process(ctx context.Context, resp *mautrix.RespSync, since stri
 	s.current = nil
 	if err != nil {
 		return err
+	}
+	if txnCrypto != nil && s.olm != nil {
+		txnCrypto.apply(ctx, s.olm(), resp.ToDevice.Events)
 	}
 	for _, evt := range olmEvents {
 		s.takeOlm(ctx, c, evt)
