@@ -218,7 +218,8 @@ func (c *Client) decryptRoomEvent(ctx context.Context, evt *event.Event) (*event
 	first := c.cfg.Encryption.KeyWait / 8
 	zerolog.Ctx(ctx).Debug().Stringer("session_id", content.SessionID).Msg("Waiting for room key")
 	if !mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, first) {
-		c.crypto.RequestSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, evt.Sender, content.DeviceID)
+		// No device: ask all of the sender's devices (and the bot's own).
+		c.crypto.RequestSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, evt.Sender, "")
 		if !mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, c.cfg.Encryption.KeyWait-first) {
 			return nil, fmt.Errorf("no room key for session %s after %s: %w", content.SessionID, c.cfg.Encryption.KeyWait, crypto.ErrNoSessionFound)
 		}

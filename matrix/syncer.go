@@ -182,7 +182,7 @@ func (s *syncer) collect(_ context.Context, evt *event.Event) {
 	}
 	source := evt.Mautrix.EventSource
 	switch {
-	case c.initial && !(evt.Type == event.StateMember && evt.GetStateKey() == s.userID.String()):
+	case c.initial && (evt.Type != event.StateMember || evt.GetStateKey() != s.userID.String()):
 		// The first sync brings history: only the bot's own memberships
 		// (pending invites, rooms it is in) are news.
 		return

@@ -188,4 +188,3 @@ func TestHealthReadiness(t *testing.T) {
 	ok, _ = as.Ready(now)
 	require.True(t, ok, "an appservice fed only by transactions is ready once logged in")
 }
-
