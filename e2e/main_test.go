@@ -209,3 +209,15 @@ func hasLine(text, prefix string) bool {
 	}
 	return false
 }
+
+// waitMetric waits until /metrics has a line (series and value).
+func waitMetric(t *testing.T, bot *testbed.Bot, line string) {
+	t.Helper()
+	var last string
+	err := testbed.WaitFor(ctxFor(t), func() (bool, error) {
+		metrics, err := bot.Metrics()
+		last = metrics
+		return err == nil && hasLine(metrics, line), nil
+	})
+	require.NoErrorf(t, err, "metric %q not reached:\n%s", line, last)
+}
