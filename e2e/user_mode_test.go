@@ -241,3 +241,28 @@ func countReplies(t *testing.T, u *testbed.User, room id.RoomID, bot id.UserID) 
 	}
 	return counts
 }
+
+// TestHealthWhileHomeserverUnreachable: the bot keeps trying to log in, says
+// why it is not ready, and still stops cleanly.
+func TestHealthWhileHomeserverUnreachable(t *testing.T) {
+	setup := newBotSetup(t, hs, "")
+	port, err := testbed.FreePort()
+	require.NoError(t, err)
+	down := &testbed.Dendrite{URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	setup.writeConfig(t, down, fmt.Sprintf("bot:\n  user_id: %q\n  password: %q\n", setup.UserID, setup.Password), "pickle-unreachable-0123456789", "")
+	bot, err := testbed.StartBot(botBinary, setup.Dir, setup.Config, setup.HTTPAddr, nil)
+	require.NoError(t, err)
+	var health *testbed.Health
+	require.NoError(t, testbed.WaitFor(ctxFor(t), func() (bool, error) {
+		h, code, err := bot.GetHealth()
+		if err != nil {
+			return false, nil // not listening yet
+		}
+		health = h
+		return code == http.StatusServiceUnavailable && strings.HasPrefix(h.Checks["matrix"], "not logged in"), nil
+	}))
+	require.False(t, health.Ready)
+	require.Contains(t, health.Checks["matrix"], "connection refused", "it says why")
+	stopBot(t, bot)
+	require.Contains(t, bot.Logs(), "retrying login")
+}

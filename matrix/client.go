@@ -116,6 +116,10 @@ func (c *Client) Encrypted() bool { return c.crypto != nil }
 // queues the events an earlier run left pending. It retries while the
 // homeserver cannot be reached, until ctx ends.
 func (c *Client) Start(ctx context.Context) error {
+	// Start retries on its own, reporting each failure to /health; mautrix's
+	// own retries would hide the first failure for half a minute.
+	retries := c.cli.DefaultHTTPRetries
+	c.cli.DefaultHTTPRetries = 0
 	delay := time.Second
 	for {
 		err := c.login(ctx)
@@ -134,6 +138,7 @@ func (c *Client) Start(ctx context.Context) error {
 		}
 		delay = min(delay*2, 30*time.Second)
 	}
+	c.cli.DefaultHTTPRetries = retries
 	log := c.log.With().Stringer("user_id", c.cli.UserID).Stringer("device_id", c.cli.DeviceID).Logger()
 
 	stateStore := sqlstatestore.NewSQLStateStore(c.store.DB(), dbutil.ZeroLogger(log.With().Str("db_section", "matrix_state").Logger()), false)

@@ -142,7 +142,8 @@ func (s *syncer) process(ctx context.Context, resp *mautrix.RespSync, since stri
 	var olmEvents []*event.Event
 	if s.olm != nil {
 		resp.ToDevice.Events = slices.DeleteFunc(resp.ToDevice.Events, func(evt *event.Event) bool {
-			if evt.Type == event.ToDeviceEncrypted {
+			// The class is not set yet: compare the type name.
+			if evt.Type.Type == event.ToDeviceEncrypted.Type {
 				olmEvents = append(olmEvents, evt)
 				return true
 			}
