@@ -105,6 +105,11 @@ func newBotSetup(t *testing.T, h *testbed.Dendrite, extra string) *botSetup {
 
 func (s *botSetup) writeConfig(t *testing.T, h *testbed.Dendrite, botSection, pickle, extra string) {
 	t.Helper()
+	require.NoError(t, writeBotConfig(s, h, botSection, pickle, "trace", extra))
+}
+
+// writeBotConfig writes the bot's config file for homeserver h.
+func writeBotConfig(s *botSetup, h *testbed.Dendrite, botSection, pickle, logLevel, extra string) error {
 	cfg := fmt.Sprintf(`homeserver:
   url: %s
 %sencryption:
@@ -114,10 +119,10 @@ database:
 http:
   listen: %s
 logging:
-  level: trace
+  level: %s
   format: json
-%s`, h.URL, botSection, pickle, filepath.Join(s.Dir, "voipbot.db"), s.HTTPAddr, extra)
-	require.NoError(t, os.WriteFile(s.Config, []byte(cfg), 0o600))
+%s`, h.URL, botSection, pickle, filepath.Join(s.Dir, "voipbot.db"), s.HTTPAddr, logLevel, extra)
+	return os.WriteFile(s.Config, []byte(cfg), 0o600)
 }
 
 // start runs the bot and waits until it is ready. The test fails if the bot

@@ -47,11 +47,16 @@ func (s *Store) CommitIntake(ctx context.Context, in *Intake) error {
 	}
 	return s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		for _, evt := range in.Events {
-			err := s.db.QueryRow(ctx, `
+			// LastInsertId rather than RETURNING: RETURNING makes SQLite keep
+			// a statement journal, which tripled the cost of a commit.
+			res, err := s.db.Exec(ctx, `
 				INSERT INTO event_inbox (queue, event_id, source, event, sender_device, decrypted, received_at, attempts)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, 0) RETURNING seq`,
+				VALUES ($1, $2, $3, $4, $5, $6, $7, 0)`,
 				evt.Queue, evt.EventID, evt.Source, string(evt.Event), evt.SenderDevice, evt.Decrypted, evt.ReceivedAt.UnixMilli(),
-			).Scan(&evt.Seq)
+			)
+			if err == nil {
+				evt.Seq, err = res.LastInsertId()
+			}
 			if err != nil {
 				return fmt.Errorf("storing event %s from %q: %w", evt.EventID, evt.Queue, err)
 			}

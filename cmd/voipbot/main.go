@@ -40,8 +40,9 @@ func cli(args, environ []string, stdout, stderr *os.File) int {
 	writeExample := flags.Bool("e", false, "write the example configuration to the path given after the flags (default: the -c path) and exit")
 	genRegistration := flags.Bool("g", false, "write the appservice registration file (appservice.registration) and exit")
 	showVersion := flags.Bool("v", false, "print the version and exit")
+	healthcheck := flags.Bool("healthcheck", false, "ask the running bot's /health (at http.listen) and exit 0 if it is ready (for container health checks)")
 	flags.Usage = func() {
-		_, _ = fmt.Fprintf(stderr, "Usage: voipbot [-c config.yaml] [-e [path] | -g | -v]\n\n")
+		_, _ = fmt.Fprintf(stderr, "Usage: voipbot [-c config.yaml] [-e [path] | -g | -healthcheck | -v]\n\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -90,6 +91,9 @@ func cli(args, environ []string, stdout, stderr *os.File) int {
 	}
 	if *genRegistration {
 		return registration(cfg, stdout, stderr)
+	}
+	if *healthcheck {
+		return checkHealth(cfg.HTTP.Listen, stdout, stderr)
 	}
 
 	log := newLogger(cfg.Logging, stderr)

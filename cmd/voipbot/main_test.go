@@ -1,8 +1,12 @@
 package main
 
 import (
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -95,4 +99,43 @@ encryption:
 	code, _, errOut = runCLI(t, dir, []string{"VOIPBOT_APPSERVICE_URL=not a url"}, "-g")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "appservice.url")
+}
+
+func TestHealthcheckFlag(t *testing.T) {
+	var ready atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		require.Equal(t, "/health", r.URL.Path)
+		if !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"ready":false}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"ready":true}`))
+	}))
+	defer srv.Close()
+	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(`
+homeserver:
+  url: https://hs.example.org
+bot:
+  user_id: "@voipbot:example.org"
+encryption:
+  pickle_key: 0123456789abcdef0123
+http:
+  listen: 0.0.0.0:`+port+`
+`), 0o600))
+	code, out, _ := runCLI(t, dir, nil, "-healthcheck")
+	require.Equal(t, 1, code)
+	require.Contains(t, out, `"ready":false`)
+	ready.Store(true)
+	code, _, _ = runCLI(t, dir, nil, "-healthcheck")
+	require.Equal(t, 0, code, "the wildcard listen address is reached on loopback")
+
+	srv.Close()
+	code, _, errOut := runCLI(t, dir, nil, "-healthcheck")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "not answering")
 }

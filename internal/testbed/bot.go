@@ -100,16 +100,30 @@ func (b *Bot) GetHealth() (*Health, int, error) {
 // WaitReady waits until /health says ready and returns how long that took
 // from the start of the process. It fails if the process exits first.
 func (b *Bot) WaitReady(ctx context.Context) (time.Duration, error) {
-	err := WaitFor(ctx, func() (bool, error) {
+	return b.waitReady(ctx, WaitFor)
+}
+
+// WaitReadyPrecisely is WaitReady polling every millisecond, for measuring
+// startup time rather than the polling interval.
+func (b *Bot) WaitReadyPrecisely(ctx context.Context) (time.Duration, error) {
+	return b.waitReady(ctx, func(ctx context.Context, cond func() (bool, error)) error {
+		return poll(ctx, time.Millisecond, time.Millisecond, cond)
+	})
+}
+
+func (b *Bot) waitReady(ctx context.Context, wait func(context.Context, func() (bool, error)) error) (time.Duration, error) {
+	var readyAt time.Time
+	err := wait(ctx, func() (bool, error) {
 		select {
 		case <-b.exited:
 			return false, fmt.Errorf("voipbot exited with code %d before it was ready:\n%s", b.exitCode, b.LogTail())
 		default:
 		}
 		h, _, err := b.GetHealth()
+		readyAt = time.Now()
 		return err == nil && h.Ready, nil
 	})
-	return time.Since(b.started), err
+	return readyAt.Sub(b.started), err
 }
 
 // Metrics fetches /metrics.

@@ -279,9 +279,13 @@ func writeMatrixKey(path string) error {
 
 // WaitFor polls cond until it reports true, fails, or ctx ends. It is for
 // conditions with no event to wait on (a process becoming ready, a row
-// appearing in another process's database); the interval starts at 10 ms.
+// appearing in another process's database); the interval starts at 10 ms
+// and backs off to 250 ms.
 func WaitFor(ctx context.Context, cond func() (bool, error)) error {
-	delay := 10 * time.Millisecond
+	return poll(ctx, 10*time.Millisecond, 250*time.Millisecond, cond)
+}
+
+func poll(ctx context.Context, delay, maxDelay time.Duration, cond func() (bool, error)) error {
 	for {
 		ok, err := cond()
 		if err != nil {
@@ -295,6 +299,6 @@ func WaitFor(ctx context.Context, cond func() (bool, error)) error {
 			return fmt.Errorf("condition not met: %w", ctx.Err())
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 250*time.Millisecond)
+		delay = min(delay*2, maxDelay)
 	}
 }

@@ -1,0 +1,40 @@
+# voipbot container image: a static, pure-Go binary on a distroless base.
+#
+#   docker build -t voipbot .
+#   docker run --rm -v voipbot-data:/data voipbot            # first start writes /data/config.yaml
+#   docker run -d --name voipbot -v voipbot-data:/data -p 29333:29333 voipbot
+#
+# /data holds config.yaml, registration.yaml (appservice mode) and voipbot.db.
+
+# Build stage: pinned Go toolchain; GOTOOLCHAIN=local keeps it from
+# downloading another one.
+FROM golang:1.26.8-bookworm AS build
+ENV GOTOOLCHAIN=local CGO_ENABLED=0
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+ARG COMMIT=unknown
+ARG BUILD_TIME=unknown
+RUN go build -tags goolm -trimpath \
+      -ldflags "-s -w -X main.Tag=${VERSION} -X main.Commit=${COMMIT} -X main.BuildTime=${BUILD_TIME}" \
+      -o /out/voipbot ./cmd/voipbot \
+ && mkdir -p /out/data
+
+# Runtime stage: no shell, no package manager; CA certificates and tzdata
+# only. Runs as the image's non-root user (65532).
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/voipbot /usr/local/bin/voipbot
+COPY --from=build --chown=65532:65532 /out/data /data
+WORKDIR /data
+USER 65532:65532
+VOLUME /data
+# Inside a container the listener must not be loopback-only. Override with
+# -e VOIPBOT_HTTP_LISTEN=… (the environment wins over the config file).
+ENV VOIPBOT_HTTP_LISTEN=0.0.0.0:29333
+EXPOSE 29333
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+  CMD ["/usr/local/bin/voipbot", "-c", "/data/config.yaml", "-healthcheck"]
+ENTRYPOINT ["/usr/local/bin/voipbot"]
+CMD ["-c", "/data/config.yaml"]
