@@ -74,6 +74,15 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Store, error) {
 			return nil, fmt.Errorf("creating database directory %s: %w", dir, err)
 		}
 	}
+	// The file holds the access token and the (pickled) encryption keys:
+	// create it private. SQLite gives its -wal and -shm files the same mode.
+	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening database %s: %w", cfg.Path, err)
+	}
+	if err = f.Close(); err != nil {
+		return nil, fmt.Errorf("opening database %s: %w", cfg.Path, err)
+	}
 	raw, err := sql.Open("sqlite", dsn(cfg.Path))
 	if err != nil {
 		return nil, fmt.Errorf("opening database %s: %w", cfg.Path, err)

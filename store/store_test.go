@@ -138,10 +138,15 @@ func TestConfigValidate(t *testing.T) {
 	require.NoError(t, Config{Path: "data/voipbot.db"}.Validate())
 }
 
-func TestOpenCreatesDirectory(t *testing.T) {
+func TestOpenCreatesPrivateFileAndDirectory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nested", "dir", "voipbot.db")
 	s, err := Open(context.Background(), Config{Path: path}, zerolog.Nop())
 	require.NoError(t, err)
+	require.NoError(t, s.PutAccount(context.Background(), &Account{UserID: "@bot:x", DeviceID: "D", AccessToken: "t", Homeserver: "h"}))
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		info, err := os.Stat(f)
+		require.NoError(t, err)
+		require.Equalf(t, os.FileMode(0o600), info.Mode().Perm(), "%s holds secrets", f)
+	}
 	require.NoError(t, s.Close())
-	require.FileExists(t, path)
 }
