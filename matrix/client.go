@@ -105,10 +105,6 @@ func (c *Client) DeviceID() id.DeviceID { return c.cli.DeviceID }
 // Health reports readiness for /health.
 func (c *Client) Health() *Health { return c.health }
 
-// Metrics are the client's Prometheus series, for components that count
-// errors in the same series.
-func (c *Client) Metrics() *Metrics { return c.metrics }
-
 // Encrypted reports whether end-to-end encryption is on.
 func (c *Client) Encrypted() bool { return c.crypto != nil }
 
@@ -212,7 +208,7 @@ func (c *Client) Stop(grace time.Duration) {
 }
 
 // decryptRoomEvent decrypts a Megolm event, waiting up to key_wait for its
-// room key (and asking the sender's devices for it half way).
+// room key (and asking the sender's devices for it after an eighth of that).
 func (c *Client) decryptRoomEvent(ctx context.Context, evt *event.Event) (*event.Event, error) {
 	decrypted, err := c.crypto.Decrypt(ctx, evt)
 	if !errors.Is(err, crypto.ErrNoSessionFound) {

@@ -183,9 +183,11 @@ func (s *syncer) collect(_ context.Context, evt *event.Event) {
 	}
 	source := evt.Mautrix.EventSource
 	switch {
-	case c.initial && (evt.Type != event.StateMember || evt.GetStateKey() != s.userID.String()):
-		// The first sync brings history: only the bot's own memberships
-		// (pending invites, rooms it is in) are news.
+	case c.initial && source&event.SourceToDevice == 0 &&
+		(evt.Type != event.StateMember || evt.GetStateKey() != s.userID.String()):
+		// The first sync brings room history: only the bot's own
+		// memberships (pending invites, rooms it is in) are news. To-device
+		// messages are never history: each is delivered once.
 		return
 	case source&event.SourceToDevice == 0 && evt.StateKey == nil && evt.Sender == s.userID:
 		// The bot's own echo: it knows what it sent.

@@ -188,3 +188,18 @@ func TestHealthReadiness(t *testing.T) {
 	ok, _ = as.Ready(now)
 	require.True(t, ok, "an appservice fed only by transactions is ready once logged in")
 }
+
+func TestInitialSyncKeepsToDeviceMessages(t *testing.T) {
+	s, _, rec := newTestSyncer(t)
+	toDevice := event.Type{Type: "org.voipbot.test", Class: event.ToDeviceEventType}
+	s.intake.on(toDevice, nil, func(_ context.Context, evt *Event) error { rec.all <- evt; return nil })
+	resp := &mautrix.RespSync{NextBatch: "s1"}
+	resp.ToDevice.Events = []*event.Event{syncEvent(t, map[string]any{"type": "org.voipbot.test", "sender": "@alice:x", "content": map[string]any{"n": 1}})}
+	require.NoError(t, s.ProcessResponse(context.Background(), resp, ""))
+	select {
+	case evt := <-rec.all:
+		require.Equal(t, toDevice, evt.Type)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a to-device message in the first sync was dropped")
+	}
+}
