@@ -29,6 +29,14 @@ func runCLI(t *testing.T, dir string, environ []string, args ...string) (int, st
 	return code, string(out), string(errOut)
 }
 
+// writeConfig writes a valid config.yaml into dir, with extra YAML appended.
+func writeConfig(t *testing.T, dir, extra string) {
+	t.Helper()
+	cfg := "homeserver:\n  url: https://hs.example.org\nbot:\n  user_id: \"@voipbot:example.org\"\n" +
+		"encryption:\n  pickle_key: 0123456789abcdef0123\n" + extra
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600))
+}
+
 func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, t.TempDir(), nil, "-v")
 	require.Equal(t, 0, code)
@@ -77,14 +85,7 @@ func TestInvalidFlagAndArguments(t *testing.T) {
 
 func TestGenerateRegistrationFlag(t *testing.T) {
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(`
-homeserver:
-  url: https://hs.example.org
-bot:
-  user_id: "@voipbot:example.org"
-encryption:
-  pickle_key: 0123456789abcdef0123
-`), 0o600))
+	writeConfig(t, dir, "")
 	code, out, errOut := runCLI(t, dir, nil, "-g")
 	require.Equalf(t, 0, code, "stderr: %s", errOut)
 	require.Contains(t, out, "registration.yaml")
@@ -117,16 +118,7 @@ func TestHealthcheckFlag(t *testing.T) {
 	require.NoError(t, err)
 
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(`
-homeserver:
-  url: https://hs.example.org
-bot:
-  user_id: "@voipbot:example.org"
-encryption:
-  pickle_key: 0123456789abcdef0123
-http:
-  listen: 0.0.0.0:`+port+`
-`), 0o600))
+	writeConfig(t, dir, "http:\n  listen: 0.0.0.0:"+port+"\n")
 	code, out, _ := runCLI(t, dir, nil, "-healthcheck")
 	require.Equal(t, 1, code)
 	require.Contains(t, out, `"ready":false`)
