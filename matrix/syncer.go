@@ -103,7 +103,7 @@ func (s *syncer) OnFailedSync(res *mautrix.RespSync, err error) (time.Duration, 
 // OnSync registers a handler of whole sync responses (the crypto machine's).
 // Such handlers do not see appservice transactions: a transaction is not a
 // sync response, and its empty key counts would read as "no one-time keys
-// left". takeCryptoFromTransaction feeds the machine from transactions.
+// left". transactionCrypto.apply feeds the machine from transactions.
 func (s *syncer) OnSync(h mautrix.SyncHandler) {
 	s.DefaultSyncer.OnSync(func(ctx context.Context, resp *mautrix.RespSync, since string) bool {
 		if ctx.Value(fromTransactionKey{}) != nil {
