@@ -14,7 +14,6 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/crypto"
-	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"maunium.net/go/mautrix/sqlstatestore"
@@ -33,7 +32,7 @@ type Client struct {
 	intake  *intake
 	syncer  *syncer
 	cli     *mautrix.Client
-	crypto  *cryptohelper.CryptoHelper
+	crypto  *olmCrypto               // nil without encryption
 	reg     *appservice.Registration // appservice mode only
 	started atomic.Bool              // Start finished: events may be taken in
 }
@@ -163,16 +162,15 @@ func (c *Client) Start(ctx context.Context) error {
 }
 
 func (c *Client) startCrypto(ctx context.Context) error {
-	helper, err := cryptohelper.NewCryptoHelper(c.cli, []byte(c.cfg.Encryption.PickleKey), c.store.DB())
+	oc, err := newOlmCrypto(ctx, c.cli, c.store.DB(), []byte(c.cfg.Encryption.PickleKey),
+		c.cli.StateStore.(crypto.StateStore), c.cli.Log.With().Str("component", "crypto").Logger())
 	if err != nil {
 		return fmt.Errorf("setting up encryption: %w", err)
 	}
-	if err = helper.Init(ctx); err != nil {
-		return fmt.Errorf("setting up encryption: %w", err)
-	}
-	c.crypto = helper
-	c.cli.Crypto = helper
-	c.syncer.olm = helper.Machine
+	oc.register(c.syncer)
+	c.crypto = oc
+	c.cli.Crypto = oc
+	c.syncer.olm = oc.mach
 	c.intake.decrypt = c.decryptRoomEvent
 	return nil
 }
@@ -215,7 +213,7 @@ func (c *Client) decryptRoomEvent(ctx context.Context, evt *event.Event) (*event
 		return decrypted, err
 	}
 	content := evt.Content.AsEncrypted()
-	mach := c.crypto.Machine()
+	mach := c.crypto.mach
 	first := c.cfg.Encryption.KeyWait / 8
 	zerolog.Ctx(ctx).Debug().Stringer("session_id", content.SessionID).Msg("Waiting for room key")
 	if !mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, first) {

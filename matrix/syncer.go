@@ -28,7 +28,7 @@ type syncer struct {
 	intake  *intake
 	metrics *Metrics
 	log     zerolog.Logger
-	olm     func() *crypto.OlmMachine // nil without encryption
+	olm     *crypto.OlmMachine // nil without encryption
 	health  *Health
 	// roomsFromSync is false for an appservice: its room events arrive as
 	// transactions, and /sync serves only to-device messages and key
@@ -78,17 +78,6 @@ func newSyncer(userID id.UserID, in *intake, m *Metrics, h *Health, log zerolog.
 	}
 	s.OnEvent(s.collect)
 	return s
-}
-
-// OnEventType registers a listener, except the crypto helper's decrypting
-// listener for encrypted room events: those are stored encrypted and
-// decrypted by their room's worker, which keeps them in order with the rest
-// of the room and can wait for a late key without stalling the sync loop.
-func (s *syncer) OnEventType(t event.Type, h mautrix.EventHandler) {
-	if t == event.EventEncrypted {
-		return
-	}
-	s.DefaultSyncer.OnEventType(t, h)
 }
 
 // OnFailedSync counts the failure and lets mautrix retry.
@@ -158,7 +147,7 @@ func (s *syncer) process(ctx context.Context, resp *mautrix.RespSync, since stri
 		return err
 	}
 	if txnCrypto != nil && s.olm != nil {
-		txnCrypto.apply(ctx, s.olm(), resp.ToDevice.Events)
+		txnCrypto.apply(ctx, s.olm, resp.ToDevice.Events)
 	}
 	for _, evt := range olmEvents {
 		s.takeOlm(ctx, c, evt)
@@ -234,7 +223,7 @@ func (s *syncer) takeOlm(ctx context.Context, c *collector, evt *event.Event) {
 		s.log.Warn().Err(err).Stringer("sender", evt.Sender).Msg("Dropping malformed encrypted to-device event")
 		return
 	}
-	decrypted := s.olm().HandleEncryptedEvent(ctx, evt)
+	decrypted := s.olm.HandleEncryptedEvent(ctx, evt)
 	if decrypted == nil {
 		return
 	}
