@@ -1,0 +1,358 @@
+package voip
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	opus = AudioCodecs[0].RTPCodecCapability
+	pcmu = AudioCodecs[1].RTPCodecCapability
+	vp8  = VideoCodecs[0].RTPCodecCapability
+)
+
+// call is a client connected to a bridge leg.
+type call struct {
+	client, leg *peer
+}
+
+func dial(t *testing.T, e *Engine, name string, clientOpts, legOpts SessionOptions, sends ...webrtc.RTPCodecCapability) *call {
+	t.Helper()
+	c := &call{
+		client: newPeer(t, e, name+"-client", clientOpts, sends...),
+		leg:    newPeer(t, e, name, legOpts),
+	}
+	connect(t, c.client, c.leg)
+	return c
+}
+
+func (c *call) close(t *testing.T) {
+	c.client.close(t)
+	c.leg.close(t)
+}
+
+func audioOnly() SessionOptions { return SessionOptions{Video: []Codec{}} }
+
+func TestBridgeForwardsBothWaysRewritingForEachLeg(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
+	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
+	br := NewBridge("ab", zerolog.Nop())
+	require.NoError(t, br.Add(a.leg.s))
+	require.NoError(t, br.Add(b.leg.s))
+
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 50, 960)
+	got := readN(t, waitTrack(t, b.client), 50)
+	bOut := b.leg.out[webrtc.RTPCodecTypeAudio]
+	for i, r := range got {
+		require.Equal(t, byte(i), r.payload[0], "payloads arrive unchanged and in order")
+		require.Equal(t, bOut.ssrc, r.h.SSRC, "SSRC of the receiving leg's sender")
+		require.Equal(t, bOut.pt, r.h.PayloadType)
+		if i > 0 {
+			require.Equal(t, got[i-1].h.SequenceNumber+1, r.h.SequenceNumber)
+			require.Equal(t, got[i-1].h.Timestamp+960, r.h.Timestamp)
+		}
+	}
+
+	send(t, b.client.out[webrtc.RTPCodecTypeAudio], 0, 20, 960)
+	back := readN(t, waitTrack(t, a.client), 20)
+	require.Equal(t, byte(19), back[19].payload[0], "and the other way")
+
+	st := b.leg.s.Stats()
+	require.Len(t, st.Outbound, 1)
+	require.EqualValues(t, 50, st.Outbound[0].Packets)
+	require.EqualValues(t, 20, st.Inbound[0].Packets)
+
+	a.close(t)
+	b.close(t)
+	require.NoError(t, br.Close())
+}
+
+// TestSourceSwitchKeepsStreamContinuous: when the leg a receiver hears is
+// switched, and when that leg is replaced, the receiver's sequence numbers
+// and timestamps go on without a jump.
+func TestSourceSwitchKeepsStreamContinuous(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
+	c := dial(t, e, "c", audioOnly(), audioOnly(), opus)
+	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
+	br := NewBridge("abc", zerolog.Nop())
+	for _, l := range []*call{a, c, b} {
+		require.NoError(t, br.Add(l.leg.s))
+	}
+
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 10, 960)
+	bTrack := waitTrack(t, b.client)
+	first := readN(t, bTrack, 10)
+	require.Equal(t, byte(9), first[9].payload[0], "b hears a, the first leg")
+
+	// c starts talking (its own numbering is unrelated to a's), and is
+	// selected. c's first packet may reach the bridge before or after the
+	// switch: b gets c's packets from the switch on, continuing a's numbers.
+	send(t, c.client.out[webrtc.RTPCodecTypeAudio], 100, 1, 480)
+	cTrack := waitTrackOn(t, c.leg.s)
+	require.NoError(t, br.Select(cTrack))
+	send(t, c.client.out[webrtc.RTPCodecTypeAudio], 101, 10, 480)
+	var switched []received
+	for len(switched) == 0 || switched[len(switched)-1].payload[0] != 110 {
+		switched = append(switched, readN(t, bTrack, 1)...)
+	}
+	require.GreaterOrEqual(t, switched[0].payload[0], byte(100), "b hears only c after the switch")
+	require.Equal(t, first[9].h.SequenceNumber+1, switched[0].h.SequenceNumber, "sequence continues across the switch")
+	require.Greater(t, int32(switched[0].h.Timestamp-first[9].h.Timestamp), int32(0), "timestamps go forward")
+	require.Equal(t, first[9].h.SSRC, switched[0].h.SSRC)
+	for i := 1; i < len(switched); i++ {
+		require.Equal(t, switched[i-1].h.SequenceNumber+1, switched[i].h.SequenceNumber)
+		require.Equal(t, switched[i-1].h.Timestamp+480, switched[i].h.Timestamp)
+	}
+
+	// c's leg is replaced by a new leg d: b's stream continues again.
+	br.Remove(c.leg.s)
+	c.close(t)
+	d := dial(t, e, "d", audioOnly(), audioOnly(), opus)
+	require.NoError(t, br.Add(d.leg.s))
+	br.Remove(a.leg.s) // only d is left to hear
+	send(t, d.client.out[webrtc.RTPCodecTypeAudio], 200, 5, 960)
+	replaced := readN(t, bTrack, 5)
+	require.Equal(t, byte(200), replaced[0].payload[0])
+	require.Equal(t, switched[len(switched)-1].h.SequenceNumber+1, replaced[0].h.SequenceNumber)
+
+	for _, l := range []*call{a, b, d} {
+		l.close(t)
+	}
+	require.NoError(t, br.Close())
+}
+
+// waitTrackOn returns the bridge's inbound track from a leg once it exists.
+func waitTrackOn(t *testing.T, leg Leg) *InboundTrack {
+	t.Helper()
+	got := make(chan *InboundTrack, 1)
+	leg.OnInbound(func(tr *InboundTrack) {
+		select {
+		case got <- tr:
+		default:
+		}
+	})
+	select {
+	case tr := <-got:
+		return tr
+	case <-time.After(15 * time.Second):
+		t.Fatal("no inbound track")
+		return nil
+	}
+}
+
+func TestMuteStopsForwardingIntoALegOnly(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
+	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
+	br := NewBridge("ab", zerolog.Nop())
+	require.NoError(t, br.Add(a.leg.s))
+	require.NoError(t, br.Add(b.leg.s))
+
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 5, 960)
+	bTrack := waitTrack(t, b.client)
+	readN(t, bTrack, 5)
+
+	br.SetReceiving(b.leg.s, false)
+	seen := &seenTap{ch: make(chan byte, 100)}
+	br.Tap(a.leg.s, seen)
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 5, 20, 960)
+	seen.waitFor(t, 24) // the bridge has handled everything sent while muted
+	// b, on hold, still sends: a hears it while b hears nothing.
+	send(t, b.client.out[webrtc.RTPCodecTypeAudio], 0, 3, 960)
+	readN(t, waitTrack(t, a.client), 3)
+	br.SetReceiving(b.leg.s, true)
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 25, 3, 960)
+	resumed := readN(t, bTrack, 3)
+	require.Equal(t, byte(25), resumed[0].payload[0], "nothing sent while muted reached b")
+
+	a.close(t)
+	b.close(t)
+	require.NoError(t, br.Close())
+}
+
+// TestKeyframeRequestCrossesTheBridge: a PLI from the receiving client
+// reaches the sending client as a PLI for its own stream.
+func TestKeyframeRequestCrossesTheBridge(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	videoOnly := SessionOptions{Audio: []Codec{AudioCodecs[0]}}
+	a := dial(t, e, "a", videoOnly, videoOnly, vp8)
+	b := dial(t, e, "b", videoOnly, videoOnly, vp8)
+	plis := make(chan struct{}, 10)
+	a.client.out[webrtc.RTPCodecTypeVideo].OnKeyframeRequest(func() { plis <- struct{}{} })
+	a.leg.s.pliInterval = 0 // every request is passed on; the rate limit is tested on its own
+	br := NewBridge("ab", zerolog.Nop())
+	require.NoError(t, br.Add(a.leg.s))
+	require.NoError(t, br.Add(b.leg.s))
+	send(t, a.client.out[webrtc.RTPCodecTypeVideo], 0, 3, 3000)
+	bTrack := waitTrack(t, b.client)
+	readN(t, bTrack, 3)
+	waitPLI := func(what string) {
+		t.Helper()
+		select {
+		case <-plis:
+		case <-time.After(10 * time.Second):
+			t.Fatal(what)
+		}
+	}
+	waitPLI("the bridge did not ask for a keyframe when b started watching")
+
+	require.NoError(t, b.client.s.PeerConnection().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: bTrack.ssrc}}))
+	waitPLI("b's keyframe request did not reach the sender")
+	a.close(t)
+	b.close(t)
+	require.NoError(t, br.Close())
+}
+
+// TestNoCommonCodecFailsLoudly: a leg that negotiated only PCMU cannot take
+// Opus; the bridge says so instead of sending garbage.
+func TestNoCommonCodecFailsLoudly(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
+	pcmuOnly := SessionOptions{Audio: []Codec{AudioCodecs[1]}, Video: []Codec{}}
+	b := dial(t, e, "b", pcmuOnly, audioOnly(), pcmu)
+	errs := make(chan error, 10)
+	br := NewBridge("ab", zerolog.Nop(), OnError(func(err error) { errs <- err }))
+	require.NoError(t, br.Add(a.leg.s))
+	require.NoError(t, br.Add(b.leg.s))
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 1, 960)
+	var err error
+	select {
+	case err = <-errs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the bridge did not report the codec mismatch")
+	}
+	var nc *NoCommonCodecError
+	require.True(t, errors.As(err, &nc))
+	require.Contains(t, err.Error(), "no common audio codec: the source sends opus/48000/2")
+	require.Contains(t, err.Error(), "leg b takes only PCMU/8000")
+
+	_, err = ChooseCodec(webrtc.RTPCodecTypeAudio, []webrtc.RTPCodecCapability{opus}, "b", []webrtc.RTPCodecCapability{pcmu, AudioCodecs[2].RTPCodecCapability})
+	require.ErrorAs(t, err, &nc)
+	chosen, err := ChooseCodec(webrtc.RTPCodecTypeAudio, []webrtc.RTPCodecCapability{opus, pcmu}, "b", []webrtc.RTPCodecCapability{pcmu})
+	require.NoError(t, err)
+	require.Equal(t, pcmu.MimeType, chosen.MimeType)
+	a.close(t)
+	b.close(t)
+	require.NoError(t, br.Close())
+}
+
+func TestEchoSendsALegItsOwnMedia(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
+	br := NewBridge("echo", zerolog.Nop(), Echo())
+	require.NoError(t, br.Add(a.leg.s))
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 10, 960)
+	got := readN(t, waitTrack(t, a.client), 10)
+	require.Equal(t, byte(9), got[9].payload[0])
+	a.close(t)
+	require.NoError(t, br.Close())
+}
+
+func TestDTMFAcrossTheBridge(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
+	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
+	br := NewBridge("ab", zerolog.Nop())
+	tones := make(chan DTMF, 10)
+	br.Tap(nil, NewDTMFDetector(func(d DTMF) { tones <- d }))
+	require.NoError(t, br.Add(a.leg.s))
+	require.NoError(t, br.Add(b.leg.s))
+
+	// Audio first, so the bridge has a's track; then a sends tones.
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 2, 960)
+	bTrack := waitTrack(t, b.client)
+	require.NoError(t, SendDTMF(ctx(t), a.client.out[webrtc.RTPCodecTypeAudio], "1#", DTMFOptions{Duration: 60 * time.Millisecond, Gap: 20 * time.Millisecond}))
+	for _, want := range "1#" {
+		select {
+		case d := <-tones:
+			require.Equal(t, want, d.Digit)
+			require.Equal(t, "a", d.Leg)
+			require.InDelta(t, 60*time.Millisecond, d.Duration, float64(25*time.Millisecond))
+		case <-time.After(10 * time.Second):
+			t.Fatal("tone not detected")
+		}
+	}
+
+	// b's client gets the events too, with b's own telephone-event type.
+	require.NotZero(t, bTrack.DTMFPayloadType)
+	clientTones := make(chan DTMF, 10)
+	clientDetector := NewDTMFDetector(func(d DTMF) { clientTones <- d })
+	for len(clientTones) == 0 {
+		r := readN(t, bTrack, 1)[0]
+		clientDetector.Packet(bTrack, &r.h, r.payload)
+	}
+	require.Equal(t, '1', (<-clientTones).Digit)
+	a.close(t)
+	b.close(t)
+	require.NoError(t, br.Close())
+}
+
+func TestSendDTMFRejectsBadInput(t *testing.T) {
+	o := NewOutboundTrack(opus, "x", "x")
+	require.ErrorContains(t, SendDTMF(ctx(t), o, "12x", DTMFOptions{}), `"x" is not a DTMF digit`)
+	require.ErrorContains(t, SendDTMF(ctx(t), o, "1", DTMFOptions{Volume: 99}), "volume")
+}
+
+// TestKeyframeRequestsAreRateLimited: requests within the interval are
+// absorbed (one keyframe serves them all), later ones go out again.
+func TestKeyframeRequestsAreRateLimited(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	videoOnly := SessionOptions{Audio: []Codec{AudioCodecs[0]}}
+	a := dial(t, e, "a", videoOnly, videoOnly, vp8)
+	plis := make(chan struct{}, 10)
+	a.client.out[webrtc.RTPCodecTypeVideo].OnKeyframeRequest(func() { plis <- struct{}{} })
+	send(t, a.client.out[webrtc.RTPCodecTypeVideo], 0, 1, 3000)
+	in := waitTrackOn(t, a.leg.s)
+	a.leg.s.pliInterval = time.Hour
+	in.RequestKeyframe()
+	in.RequestKeyframe()
+	in.RequestKeyframe()
+	<-plis
+	a.leg.s.lastPLI.Range(func(k, _ any) bool { // as if the interval had passed
+		a.leg.s.lastPLI.Store(k, time.Now().Add(-2*time.Hour))
+		return true
+	})
+	in.RequestKeyframe()
+	<-plis
+	// RTCP of one connection arrives in order: had the second or third
+	// request gone out, its PLI would have come before the last one.
+	require.Empty(t, plis, "three requests in one interval make one PLI")
+	a.close(t)
+}
+
+// seenTap reports the first payload byte of each packet it sees.
+type seenTap struct{ ch chan byte }
+
+func (s *seenTap) Packet(_ *InboundTrack, _ *rtp.Header, payload []byte) { s.ch <- payload[0] }
+func (s *seenTap) Close() error                                          { return nil }
+
+func (s *seenTap) waitFor(t *testing.T, b byte) {
+	t.Helper()
+	for {
+		select {
+		case got := <-s.ch:
+			if got == b {
+				return
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("packet %d never reached the bridge", b)
+		}
+	}
+}

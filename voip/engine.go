@@ -1,0 +1,206 @@
+package voip
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/stats"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v4"
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/voipbot/voipbot/internal/pionlog"
+)
+
+// Engine builds the pion API of each session from the media config. It is
+// the only place pion is configured.
+type Engine struct {
+	cfg    Config
+	log    zerolog.Logger
+	udpMux *ice.MultiUDPMuxDefault // shared by all sessions when udp_mux_port is set
+	net    transport.Net           // nil: the host's network
+}
+
+// EngineOption changes how an Engine reaches the network.
+type EngineOption func(*Engine)
+
+// WithNet makes sessions use a virtual network (pion vnet) instead of the
+// host's: for impairment tests.
+func WithNet(n transport.Net) EngineOption { return func(e *Engine) { e.net = n } }
+
+// NewEngine prepares sessions with cfg. With udp_mux_port set it binds that
+// port now: every session shares it.
+func NewEngine(cfg Config, log zerolog.Logger, opts ...EngineOption) (*Engine, error) {
+	e := &Engine{cfg: cfg, log: log}
+	for _, opt := range opts {
+		opt(e)
+	}
+	if cfg.UDPMuxPort != 0 {
+		muxOpts := []ice.UDPMuxFromPortOption{
+			ice.UDPMuxFromPortWithLogger(pionlog.Factory{Log: log}.NewLogger("udpmux")),
+			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6),
+			ice.UDPMuxFromPortWithInterfaceFilter(e.interfaceAllowed),
+		}
+		if cfg.IncludeLoopback {
+			muxOpts = append(muxOpts, ice.UDPMuxFromPortWithLoopback())
+		}
+		if e.net != nil {
+			muxOpts = append(muxOpts, ice.UDPMuxFromPortWithNet(e.net))
+		}
+		mux, err := ice.NewMultiUDPMuxFromPort(int(cfg.UDPMuxPort), muxOpts...)
+		if err != nil {
+			return nil, fmt.Errorf("media.udp_mux_port: listening on UDP port %d: %w", cfg.UDPMuxPort, err)
+		}
+		e.udpMux = mux
+	}
+	return e, nil
+}
+
+// Close releases the shared UDP port.
+func (e *Engine) Close() error {
+	if e.udpMux != nil {
+		return e.udpMux.Close()
+	}
+	return nil
+}
+
+func (e *Engine) interfaceAllowed(name string) bool {
+	return len(e.cfg.Interfaces) == 0 || slices.Contains(e.cfg.Interfaces, name)
+}
+
+// Interceptors chooses the RTP/RTCP processing of a session. The zero value
+// is the full set a call leg needs; a bridge may drop what it does not use.
+type Interceptors struct {
+	NoNACK    bool // NACK generator (receive side) and responder (send side), video only
+	NoReports bool // RTCP sender and receiver reports
+	NoTWCC    bool // transport-wide congestion control feedback
+	NoStats   bool // per-stream statistics for GetStats
+}
+
+// SessionOptions restrict what one session negotiates.
+type SessionOptions struct {
+	// Audio and Video are the formats offered or accepted, in order of
+	// preference; nil means all of AudioCodecs or VideoCodecs. A non-nil
+	// empty Video means no video. Restricting a session to the format its
+	// bridge partner uses is how a bridge avoids transcoding.
+	Audio, Video []Codec
+	Interceptors Interceptors
+	ICEServers   []webrtc.ICEServer
+}
+
+// newAPI builds a fresh MediaEngine, interceptor registry and setting engine
+// for one session: pion's interceptors keep per-connection state.
+func (e *Engine) newAPI(opts SessionOptions, onStats func(stats.Getter)) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	audio := opts.Audio
+	if audio == nil {
+		audio = AudioCodecs
+	}
+	video := opts.Video
+	if video == nil {
+		video = VideoCodecs
+	}
+	for _, c := range audio {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("registering %s: %w", c.MimeType, err)
+		}
+	}
+	for _, d := range DTMFCodecs {
+		if hasClock(audio, d.ClockRate) {
+			if err := me.RegisterCodec(d, webrtc.RTPCodecTypeAudio); err != nil {
+				return nil, fmt.Errorf("registering %s: %w", d.MimeType, err)
+			}
+		}
+	}
+	for _, c := range video {
+		if err := me.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("registering %s: %w", c.MimeType, err)
+		}
+	}
+
+	ir := &interceptor.Registry{}
+	lf := pionlog.Factory{Log: e.log}
+	in := opts.Interceptors
+	if !in.NoNACK {
+		gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		resp, err := nack.NewResponderInterceptor(nack.WithResponderLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		ir.Add(resp)
+		ir.Add(gen)
+	}
+	if !in.NoReports {
+		recv, err := report.NewReceiverInterceptor(report.WithReceiverLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		send, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		ir.Add(recv)
+		ir.Add(send)
+	}
+	if !in.NoStats {
+		st, err := stats.NewInterceptor(stats.WithLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		st.OnNewPeerConnection(func(_ string, g stats.Getter) { onStats(g) })
+		ir.Add(st)
+	}
+	if !in.NoTWCC {
+		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+				return nil, err
+			}
+		}
+		tw, err := twcc.NewSenderInterceptor(twcc.WithLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		ir.Add(tw)
+	}
+
+	se := webrtc.SettingEngine{LoggerFactory: lf}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled) // a server needs no mDNS socket per call
+	se.SetICETimeouts(e.cfg.ICEDisconnected, e.cfg.ICEFailed, e.cfg.ICEKeepalive)
+	se.SetInterfaceFilter(e.interfaceAllowed)
+	se.SetIncludeLoopbackCandidate(e.cfg.IncludeLoopback)
+	if e.net != nil {
+		se.SetNet(e.net)
+	}
+	switch {
+	case e.udpMux != nil:
+		se.SetICEUDPMux(e.udpMux)
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	case e.cfg.UDPPortMin != 0:
+		if err := se.SetEphemeralUDPPortRange(e.cfg.UDPPortMin, e.cfg.UDPPortMax); err != nil {
+			return nil, fmt.Errorf("media.udp_port_min/max: %w", err)
+		}
+	}
+	if len(e.cfg.PublicIPs) > 0 {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        e.cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return nil, fmt.Errorf("media.public_ips: %w", err)
+		}
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+func hasClock(codecs []Codec, rate uint32) bool {
+	return slices.ContainsFunc(codecs, func(c Codec) bool { return c.ClockRate == rate })
+}

@@ -1,0 +1,510 @@
+package voip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor/pkg/stats"
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+)
+
+// Handler receives a session's events. Calls come one at a time, in order,
+// from a goroutine of the session's own (never from a pion callback), so a
+// handler may call the session's methods.
+type Handler interface {
+	// OnLocalCandidates hands out local ICE candidates not yet in a
+	// description the session returned, in batches (see SetCandidateBatch);
+	// done marks the end of gathering and may come with an empty batch.
+	OnLocalCandidates(candidates []webrtc.ICECandidateInit, done bool)
+	// OnTrack reports a new inbound track.
+	OnTrack(track *InboundTrack)
+	// OnConnectionState reports the connection state.
+	OnConnectionState(state webrtc.PeerConnectionState)
+	// OnNegotiationNeeded says a local change needs a new offer.
+	OnNegotiationNeeded()
+}
+
+// UnimplementedHandler ignores every event; embed it to handle only some.
+type UnimplementedHandler struct{}
+
+// OnLocalCandidates implements Handler.
+func (UnimplementedHandler) OnLocalCandidates([]webrtc.ICECandidateInit, bool) {}
+
+// OnTrack implements Handler.
+func (UnimplementedHandler) OnTrack(*InboundTrack) {}
+
+// OnConnectionState implements Handler.
+func (UnimplementedHandler) OnConnectionState(webrtc.PeerConnectionState) {}
+
+// OnNegotiationNeeded implements Handler.
+func (UnimplementedHandler) OnNegotiationNeeded() {}
+
+// Session is one WebRTC PeerConnection. Every change to it (descriptions,
+// candidates, tracks, ICE restarts) runs on one ordered operation queue, so
+// signalling that arrives out of order from several goroutines is applied in
+// the order it was posted. A Session is a Leg.
+type Session struct {
+	id      string
+	log     zerolog.Logger
+	pc      *webrtc.PeerConnection
+	ops     *opQueue
+	events  *opQueue
+	handler Handler
+	stats   atomic.Pointer[stats.Getter]
+
+	// Touched only on the op queue.
+	remoteSet      bool
+	pendingRemote  []webrtc.ICECandidateInit
+	described      map[string]bool // local candidates already in a returned description
+	localReleased  bool            // a local description was returned: trickle may start
+	localPending   []webrtc.ICECandidateInit
+	gatheringDone  bool
+	batchDelay     time.Duration
+	batchTimer     *time.Timer
+	gatherComplete chan struct{}
+
+	mu        sync.Mutex // guards the fields below, read by other goroutines
+	inbound   []*InboundTrack
+	outbound  []*OutboundTrack
+	listeners []func(*InboundTrack)
+	closed    bool
+	done      chan struct{}
+	routines  sync.WaitGroup
+
+	lastPLI     sync.Map // SSRC -> time.Time of the last keyframe request sent
+	pliInterval time.Duration
+}
+
+// defaultPLIInterval bounds keyframe requests per stream: a bridge passes on
+// every receiver's request, and one keyframe serves them all.
+const defaultPLIInterval = 250 * time.Millisecond
+
+var _ Leg = (*Session)(nil)
+
+// NewSession creates a PeerConnection with the engine's settings and opts.
+// Events go to h (which may be nil).
+func (e *Engine) NewSession(id string, h Handler, opts SessionOptions) (*Session, error) {
+	if h == nil {
+		h = UnimplementedHandler{}
+	}
+	s := &Session{
+		id:             id,
+		log:            e.log.With().Str("leg", id).Logger(),
+		ops:            newOpQueue(),
+		events:         newOpQueue(),
+		handler:        h,
+		described:      map[string]bool{},
+		gatherComplete: make(chan struct{}),
+		done:           make(chan struct{}),
+		pliInterval:    defaultPLIInterval,
+	}
+	api, err := e.newAPI(opts, func(g stats.Getter) { s.stats.Store(&g) })
+	if err != nil {
+		s.ops.close()
+		s.events.close()
+		return nil, err
+	}
+	s.pc, err = api.NewPeerConnection(webrtc.Configuration{ICEServers: opts.ICEServers})
+	if err != nil {
+		s.ops.close()
+		s.events.close()
+		return nil, fmt.Errorf("creating peer connection: %w", err)
+	}
+	// pion callbacks only post to the queues: they must never block.
+	s.pc.OnICECandidate(func(c *webrtc.ICECandidate) { s.ops.post(func() { s.localCandidate(c) }) })
+	s.pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { s.ops.post(func() { s.addInbound(t, r) }) })
+	s.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		s.events.post(func() { s.handler.OnConnectionState(st) })
+		if st == webrtc.PeerConnectionStateClosed || st == webrtc.PeerConnectionStateFailed {
+			s.markDone()
+		}
+	})
+	s.pc.OnNegotiationNeeded(func() { s.events.post(s.handler.OnNegotiationNeeded) })
+	return s, nil
+}
+
+// ID implements Leg.
+func (s *Session) ID() string { return s.id }
+
+// PeerConnection is the underlying connection, for tests and stats.
+func (s *Session) PeerConnection() *webrtc.PeerConnection { return s.pc }
+
+// SetCandidateBatch sets how long local candidates collect before they are
+// handed out together (0: each as it is found). Matrix trickles in batches.
+func (s *Session) SetCandidateBatch(ctx context.Context, d time.Duration) error {
+	return s.ops.do(ctx, func() error {
+		s.batchDelay = d
+		return nil
+	})
+}
+
+// OfferOptions change an offer.
+type OfferOptions struct {
+	ICERestart bool
+	// GatherWait is how long to let candidates gather into the description
+	// before returning it; the rest trickle.
+	GatherWait time.Duration
+}
+
+// CreateOffer makes an offer, sets it as the local description and returns
+// it, with the candidates gathered within opts.GatherWait.
+func (s *Session) CreateOffer(ctx context.Context, opts OfferOptions) (webrtc.SessionDescription, error) {
+	var desc webrtc.SessionDescription
+	err := s.ops.do(ctx, func() error {
+		offer, err := s.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: opts.ICERestart})
+		if err != nil {
+			return fmt.Errorf("creating offer: %w", err)
+		}
+		if err = s.pc.SetLocalDescription(offer); err != nil {
+			return fmt.Errorf("setting local offer: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return desc, err
+	}
+	return s.describeLocal(ctx, opts.GatherWait)
+}
+
+// CreateAnswer answers the remote offer, sets the answer as the local
+// description and returns it, with the candidates gathered within
+// gatherWait.
+func (s *Session) CreateAnswer(ctx context.Context, gatherWait time.Duration) (webrtc.SessionDescription, error) {
+	err := s.ops.do(ctx, func() error {
+		answer, err := s.pc.CreateAnswer(nil)
+		if err != nil {
+			return fmt.Errorf("creating answer: %w", err)
+		}
+		if err = s.pc.SetLocalDescription(answer); err != nil {
+			return fmt.Errorf("setting local answer: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return webrtc.SessionDescription{}, err
+	}
+	return s.describeLocal(ctx, gatherWait)
+}
+
+// describeLocal waits up to wait for gathering, then returns the local
+// description and releases later candidates to trickle.
+func (s *Session) describeLocal(ctx context.Context, wait time.Duration) (webrtc.SessionDescription, error) {
+	if wait > 0 {
+		var complete chan struct{}
+		if err := s.ops.do(ctx, func() error { complete = s.gatherComplete; return nil }); err != nil {
+			return webrtc.SessionDescription{}, err
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-complete:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+	}
+	var desc webrtc.SessionDescription
+	err := s.ops.do(ctx, func() error {
+		local := s.pc.LocalDescription()
+		if local == nil {
+			return errors.New("no local description")
+		}
+		desc = *local
+		for line := range strings.SplitSeq(desc.SDP, "\n") {
+			if c, ok := strings.CutPrefix(strings.TrimSpace(line), "a="); ok && strings.HasPrefix(c, "candidate:") {
+				s.described[c] = true
+			}
+		}
+		s.localPending = slices.DeleteFunc(s.localPending, func(c webrtc.ICECandidateInit) bool { return s.described[c.Candidate] })
+		s.localReleased = true
+		s.scheduleLocal()
+		return nil
+	})
+	return desc, err
+}
+
+// SetRemoteDescription applies the remote offer or answer, then the remote
+// candidates that arrived before it.
+func (s *Session) SetRemoteDescription(ctx context.Context, desc webrtc.SessionDescription) error {
+	return s.ops.do(ctx, func() error {
+		if err := s.pc.SetRemoteDescription(desc); err != nil {
+			return fmt.Errorf("setting remote %s: %w", desc.Type, err)
+		}
+		s.remoteSet = true
+		pending := s.pendingRemote
+		s.pendingRemote = nil
+		for _, c := range pending {
+			if err := s.pc.AddICECandidate(c); err != nil {
+				s.log.Debug().Err(err).Str("candidate", c.Candidate).Msg("Ignoring remote candidate")
+			}
+		}
+		return nil
+	})
+}
+
+// Rollback abandons a local offer (glare: the other side's offer wins).
+func (s *Session) Rollback(ctx context.Context) error {
+	return s.ops.do(ctx, func() error {
+		return s.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
+	})
+}
+
+// AddRemoteCandidates adds remote candidates, keeping them until the remote
+// description is set. An empty candidate (end of candidates) is skipped.
+func (s *Session) AddRemoteCandidates(ctx context.Context, candidates []webrtc.ICECandidateInit) error {
+	return s.ops.do(ctx, func() error {
+		for _, c := range candidates {
+			if strings.TrimSpace(c.Candidate) == "" {
+				continue
+			}
+			if !s.remoteSet {
+				s.pendingRemote = append(s.pendingRemote, c)
+				continue
+			}
+			if err := s.pc.AddICECandidate(c); err != nil {
+				// A bad candidate must not fail the others.
+				s.log.Debug().Err(err).Str("candidate", c.Candidate).Msg("Ignoring remote candidate")
+			}
+		}
+		return nil
+	})
+}
+
+// RestartICE makes an offer with new ICE credentials.
+func (s *Session) RestartICE(ctx context.Context, gatherWait time.Duration) (webrtc.SessionDescription, error) {
+	s.ops.post(func() {
+		s.gatheringDone = false
+		s.described = map[string]bool{}
+		s.localReleased = false
+		s.gatherComplete = make(chan struct{})
+	})
+	return s.CreateOffer(ctx, OfferOptions{ICERestart: true, GatherWait: gatherWait})
+}
+
+// localCandidate runs on the op queue for each gathered candidate, and once
+// with nil when gathering completes.
+func (s *Session) localCandidate(c *webrtc.ICECandidate) {
+	if c == nil {
+		s.gatheringDone = true
+		select {
+		case <-s.gatherComplete:
+		default:
+			close(s.gatherComplete)
+		}
+	} else if init := c.ToJSON(); !s.described[init.Candidate] {
+		s.localPending = append(s.localPending, init)
+	}
+	s.scheduleLocal()
+}
+
+// scheduleLocal hands out pending local candidates once a description was
+// returned: at once at the end of gathering or without batching, else when
+// the batch interval has passed.
+func (s *Session) scheduleLocal() {
+	switch {
+	case !s.localReleased:
+	case s.gatheringDone:
+		s.handOutLocal(true)
+	case len(s.localPending) == 0:
+	case s.batchDelay == 0:
+		s.handOutLocal(false)
+	case s.batchTimer == nil:
+		s.batchTimer = time.AfterFunc(s.batchDelay, func() {
+			s.ops.post(func() {
+				s.batchTimer = nil
+				if s.localReleased && len(s.localPending) > 0 {
+					s.handOutLocal(false)
+				}
+			})
+		})
+	}
+}
+
+func (s *Session) handOutLocal(done bool) {
+	batch := s.localPending
+	s.localPending = nil
+	for _, c := range batch {
+		s.described[c.Candidate] = true
+	}
+	if done {
+		// The end of candidates is reported once per gathering.
+		s.gatheringDone = false
+		s.localReleased = false
+		if s.batchTimer != nil {
+			s.batchTimer.Stop()
+			s.batchTimer = nil
+		}
+	}
+	s.events.post(func() { s.handler.OnLocalCandidates(batch, done) })
+}
+
+// AddOutbound adds a track the session sends. Before an offer it adds a
+// new transceiver; after a remote offer it takes the offer's transceiver of
+// the same kind.
+func (s *Session) AddOutbound(ctx context.Context, track *OutboundTrack) error {
+	return s.ops.do(ctx, func() error {
+		sender, err := s.pc.AddTrack(track)
+		if err != nil {
+			return fmt.Errorf("adding %s track: %w", track.Kind(), err)
+		}
+		s.mu.Lock()
+		s.outbound = append(s.outbound, track)
+		s.mu.Unlock()
+		s.routines.Add(1)
+		go s.drainRTCP(sender, track)
+		return nil
+	})
+}
+
+// AddReceiver asks to receive a kind of media without sending any (a
+// recvonly transceiver), for offers from a leg that only listens.
+func (s *Session) AddReceiver(ctx context.Context, kind webrtc.RTPCodecType) error {
+	return s.ops.do(ctx, func() error {
+		_, err := s.pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+		return err
+	})
+}
+
+// NegotiatedCodecs returns the formats negotiated for the session's
+// receivers of a kind, in the remote side's order of preference.
+func (s *Session) NegotiatedCodecs(kind webrtc.RTPCodecType) []webrtc.RTPCodecParameters {
+	var out []webrtc.RTPCodecParameters
+	for _, t := range s.pc.GetTransceivers() {
+		if t.Kind() != kind || t.Receiver() == nil {
+			continue
+		}
+		for _, c := range t.Receiver().GetParameters().Codecs {
+			if !strings.EqualFold(c.MimeType, MimeTypeTelephoneEvent) && !strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// drainRTCP reads the RTCP a sender receives; pion's interceptors act on it
+// only when it is read. Keyframe requests are passed to the track.
+func (s *Session) drainRTCP(sender *webrtc.RTPSender, track *OutboundTrack) {
+	defer s.routines.Done()
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				track.keyframeRequested()
+			}
+		}
+	}
+}
+
+// addInbound runs on the op queue for each remote track.
+func (s *Session) addInbound(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	in := &InboundTrack{
+		Kind:  t.Kind(),
+		Codec: t.Codec(),
+		ID:    t.ID(),
+		Leg:   s.id,
+		ssrc:  uint32(t.SSRC()),
+		read: func(b []byte) (int, error) {
+			n, _, err := t.Read(b)
+			return n, err
+		},
+	}
+	in.keyframe = func() { s.requestKeyframe(in.ssrc) }
+	for _, c := range r.GetParameters().Codecs {
+		if strings.EqualFold(c.MimeType, MimeTypeTelephoneEvent) && c.ClockRate == in.Codec.ClockRate {
+			in.DTMFPayloadType = uint8(c.PayloadType)
+		}
+	}
+	// The receiver's RTCP must be read too, or its interceptors stall.
+	s.routines.Add(1)
+	go func() {
+		defer s.routines.Done()
+		for {
+			if _, _, err := r.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	s.mu.Lock()
+	s.inbound = append(s.inbound, in)
+	listeners := slices.Clone(s.listeners)
+	s.mu.Unlock()
+	for _, fn := range listeners {
+		fn(in)
+	}
+	s.events.post(func() { s.handler.OnTrack(in) })
+}
+
+// requestKeyframe sends a PLI, at most one per pliInterval per stream.
+func (s *Session) requestKeyframe(ssrc uint32) {
+	now := time.Now()
+	if last, ok := s.lastPLI.Load(ssrc); ok && now.Sub(last.(time.Time)) < s.pliInterval {
+		return
+	}
+	s.lastPLI.Store(ssrc, now)
+	if err := s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+		s.log.Debug().Err(err).Uint32("ssrc", ssrc).Msg("Failed to send keyframe request")
+	}
+}
+
+// OnInbound implements Leg.
+func (s *Session) OnInbound(fn func(*InboundTrack)) {
+	s.mu.Lock()
+	s.listeners = append(s.listeners, fn)
+	existing := slices.Clone(s.inbound)
+	s.mu.Unlock()
+	for _, t := range existing {
+		fn(t)
+	}
+}
+
+// Outbound implements Leg.
+func (s *Session) Outbound(kind webrtc.RTPCodecType) *OutboundTrack {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.outbound {
+		if t.Kind() == kind {
+			return t
+		}
+	}
+	return nil
+}
+
+// Done implements Leg: closed when the session is closed or failed.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+func (s *Session) markDone() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+}
+
+// Close implements Leg: it closes the connection and waits for the
+// session's goroutines.
+func (s *Session) Close() error {
+	s.markDone()
+	err := s.pc.Close()
+	s.ops.post(func() {
+		if s.batchTimer != nil {
+			s.batchTimer.Stop()
+		}
+	})
+	s.ops.close()
+	s.events.close()
+	s.routines.Wait()
+	return err
+}

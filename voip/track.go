@@ -1,0 +1,269 @@
+package voip
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// InboundTrack is media arriving on a leg: from the network, or made by a
+// source. Read returns one RTP packet at a time.
+type InboundTrack struct {
+	Kind  webrtc.RTPCodecType
+	Codec webrtc.RTPCodecParameters
+	// DTMFPayloadType is the payload type of RFC 4733 events on this
+	// stream, 0 if none was negotiated.
+	DTMFPayloadType uint8
+	ID              string
+	Leg             string
+	ssrc            uint32
+
+	read     func(b []byte) (int, error)
+	keyframe func() // asks the sender for a keyframe; nil if it cannot
+
+	// Counted by the bridge's forwarder, read by Stats.
+	packets, bytes atomic.Uint64
+}
+
+// Read reads one RTP packet into b.
+func (t *InboundTrack) Read(b []byte) (int, error) { return t.read(b) }
+
+// RequestKeyframe asks the track's sender for a keyframe (a PLI on the
+// network); it does nothing for audio or senders that cannot.
+func (t *InboundTrack) RequestKeyframe() {
+	if t.keyframe != nil && t.Kind == webrtc.RTPCodecTypeVideo {
+		t.keyframe()
+	}
+}
+
+// OutboundTrack is media a leg sends. It is a pion TrackLocal bound to one
+// sender; WriteRTP rewrites each packet for that sender (SSRC, payload type)
+// and keeps the sequence numbers and timestamps continuous whichever source
+// feeds it.
+type OutboundTrack struct {
+	id, streamID string
+	codec        webrtc.RTPCodecCapability
+
+	mu     sync.Mutex // one writer at a time; guards the binding and munger
+	writer webrtc.TrackLocalWriter
+	ssrc   uint32
+	pt     uint8
+	dtmfPT uint8
+	munger munger
+	header rtp.Header // scratch, to rewrite without allocating
+
+	onKeyframeRequest atomic.Pointer[func()]
+	packets, bytes    atomic.Uint64
+}
+
+var _ webrtc.TrackLocal = (*OutboundTrack)(nil)
+
+// errNotBound is returned by writes before the track is negotiated; a
+// forwarder drops the packet.
+var errNotBound = errors.New("outbound track not negotiated yet")
+
+// NewOutboundTrack makes a track sending the given format.
+func NewOutboundTrack(codec webrtc.RTPCodecCapability, id, streamID string) *OutboundTrack {
+	return &OutboundTrack{id: id, streamID: streamID, codec: codec}
+}
+
+// Bind implements webrtc.TrackLocal: it picks the negotiated payload type of
+// the track's format (and of telephone-event at its clock rate).
+func (o *OutboundTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var found *webrtc.RTPCodecParameters
+	var dtmf uint8
+	for _, c := range ctx.CodecParameters() {
+		switch {
+		case found == nil && sameFormat(c.RTPCodecCapability, o.codec):
+			found = &c
+		case strings.EqualFold(c.MimeType, MimeTypeTelephoneEvent) && c.ClockRate == o.codec.ClockRate:
+			dtmf = uint8(c.PayloadType)
+		}
+	}
+	if found == nil {
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	o.writer = ctx.WriteStream()
+	o.ssrc = uint32(ctx.SSRC())
+	o.pt = uint8(found.PayloadType)
+	o.dtmfPT = dtmf
+	return *found, nil
+}
+
+// Unbind implements webrtc.TrackLocal.
+func (o *OutboundTrack) Unbind(webrtc.TrackLocalContext) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.writer = nil
+	return nil
+}
+
+// ID implements webrtc.TrackLocal.
+func (o *OutboundTrack) ID() string { return o.id }
+
+// RID implements webrtc.TrackLocal.
+func (o *OutboundTrack) RID() string { return "" }
+
+// StreamID implements webrtc.TrackLocal.
+func (o *OutboundTrack) StreamID() string { return o.streamID }
+
+// Kind implements webrtc.TrackLocal.
+func (o *OutboundTrack) Kind() webrtc.RTPCodecType {
+	if strings.HasPrefix(strings.ToLower(o.codec.MimeType), "video/") {
+		return webrtc.RTPCodecTypeVideo
+	}
+	return webrtc.RTPCodecTypeAudio
+}
+
+// Codec is the format the track sends.
+func (o *OutboundTrack) Codec() webrtc.RTPCodecCapability { return o.codec }
+
+// OnKeyframeRequest sets what to do when the receiver asks for a keyframe
+// (PLI or FIR); the bridge points it at the current source.
+func (o *OutboundTrack) OnKeyframeRequest(fn func()) { o.onKeyframeRequest.Store(&fn) }
+
+func (o *OutboundTrack) keyframeRequested() {
+	if fn := o.onKeyframeRequest.Load(); fn != nil {
+		(*fn)()
+	}
+}
+
+// forward writes a packet from src, rewritten for this track's sender.
+// Telephone events are sent with this sender's telephone-event payload type,
+// or dropped if it negotiated none.
+func (o *OutboundTrack) forward(src *InboundTrack, h *rtp.Header, payload []byte, now time.Time) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.writer == nil {
+		return errNotBound
+	}
+	pt := o.pt
+	if src.DTMFPayloadType != 0 && h.PayloadType == src.DTMFPayloadType {
+		if o.dtmfPT == 0 {
+			return nil
+		}
+		pt = o.dtmfPT
+	}
+	out := &o.header
+	*out = *h
+	out.SSRC = o.ssrc
+	out.PayloadType = pt
+	out.SequenceNumber, out.Timestamp = o.munger.apply(src, h.SequenceNumber, h.Timestamp, now, o.codec.ClockRate)
+	if _, err := o.writer.WriteRTP(out, payload); err != nil {
+		return err
+	}
+	o.packets.Add(1)
+	o.bytes.Add(uint64(len(payload)))
+	return nil
+}
+
+// inject writes a packet that comes from no source (a telephone event):
+// it takes the next sequence number, shifting the current source's packets
+// by one to make room, and the given timestamp. dtmf selects the
+// telephone-event payload type.
+func (o *OutboundTrack) inject(payload []byte, marker, dtmf bool, ts uint32) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.writer == nil {
+		return errNotBound
+	}
+	pt := o.pt
+	if dtmf {
+		if o.dtmfPT == 0 {
+			return ErrNoDTMF
+		}
+		pt = o.dtmfPT
+	}
+	o.header = rtp.Header{Version: 2, Marker: marker, PayloadType: pt, SequenceNumber: o.munger.nextSeq(), Timestamp: ts, SSRC: o.ssrc}
+	if _, err := o.writer.WriteRTP(&o.header, payload); err != nil {
+		return err
+	}
+	o.packets.Add(1)
+	o.bytes.Add(uint64(len(payload)))
+	return nil
+}
+
+// timestampNow is the RTP timestamp the stream has reached now: the last
+// packet's, advanced by the wall time since.
+func (o *OutboundTrack) timestampNow(now time.Time) uint32 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.munger.started {
+		o.munger.start()
+	}
+	return o.munger.lastTS + ticks(now.Sub(o.munger.lastAt), o.codec.ClockRate) - 1
+}
+
+// munger maps each source's sequence numbers and timestamps onto one
+// continuous outbound stream. Within a source, gaps and reordering are kept
+// as they are (the receiver needs them for loss detection and NACK); when
+// the source changes, the new one continues right after the last packet
+// sent, its timestamps advanced by the wall time that passed.
+type munger struct {
+	src     *InboundTrack
+	started bool
+	seqOff  uint16
+	tsOff   uint32
+	lastSeq uint16
+	lastTS  uint32
+	lastAt  time.Time
+}
+
+func (m *munger) apply(src *InboundTrack, seq uint16, ts uint32, now time.Time, clockRate uint32) (uint16, uint32) {
+	switch {
+	case !m.started:
+		m.started = true
+		m.src = src
+		m.seqOff = uint16(rand.Uint32()) - seq
+		m.tsOff = rand.Uint32() - ts
+		m.lastSeq = seq + m.seqOff - 1
+		m.lastTS = ts + m.tsOff
+		m.lastAt = now
+	case src != m.src:
+		m.src = src
+		m.seqOff = m.lastSeq + 1 - seq
+		m.tsOff = m.lastTS + ticks(now.Sub(m.lastAt), clockRate) - ts
+	}
+	outSeq, outTS := seq+m.seqOff, ts+m.tsOff
+	if int16(outSeq-m.lastSeq) > 0 {
+		m.lastSeq, m.lastTS, m.lastAt = outSeq, outTS, now
+	}
+	return outSeq, outTS
+}
+
+// start begins the outbound stream at random numbers (RFC 3550).
+func (m *munger) start() {
+	m.started = true
+	m.lastSeq = uint16(rand.Uint32())
+	m.lastTS = rand.Uint32()
+	m.lastAt = time.Now()
+}
+
+// nextSeq allocates the sequence number of an injected packet; packets of
+// the current source that follow are shifted by one to make room.
+func (m *munger) nextSeq() uint16 {
+	if !m.started {
+		m.start()
+	} else {
+		m.lastSeq++
+		m.seqOff++
+	}
+	return m.lastSeq
+}
+
+// ticks converts a duration to RTP clock ticks, at least one.
+func ticks(d time.Duration, clockRate uint32) uint32 {
+	t := uint32(d.Seconds() * float64(clockRate))
+	if t == 0 {
+		t = 1
+	}
+	return t
+}
