@@ -295,9 +295,9 @@ func (b *Bridge) forward(tf *trackForwarder) {
 		}
 		t.packets.Add(1)
 		t.bytes.Add(uint64(n))
-		dests := *tf.dests.Load()
-		if len(dests) > 0 {
-			now := time.Now()
+		now := time.Now()
+		t.recordArrival(h.SequenceNumber, h.Timestamp, now)
+		if dests := *tf.dests.Load(); len(dests) > 0 {
 			for _, d := range dests {
 				if !d.to.receiving.Load() {
 					continue

@@ -356,3 +356,70 @@ func (s *seenTap) waitFor(t *testing.T, b byte) {
 		}
 	}
 }
+
+// TestRTCPReportsGiveLossAndRTT: the engine's reporter sends sender reports
+// on outbound streams and reception reports on inbound ones; the peer's
+// reports give an outbound stream its round-trip time, and a receiver
+// counts the loss and jitter of what it reads.
+func TestRTCPReportsGiveLossAndRTT(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
+	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
+	br := NewBridge("ab", zerolog.Nop())
+	require.NoError(t, br.Add(a.leg.s))
+	require.NoError(t, br.Add(b.leg.s))
+	// b's client reads what it gets through a bridge of its own, so that
+	// its receive statistics (and receiver reports) exist.
+	sink := NewBridge("sink", zerolog.Nop())
+	require.NoError(t, sink.Add(b.client.s))
+
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		ticker := time.NewTicker(20 * time.Millisecond)
+		defer ticker.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-ticker.C:
+			}
+			if i == 10 {
+				continue // one packet lost on the way
+			}
+			h := rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: uint32(i) * 960, SSRC: 42, PayloadType: 111}
+			_ = a.client.out[webrtc.RTPCodecTypeAudio].forward(fakeSource, &h, []byte{byte(i), 1, 2}, time.Now())
+		}
+	}()
+	var legStats, clientStats LegStats
+	err := waitUntil(15*time.Second, func() bool {
+		legStats, clientStats = b.leg.s.Stats(), b.client.s.Stats()
+		return len(legStats.Outbound) == 1 && legStats.Outbound[0].RTT > 0
+	})
+	close(stop)
+	<-sent
+	require.NoError(t, err, "b's leg got a reception report with round-trip time: %+v", legStats)
+	require.Less(t, legStats.Outbound[0].RTT, time.Second)
+	require.Len(t, clientStats.Inbound, 1)
+	require.EqualValues(t, 1, clientStats.Inbound[0].Lost, "the receiver counted the missing packet")
+	for _, c := range []*call{a, b} {
+		c.close(t)
+	}
+	require.NoError(t, br.Close())
+	require.NoError(t, sink.Close())
+}
+
+// waitUntil polls cond: RTCP reports are sent on a timer, with no event to
+// wait on.
+func waitUntil(timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("condition not met")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}

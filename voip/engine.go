@@ -7,7 +7,6 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/sdp/v3"
@@ -21,10 +20,12 @@ import (
 // Engine builds the pion API of each session from the media config. It is
 // the only place pion is configured.
 type Engine struct {
-	cfg    Config
-	log    zerolog.Logger
-	udpMux *ice.MultiUDPMuxDefault // shared by all sessions when udp_mux_port is set
-	net    transport.Net           // nil: the host's network
+	cfg      Config
+	log      zerolog.Logger
+	lf       pionlog.Factory         // pion's loggers, shared by all sessions
+	udpMux   *ice.MultiUDPMuxDefault // shared by all sessions when udp_mux_port is set
+	net      transport.Net           // nil: the host's network
+	reporter reporter                // RTCP reports of every session
 }
 
 // EngineOption changes how an Engine reaches the network.
@@ -37,29 +38,36 @@ func WithNet(n transport.Net) EngineOption { return func(e *Engine) { e.net = n 
 // NewEngine prepares sessions with cfg. With udp_mux_port set it binds that
 // port now: every session shares it.
 func NewEngine(cfg Config, log zerolog.Logger, opts ...EngineOption) (*Engine, error) {
-	e := &Engine{cfg: cfg, log: log}
+	e := &Engine{cfg: cfg, log: log, lf: pionlog.New(log)}
 	for _, opt := range opts {
 		opt(e)
 	}
 	if cfg.UDPMuxPort != 0 {
-		muxOpts := []ice.UDPMuxFromPortOption{
-			ice.UDPMuxFromPortWithLogger(pionlog.Factory{Log: log}.NewLogger("udpmux")),
-			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6),
-			ice.UDPMuxFromPortWithInterfaceFilter(e.interfaceAllowed),
+		var err error
+		if e.net == nil {
+			e.udpMux, err = newBatchedUDPMux(cfg, e.interfaceAllowed, e.lf)
+		} else {
+			e.udpMux, err = e.virtualUDPMux()
 		}
-		if cfg.IncludeLoopback {
-			muxOpts = append(muxOpts, ice.UDPMuxFromPortWithLoopback())
-		}
-		if e.net != nil {
-			muxOpts = append(muxOpts, ice.UDPMuxFromPortWithNet(e.net))
-		}
-		mux, err := ice.NewMultiUDPMuxFromPort(int(cfg.UDPMuxPort), muxOpts...)
 		if err != nil {
-			return nil, fmt.Errorf("media.udp_mux_port: listening on UDP port %d: %w", cfg.UDPMuxPort, err)
+			return nil, fmt.Errorf("media.udp_mux_port: %w", err)
 		}
-		e.udpMux = mux
 	}
 	return e, nil
+}
+
+// virtualUDPMux is the shared port on a virtual network (tests): pion's
+// own mux, as the batched sockets need a real one.
+func (e *Engine) virtualUDPMux() (*ice.MultiUDPMuxDefault, error) {
+	opts := []ice.UDPMuxFromPortOption{
+		ice.UDPMuxFromPortWithLogger(e.lf.NewLogger("udpmux")),
+		ice.UDPMuxFromPortWithInterfaceFilter(e.interfaceAllowed),
+		ice.UDPMuxFromPortWithNet(e.net),
+	}
+	if e.cfg.IncludeLoopback {
+		opts = append(opts, ice.UDPMuxFromPortWithLoopback())
+	}
+	return ice.NewMultiUDPMuxFromPort(int(e.cfg.UDPMuxPort), opts...)
 }
 
 // Close releases the shared UDP port.
@@ -74,13 +82,19 @@ func (e *Engine) interfaceAllowed(name string) bool {
 	return len(e.cfg.Interfaces) == 0 || slices.Contains(e.cfg.Interfaces, name)
 }
 
-// Interceptors chooses the RTP/RTCP processing of a session. The zero value
-// is the full set a call leg needs; a bridge may drop what it does not use.
+// Interceptors chooses the RTP/RTCP processing of a session beyond what
+// the engine decides itself: NACK (generator and responder) and TWCC are
+// registered for sessions that may carry video, where retransmission and the
+// sender's bandwidth estimation need them, and left out of audio-only ones,
+// where they would only cost a goroutine and per-packet work each.
+//
+// RTCP sender and receiver reports are not pion's interceptors either: the
+// engine sends them for every session from one goroutine (see reporter).
 type Interceptors struct {
-	NoNACK    bool // NACK generator (receive side) and responder (send side), video only
-	NoReports bool // RTCP sender and receiver reports
-	NoTWCC    bool // transport-wide congestion control feedback
-	NoStats   bool // per-stream statistics for GetStats
+	// PionStats adds pion's statistics interceptor, whose numbers
+	// PeerConnection.GetStats reports. Leg stats do not need it: the bridge
+	// counts what it forwards, and loss and jitter, itself.
+	PionStats bool
 }
 
 // SessionOptions restrict what one session negotiates.
@@ -125,9 +139,10 @@ func (e *Engine) newAPI(opts SessionOptions, onStats func(stats.Getter)) (*webrt
 	}
 
 	ir := &interceptor.Registry{}
-	lf := pionlog.Factory{Log: e.log}
+	lf := e.lf
 	in := opts.Interceptors
-	if !in.NoNACK {
+	mayVideo := len(video) > 0
+	if mayVideo {
 		gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(lf))
 		if err != nil {
 			return nil, err
@@ -139,19 +154,7 @@ func (e *Engine) newAPI(opts SessionOptions, onStats func(stats.Getter)) (*webrt
 		ir.Add(resp)
 		ir.Add(gen)
 	}
-	if !in.NoReports {
-		recv, err := report.NewReceiverInterceptor(report.WithReceiverLoggerFactory(lf))
-		if err != nil {
-			return nil, err
-		}
-		send, err := report.NewSenderInterceptor(report.WithSenderLoggerFactory(lf))
-		if err != nil {
-			return nil, err
-		}
-		ir.Add(recv)
-		ir.Add(send)
-	}
-	if !in.NoStats {
+	if in.PionStats {
 		st, err := stats.NewInterceptor(stats.WithLoggerFactory(lf))
 		if err != nil {
 			return nil, err
@@ -159,7 +162,7 @@ func (e *Engine) newAPI(opts SessionOptions, onStats func(stats.Getter)) (*webrt
 		st.OnNewPeerConnection(func(_ string, g stats.Getter) { onStats(g) })
 		ir.Add(st)
 	}
-	if !in.NoTWCC {
+	if mayVideo {
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
 			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
 				return nil, err

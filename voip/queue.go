@@ -9,34 +9,34 @@ import (
 // errQueueClosed is returned for operations posted after the queue closed.
 var errQueueClosed = errors.New("session closed")
 
-// opQueue runs functions one at a time, in the order they were posted, on
-// its own goroutine. Posting never blocks, so pion callbacks can post.
+// opQueue runs functions one at a time, in the order they were posted.
+// Posting never blocks, so pion callbacks can post. Its goroutine runs only
+// while there is work: an idle call costs no goroutine for it.
 type opQueue struct {
 	mu      sync.Mutex
 	pending []func()
-	wake    chan struct{}
+	running bool
 	closed  bool
-	done    chan struct{}
+	idle    *sync.Cond // signalled when the goroutine stops
 }
 
 func newOpQueue() *opQueue {
-	q := &opQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
-	go q.run()
+	q := &opQueue{}
+	q.idle = sync.NewCond(&q.mu)
 	return q
 }
 
 // post queues fn; it reports false if the queue is closed.
 func (q *opQueue) post(fn func()) bool {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.closed {
-		q.mu.Unlock()
 		return false
 	}
 	q.pending = append(q.pending, fn)
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if !q.running {
+		q.running = true
+		go q.run()
 	}
 	return true
 }
@@ -52,47 +52,32 @@ func (q *opQueue) do(ctx context.Context, fn func() error) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-q.done:
-		select {
-		case err := <-result:
-			return err
-		default:
-			return errQueueClosed
-		}
 	}
 }
 
-// close lets the functions already posted run, then stops the goroutine.
+// close lets the functions already posted run, refuses new ones, and
+// returns once the goroutine has stopped.
 func (q *opQueue) close() {
 	q.mu.Lock()
-	if !q.closed {
-		q.closed = true
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+	defer q.mu.Unlock()
+	q.closed = true
+	for q.running {
+		q.idle.Wait()
 	}
-	q.mu.Unlock()
-	<-q.done
 }
 
 func (q *opQueue) run() {
-	defer close(q.done)
-	for {
-		q.mu.Lock()
+	q.mu.Lock()
+	for len(q.pending) > 0 {
 		batch := q.pending
 		q.pending = nil
-		closed := q.closed
 		q.mu.Unlock()
 		for _, fn := range batch {
 			fn()
 		}
-		if len(batch) > 0 {
-			continue
-		}
-		if closed {
-			return
-		}
-		<-q.wake
+		q.mu.Lock()
 	}
+	q.running = false
+	q.idle.Broadcast()
+	q.mu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -81,6 +82,11 @@ type Session struct {
 
 	lastPLI     sync.Map // SSRC -> time.Time of the last keyframe request sent
 	pliInterval time.Duration
+
+	engine     *Engine
+	lastSRs    sync.Map // remote SSRC -> lastSR
+	reportSSRC uint32   // sender SSRC of receiver reports when nothing is sent
+	reportSlot int      // which tenth of the report interval the session reports in
 }
 
 // defaultPLIInterval bounds keyframe requests per stream: a bridge passes on
@@ -105,6 +111,9 @@ func (e *Engine) NewSession(id string, h Handler, opts SessionOptions) (*Session
 		gatherComplete: make(chan struct{}),
 		done:           make(chan struct{}),
 		pliInterval:    defaultPLIInterval,
+		engine:         e,
+		reportSSRC:     rand.Uint32(),
+		reportSlot:     randomSlot(),
 	}
 	api, err := e.newAPI(opts, func(g stats.Getter) { s.stats.Store(&g) })
 	if err != nil {
@@ -128,6 +137,7 @@ func (e *Engine) NewSession(id string, h Handler, opts SessionOptions) (*Session
 		}
 	})
 	s.pc.OnNegotiationNeeded(func() { s.events.post(s.handler.OnNegotiationNeeded) })
+	e.reporter.add(s)
 	return s, nil
 }
 
@@ -389,8 +399,9 @@ func (s *Session) NegotiatedCodecs(kind webrtc.RTPCodecType) []webrtc.RTPCodecPa
 	return out
 }
 
-// drainRTCP reads the RTCP a sender receives; pion's interceptors act on it
-// only when it is read. Keyframe requests are passed to the track.
+// drainRTCP reads the RTCP a sender receives (pion's interceptors, NACK
+// among them, act on it only when it is read): keyframe requests and the
+// peer's reception reports.
 func (s *Session) drainRTCP(sender *webrtc.RTPSender, track *OutboundTrack) {
 	defer s.routines.Done()
 	for {
@@ -398,12 +409,7 @@ func (s *Session) drainRTCP(sender *webrtc.RTPSender, track *OutboundTrack) {
 		if err != nil {
 			return
 		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				track.keyframeRequested()
-			}
-		}
+		s.handleOutboundRTCP(track, pkts, time.Now())
 	}
 }
 
@@ -426,14 +432,17 @@ func (s *Session) addInbound(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 			in.DTMFPayloadType = uint8(c.PayloadType)
 		}
 	}
-	// The receiver's RTCP must be read too, or its interceptors stall.
+	// The receiver's RTCP must be read too, or its buffer fills; it brings
+	// the sender's reports that our receiver reports refer to.
 	s.routines.Add(1)
 	go func() {
 		defer s.routines.Done()
 		for {
-			if _, _, err := r.ReadRTCP(); err != nil {
+			pkts, _, err := r.ReadRTCP()
+			if err != nil {
 				return
 			}
+			s.handleInboundRTCP(pkts, time.Now())
 		}
 	}()
 	s.mu.Lock()
@@ -496,6 +505,7 @@ func (s *Session) markDone() {
 // Close implements Leg: it closes the connection and waits for the
 // session's goroutines.
 func (s *Session) Close() error {
+	s.engine.reporter.remove(s)
 	s.markDone()
 	err := s.pc.Close()
 	s.ops.post(func() {

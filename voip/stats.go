@@ -3,6 +3,7 @@ package voip
 import (
 	"time"
 
+	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -15,15 +16,15 @@ type TrackStats struct {
 	// Packets and Bytes: read from an inbound track, or written to an
 	// outbound one, by the bridge.
 	Packets, Bytes uint64
-	// From the receiving side's RTP (inbound) or the peer's receiver reports
-	// (outbound); zero when the session runs without the stats interceptor.
-	Lost     int64
-	Jitter   time.Duration
-	NACKs    uint32
-	PLIs     uint32
-	FIRs     uint32
-	RTT      time.Duration
-	Received uint64 // inbound: packets the network delivered
+	// Inbound: loss and jitter as RFC 3550 counts them over the packets the
+	// bridge read. Outbound: loss, jitter and round-trip time from the
+	// peer's reception reports.
+	Lost   int64
+	Jitter time.Duration
+	RTT    time.Duration
+	// With pion's statistics interceptor only (Interceptors.PionStats):
+	// feedback received (outbound) or sent (inbound).
+	NACKs, PLIs, FIRs uint32
 }
 
 // LegStats describes a leg's tracks.
@@ -36,52 +37,36 @@ type LegStats struct {
 // Stats reports the session's tracks.
 func (s *Session) Stats() LegStats {
 	out := LegStats{Leg: s.id}
-	var getter func(uint32) (TrackStats, bool)
+	pion := func(uint32) *stats.Stats { return nil }
 	if g := s.stats.Load(); g != nil {
-		getter = func(ssrc uint32) (TrackStats, bool) {
-			st := (*g).Get(ssrc)
-			if st == nil {
-				return TrackStats{}, false
-			}
-			return TrackStats{
-				Lost:     max(st.InboundRTPStreamStats.PacketsLost, st.RemoteInboundRTPStreamStats.PacketsLost),
-				Received: st.InboundRTPStreamStats.PacketsReceived,
-				NACKs:    st.InboundRTPStreamStats.NACKCount + st.OutboundRTPStreamStats.NACKCount,
-				PLIs:     st.InboundRTPStreamStats.PLICount + st.OutboundRTPStreamStats.PLICount,
-				FIRs:     st.InboundRTPStreamStats.FIRCount + st.OutboundRTPStreamStats.FIRCount,
-				Jitter:   time.Duration(max(st.InboundRTPStreamStats.Jitter, st.RemoteInboundRTPStreamStats.Jitter) * float64(time.Second)),
-				RTT:      st.RemoteInboundRTPStreamStats.RoundTripTime,
-			}, true
-		}
+		pion = (*g).Get
 	}
 	s.mu.Lock()
 	inbound, outbound := s.inbound, s.outbound
 	s.mu.Unlock()
 	for _, t := range inbound {
-		ts := TrackStats{}
-		if getter != nil {
-			ts, _ = getter(t.ssrc)
+		ts := TrackStats{
+			ID: t.ID, Kind: t.Kind, Codec: t.Codec.MimeType, SSRC: t.ssrc,
+			Packets: t.packets.Load(), Bytes: t.bytes.Load(),
+			Lost: t.rx.lost.Load(), Jitter: time.Duration(t.rx.jitterNanos.Load()),
 		}
-		ts.ID, ts.Kind, ts.Codec, ts.SSRC = t.ID, t.Kind, t.Codec.MimeType, t.ssrc
-		ts.Packets, ts.Bytes = t.packets.Load(), t.bytes.Load()
-		if getter != nil && ts.Jitter != 0 && t.Codec.ClockRate != 0 {
-			// The interceptor reports jitter in RTP timestamp units.
-			ts.Jitter = ts.Jitter / time.Duration(t.Codec.ClockRate)
+		if st := pion(t.ssrc); st != nil {
+			ts.NACKs, ts.PLIs, ts.FIRs = st.InboundRTPStreamStats.NACKCount, st.InboundRTPStreamStats.PLICount, st.InboundRTPStreamStats.FIRCount
 		}
 		out.Inbound = append(out.Inbound, ts)
 	}
 	for _, t := range outbound {
-		t.mu.Lock()
-		ssrc := t.ssrc
-		t.mu.Unlock()
-		ts := TrackStats{}
-		if getter != nil {
-			ts, _ = getter(ssrc)
+		ssrc := t.ssrcNow()
+		ts := TrackStats{
+			ID: t.id, Kind: t.Kind(), Codec: t.codec.MimeType, SSRC: ssrc,
+			Packets: t.packets.Load(), Bytes: t.bytes.Load(),
+			Lost: int64(t.remote.totalLost.Load()), RTT: time.Duration(t.remote.rttNanos.Load()),
 		}
-		ts.ID, ts.Kind, ts.Codec, ts.SSRC = t.id, t.Kind(), t.codec.MimeType, ssrc
-		ts.Packets, ts.Bytes = t.packets.Load(), t.bytes.Load()
-		if ts.Jitter != 0 && t.codec.ClockRate != 0 {
-			ts.Jitter = ts.Jitter / time.Duration(t.codec.ClockRate)
+		if t.codec.ClockRate != 0 {
+			ts.Jitter = time.Duration(t.remote.jitter.Load()) * time.Second / time.Duration(t.codec.ClockRate)
+		}
+		if st := pion(ssrc); st != nil {
+			ts.NACKs, ts.PLIs, ts.FIRs = st.OutboundRTPStreamStats.NACKCount, st.OutboundRTPStreamStats.PLICount, st.OutboundRTPStreamStats.FIRCount
 		}
 		out.Outbound = append(out.Outbound, ts)
 	}

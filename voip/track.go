@@ -29,6 +29,69 @@ type InboundTrack struct {
 
 	// Counted by the bridge's forwarder, read by Stats.
 	packets, bytes atomic.Uint64
+	rx             receiveStats
+}
+
+// receiveStats is what RFC 3550 (appendix A.3, A.8) has a receiver count:
+// loss from the extended highest sequence number, and interarrival jitter.
+// The forwarder updates it; Stats reads the results.
+type receiveStats struct {
+	started     bool
+	start       time.Time
+	base, max   uint32 // extended sequence numbers
+	received    uint32
+	lastTransit int64
+	jitter      float64 // in RTP timestamp units
+
+	lost        atomic.Int64
+	jitterNanos atomic.Int64
+
+	// Published for the RTCP reporter, which also keeps the counts at its
+	// last report (it alone touches prior*).
+	pubBase, pubMax, pubReceived atomic.Uint32
+	pubJitter                    atomic.Uint32 // in timestamp units
+	priorExpected, priorReceived uint32
+}
+
+// recordArrival updates the receive statistics with one packet.
+func (t *InboundTrack) recordArrival(seq uint16, ts uint32, now time.Time) {
+	r := &t.rx
+	clock := int64(t.Codec.ClockRate)
+	if !r.started {
+		r.start = now
+	}
+	arrival := now.Sub(r.start).Nanoseconds() * clock / 1e9 // in timestamp units
+	if !r.started {
+		r.started = true
+		r.base, r.max = uint32(seq), uint32(seq)
+		r.lastTransit = arrival - int64(ts)
+	}
+	ext := r.max&^0xffff | uint32(seq)
+	switch diff := int16(seq - uint16(r.max)); {
+	case diff > 0 && uint16(r.max) > seq:
+		ext += 1 << 16 // wrapped
+	case diff < 0 && uint16(r.max) < seq:
+		ext -= 1 << 16 // reordered across a wrap
+	}
+	if int32(ext-r.max) > 0 {
+		r.max = ext
+	}
+	r.received++
+	transit := arrival - int64(ts)
+	d := transit - r.lastTransit
+	r.lastTransit = transit
+	if d < 0 {
+		d = -d
+	}
+	r.jitter += (float64(d) - r.jitter) / 16
+	r.lost.Store(int64(r.max-r.base+1) - int64(r.received))
+	if clock > 0 {
+		r.jitterNanos.Store(int64(r.jitter * 1e9 / float64(clock)))
+	}
+	r.pubBase.Store(r.base)
+	r.pubMax.Store(r.max)
+	r.pubReceived.Store(r.received)
+	r.pubJitter.Store(uint32(r.jitter))
 }
 
 // Read reads one RTP packet into b.
@@ -60,6 +123,14 @@ type OutboundTrack struct {
 
 	onKeyframeRequest atomic.Pointer[func()]
 	packets, bytes    atomic.Uint64
+	remote            remoteReport // what the receiver's reports say
+}
+
+// ssrcNow is the SSRC the track sends with, 0 before it is bound.
+func (o *OutboundTrack) ssrcNow() uint32 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.ssrc
 }
 
 var _ webrtc.TrackLocal = (*OutboundTrack)(nil)

@@ -3,23 +3,39 @@ package pionlog
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/pion/logging"
 	"github.com/rs/zerolog"
 )
 
 // Factory is a pion logging.LoggerFactory writing to a zerolog logger, one
-// "scope" field per pion component (ice, dtls, sctp, …). pion logs a lot at
-// debug and trace; their levels are mapped one to one.
+// "pion" field per component (ice, dtls, srtp, …). pion asks for a dozen
+// loggers per PeerConnection; they are made once per component and shared,
+// as they differ only by that field. pion's levels map one to one.
 type Factory struct {
 	Log zerolog.Logger
+
+	loggers *sync.Map // scope -> logger; nil in a zero Factory
 }
 
 var _ logging.LoggerFactory = Factory{}
 
+// New makes a factory; use one per logger, shared by all sessions.
+func New(log zerolog.Logger) Factory {
+	return Factory{Log: log, loggers: &sync.Map{}}
+}
+
 // NewLogger implements logging.LoggerFactory.
 func (f Factory) NewLogger(scope string) logging.LeveledLogger {
-	return logger{log: f.Log.With().Str("pion", scope).Logger()}
+	if f.loggers == nil { // a zero Factory: no cache
+		return logger{log: f.Log.With().Str("pion", scope).Logger()}
+	}
+	if l, ok := f.loggers.Load(scope); ok {
+		return l.(logger)
+	}
+	l, _ := f.loggers.LoadOrStore(scope, logger{log: f.Log.With().Str("pion", scope).Logger()})
+	return l.(logger)
 }
 
 type logger struct {
