@@ -293,10 +293,12 @@ func (b *Bridge) forward(tf *trackForwarder) {
 			h.Padding = false
 			h.PaddingSize = 0
 		}
+		now := time.Now()
+		if !t.recordArrival(h.SequenceNumber, h.Timestamp, now) {
+			continue // a duplicate: the receivers have it
+		}
 		t.packets.Add(1)
 		t.bytes.Add(uint64(n))
-		now := time.Now()
-		t.recordArrival(h.SequenceNumber, h.Timestamp, now)
 		if dests := *tf.dests.Load(); len(dests) > 0 {
 			for _, d := range dests {
 				if !d.to.receiving.Load() {

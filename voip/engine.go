@@ -83,10 +83,12 @@ func (e *Engine) interfaceAllowed(name string) bool {
 }
 
 // Interceptors chooses the RTP/RTCP processing of a session beyond what
-// the engine decides itself: NACK (generator and responder) and TWCC are
-// registered for sessions that may carry video, where retransmission and the
-// sender's bandwidth estimation need them, and left out of audio-only ones,
-// where they would only cost a goroutine and per-packet work each.
+// the engine decides itself: pion's NACK responder and TWCC are registered
+// for sessions that may carry video, where retransmission and the sender's
+// bandwidth estimation need them, and left out of audio-only ones, where
+// they would only cost a goroutine and per-packet work each. Lost video
+// packets are asked for by the session itself (see nackTracker), not by
+// pion's NACK generator.
 //
 // RTCP sender and receiver reports are not pion's interceptors either: the
 // engine sends them for every session from one goroutine (see reporter).
@@ -142,25 +144,24 @@ func (e *Engine) newAPI(opts SessionOptions, onStats func(stats.Getter)) (*webrt
 	lf := e.lf
 	in := opts.Interceptors
 	mayVideo := len(video) > 0
-	if mayVideo {
-		gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(lf))
-		if err != nil {
-			return nil, err
-		}
-		resp, err := nack.NewResponderInterceptor(nack.WithResponderLoggerFactory(lf))
-		if err != nil {
-			return nil, err
-		}
-		ir.Add(resp)
-		ir.Add(gen)
-	}
 	if in.PionStats {
+		// First in the chain: RTCP an interceptor writes itself passes
+		// only through those registered before it.
 		st, err := stats.NewInterceptor(stats.WithLoggerFactory(lf))
 		if err != nil {
 			return nil, err
 		}
 		st.OnNewPeerConnection(func(_ string, g stats.Getter) { onStats(g) })
 		ir.Add(st)
+	}
+	if mayVideo {
+		// Only the responder: the session asks for lost packets itself
+		// (see nackTracker).
+		resp, err := nack.NewResponderInterceptor(nack.WithResponderLoggerFactory(lf))
+		if err != nil {
+			return nil, err
+		}
+		ir.Add(resp)
 	}
 	if mayVideo {
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {

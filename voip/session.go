@@ -427,6 +427,9 @@ func (s *Session) addInbound(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		},
 	}
 	in.keyframe = func() { s.requestKeyframe(in.ssrc) }
+	if slices.ContainsFunc(in.Codec.RTCPFeedback, func(fb webrtc.RTCPFeedback) bool { return fb.Type == webrtc.TypeRTCPFBNACK && fb.Parameter == "" }) {
+		in.nack = newNackTracker(in.ssrc, s.sendNACK, s.rtt, func() time.Duration { return time.Duration(in.rx.jitterNanos.Load()) })
+	}
 	for _, c := range r.GetParameters().Codecs {
 		if strings.EqualFold(c.MimeType, MimeTypeTelephoneEvent) && c.ClockRate == in.Codec.ClockRate {
 			in.DTMFPayloadType = uint8(c.PayloadType)
@@ -465,6 +468,24 @@ func (s *Session) requestKeyframe(ssrc uint32) {
 	if err := s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
 		s.log.Debug().Err(err).Uint32("ssrc", ssrc).Msg("Failed to send keyframe request")
 	}
+}
+
+func (s *Session) sendNACK(n *rtcp.TransportLayerNack) error {
+	n.SenderSSRC = s.reportSSRC
+	return s.pc.WriteRTCP([]rtcp.Packet{n})
+}
+
+// rtt is the round-trip time the peer's reports show, 0 before any.
+func (s *Session) rtt() time.Duration {
+	s.mu.Lock()
+	outbound := s.outbound
+	s.mu.Unlock()
+	for _, o := range outbound {
+		if d := o.remote.rttNanos.Load(); d > 0 {
+			return time.Duration(d)
+		}
+	}
+	return 0
 }
 
 // OnInbound implements Leg.
@@ -516,5 +537,12 @@ func (s *Session) Close() error {
 	s.ops.close()
 	s.events.close()
 	s.routines.Wait()
+	s.mu.Lock()
+	for _, t := range s.inbound {
+		if t.nack != nil {
+			t.nack.close()
+		}
+	}
+	s.mu.Unlock()
 	return err
 }

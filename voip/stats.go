@@ -22,6 +22,9 @@ type TrackStats struct {
 	Lost   int64
 	Jitter time.Duration
 	RTT    time.Duration
+	// Inbound: packets that came twice (dropped, not forwarded), and
+	// lost packets asked for again (NACK), counting repeats.
+	Duplicates, Requested uint64
 	// With pion's statistics interceptor only (Interceptors.PionStats):
 	// feedback received (outbound) or sent (inbound).
 	NACKs, PLIs, FIRs uint32
@@ -49,6 +52,10 @@ func (s *Session) Stats() LegStats {
 			ID: t.ID, Kind: t.Kind, Codec: t.Codec.MimeType, SSRC: t.ssrc,
 			Packets: t.packets.Load(), Bytes: t.bytes.Load(),
 			Lost: t.rx.lost.Load(), Jitter: time.Duration(t.rx.jitterNanos.Load()),
+			Duplicates: t.duplicates.Load(),
+		}
+		if t.nack != nil {
+			ts.Requested = t.nack.asked.Load()
 		}
 		if st := pion(t.ssrc); st != nil {
 			ts.NACKs, ts.PLIs, ts.FIRs = st.InboundRTPStreamStats.NACKCount, st.InboundRTPStreamStats.PLICount, st.InboundRTPStreamStats.FIRCount

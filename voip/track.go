@@ -29,7 +29,9 @@ type InboundTrack struct {
 
 	// Counted by the bridge's forwarder, read by Stats.
 	packets, bytes atomic.Uint64
+	duplicates     atomic.Uint64
 	rx             receiveStats
+	nack           *nackTracker // video from a session: asks for lost packets
 }
 
 // receiveStats is what RFC 3550 (appendix A.3, A.8) has a receiver count:
@@ -46,6 +48,8 @@ type receiveStats struct {
 	lost        atomic.Int64
 	jitterNanos atomic.Int64
 
+	seen [seqWindow / 64]uint64 // which of the last seqWindow sequence numbers came
+
 	// Published for the RTCP reporter, which also keeps the counts at its
 	// last report (it alone touches prior*).
 	pubBase, pubMax, pubReceived atomic.Uint32
@@ -53,37 +57,60 @@ type receiveStats struct {
 	priorExpected, priorReceived uint32
 }
 
-// recordArrival updates the receive statistics with one packet.
-func (t *InboundTrack) recordArrival(seq uint16, ts uint32, now time.Time) {
+// seqWindow is how far back a packet is still told apart from a duplicate.
+const seqWindow = 1024
+
+// recordArrival updates the receive statistics with one packet, and the
+// NACK tracker of streams that have one. It reports false for a duplicate
+// (a retransmission of a packet that came after all) or a packet older
+// than the window: the forwarder drops those.
+func (t *InboundTrack) recordArrival(seq uint16, ts uint32, now time.Time) bool {
 	r := &t.rx
 	clock := int64(t.Codec.ClockRate)
 	if !r.started {
 		r.start = now
 	}
 	arrival := now.Sub(r.start).Nanoseconds() * clock / 1e9 // in timestamp units
+	retransmitted := false
 	if !r.started {
 		r.started = true
 		r.base, r.max = uint32(seq), uint32(seq)
 		r.lastTransit = arrival - int64(ts)
-	}
-	ext := r.max&^0xffff | uint32(seq)
-	switch diff := int16(seq - uint16(r.max)); {
-	case diff > 0 && uint16(r.max) > seq:
-		ext += 1 << 16 // wrapped
-	case diff < 0 && uint16(r.max) < seq:
-		ext -= 1 << 16 // reordered across a wrap
-	}
-	if int32(ext-r.max) > 0 {
-		r.max = ext
+		r.mark(r.max)
+	} else {
+		ext := r.max&^0xffff | uint32(seq)
+		switch diff := int16(seq - uint16(r.max)); {
+		case diff > 0 && uint16(r.max) > seq:
+			ext += 1 << 16 // wrapped
+		case diff < 0 && uint16(r.max) < seq:
+			ext -= 1 << 16 // reordered across a wrap
+		}
+		switch d := int32(ext - r.max); {
+		case d > 0:
+			r.advance(ext)
+			if d > 1 && t.nack != nil {
+				t.nack.gap(r.max+1, ext-1, now)
+			}
+			r.max = ext
+		case -d >= seqWindow || r.mark(ext):
+			t.duplicates.Add(1)
+			return false
+		case t.nack != nil:
+			retransmitted = t.nack.arrived(ext)
+		}
 	}
 	r.received++
-	transit := arrival - int64(ts)
-	d := transit - r.lastTransit
-	r.lastTransit = transit
-	if d < 0 {
-		d = -d
+	if !retransmitted {
+		// A retransmission's delay is the NACK's round trip, not the
+		// network's jitter.
+		transit := arrival - int64(ts)
+		d := transit - r.lastTransit
+		r.lastTransit = transit
+		if d < 0 {
+			d = -d
+		}
+		r.jitter += (float64(d) - r.jitter) / 16
 	}
-	r.jitter += (float64(d) - r.jitter) / 16
 	r.lost.Store(int64(r.max-r.base+1) - int64(r.received))
 	if clock > 0 {
 		r.jitterNanos.Store(int64(r.jitter * 1e9 / float64(clock)))
@@ -92,6 +119,28 @@ func (t *InboundTrack) recordArrival(seq uint16, ts uint32, now time.Time) {
 	r.pubMax.Store(r.max)
 	r.pubReceived.Store(r.received)
 	r.pubJitter.Store(uint32(r.jitter))
+	return true
+}
+
+// mark records that ext came and reports whether it had come before.
+func (r *receiveStats) mark(ext uint32) bool {
+	word, bit := ext/64%(seqWindow/64), uint64(1)<<(ext%64)
+	had := r.seen[word]&bit != 0
+	r.seen[word] |= bit
+	return had
+}
+
+// advance moves the window to a new highest sequence number: the numbers
+// skipped have not come yet.
+func (r *receiveStats) advance(ext uint32) {
+	if ext-r.max >= seqWindow {
+		r.seen = [seqWindow / 64]uint64{}
+	} else {
+		for s := r.max + 1; s != ext; s++ {
+			r.seen[s/64%(seqWindow/64)] &^= 1 << (s % 64)
+		}
+	}
+	r.mark(ext)
 }
 
 // Read reads one RTP packet into b.

@@ -34,8 +34,10 @@ func TestReceiveStatsCountLossAndJitter(t *testing.T) {
 	}
 	require.InDelta(t, float64(10*time.Millisecond), float64(tr.rx.jitterNanos.Load()), float64(time.Millisecond))
 
-	// A late retransmission of an old packet does not count as new loss
-	// or move the highest sequence number back.
-	tr.recordArrival(seq-50, 0, start.Add(5*time.Second))
-	require.EqualValues(t, 0, tr.rx.lost.Load(), "the extra packet makes up for the lost one")
+	// A copy of an old packet is dropped and counts for nothing; the lost
+	// packet, arriving late, fills its gap.
+	require.False(t, tr.recordArrival(seq-50, 0, start.Add(5*time.Second)))
+	require.EqualValues(t, 1, tr.rx.lost.Load())
+	require.True(t, tr.recordArrival(65535, 5*160, start.Add(5*time.Second)))
+	require.EqualValues(t, 0, tr.rx.lost.Load(), "the late packet makes up for the lost one")
 }
