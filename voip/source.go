@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -14,7 +15,7 @@ import (
 // reads them as an inbound track.
 type Packetized struct {
 	track   *InboundTrack
-	packets chan []byte
+	packets chan queuedPacket
 	keyreq  chan struct{}
 	done    chan struct{}
 	once    sync.Once
@@ -22,15 +23,17 @@ type Packetized struct {
 	seq uint16
 	ts  uint32
 	hdr rtp.Header
+	now func() time.Time // the clock packets are stamped with
 }
 
 // NewPacketized makes a source track of a kind and format; the producer
 // calls Write for each packet, at the pace it should be heard.
 func NewPacketized(kind webrtc.RTPCodecType, codec webrtc.RTPCodecParameters, id, leg string) *Packetized {
 	p := &Packetized{
-		packets: make(chan []byte, 64),
+		packets: make(chan queuedPacket, 64),
 		keyreq:  make(chan struct{}, 1),
 		done:    make(chan struct{}),
+		now:     time.Now,
 	}
 	p.track = &InboundTrack{Kind: kind, Codec: codec, ID: id, Leg: leg, read: p.read, keyframe: p.requestKeyframe}
 	return p
@@ -51,9 +54,15 @@ func (p *Packetized) requestKeyframe() {
 
 // Write sends one payload as the next RTP packet, its timestamp advanced by
 // tsStep ticks from the previous packet's (0 for the packets of one video
-// frame after the first). It blocks while the reader is behind, and fails
-// once the source is closed.
+// frame after the first). It blocks while the reader is behind (packets
+// that waited longer than staleAfter are dropped when read), and fails once
+// the source is closed.
 func (p *Packetized) Write(payload []byte, marker bool, tsStep uint32) error {
+	select {
+	case <-p.done:
+		return io.ErrClosedPipe
+	default:
+	}
 	p.seq++
 	p.ts += tsStep
 	p.hdr = rtp.Header{Version: 2, Marker: marker, PayloadType: uint8(p.track.Codec.PayloadType), SequenceNumber: p.seq, Timestamp: p.ts, SSRC: 1}
@@ -64,22 +73,39 @@ func (p *Packetized) Write(payload []byte, marker bool, tsStep uint32) error {
 	}
 	copy(pkt[n:], payload)
 	select {
-	case p.packets <- pkt:
+	case p.packets <- queuedPacket{pkt: pkt, at: p.now()}:
 		return nil
 	case <-p.done:
 		return io.ErrClosedPipe
 	}
 }
 
+// queuedPacket is a packet written and not yet read.
+type queuedPacket struct {
+	pkt []byte
+	at  time.Time
+}
+
+// staleAfter is how long a written packet may wait for the reader. Older
+// ones are dropped: media made while nobody listened (before the source
+// joined a bridge) would otherwise arrive as a burst and delay the stream
+// for good.
+const staleAfter = 200 * time.Millisecond
+
 func (p *Packetized) read(b []byte) (int, error) {
-	select {
-	case pkt := <-p.packets:
-		if len(pkt) > len(b) {
-			return 0, io.ErrShortBuffer
+	for {
+		select {
+		case q := <-p.packets:
+			if p.now().Sub(q.at) > staleAfter {
+				continue
+			}
+			if len(q.pkt) > len(b) {
+				return 0, io.ErrShortBuffer
+			}
+			return copy(b, q.pkt), nil
+		case <-p.done:
+			return 0, io.EOF
 		}
-		return copy(b, pkt), nil
-	case <-p.done:
-		return 0, io.EOF
 	}
 }
 
