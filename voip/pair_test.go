@@ -45,19 +45,42 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// recvHandler collects what a client session receives.
+// recvHandler collects what a session reports.
 type recvHandler struct {
-	UnimplementedHandler
-	tracks    chan *InboundTrack
-	connected chan struct{}
-	once      sync.Once
+	tracks     chan *InboundTrack
+	connected  chan struct{}
+	once       sync.Once
+	candidates chan candidateBatch
+	negotiate  chan struct{}
+}
+
+type candidateBatch struct {
+	candidates []webrtc.ICECandidateInit
+	done       bool
 }
 
 func newRecvHandler() *recvHandler {
-	return &recvHandler{tracks: make(chan *InboundTrack, 4), connected: make(chan struct{})}
+	return &recvHandler{
+		tracks: make(chan *InboundTrack, 4), connected: make(chan struct{}),
+		candidates: make(chan candidateBatch, 16), negotiate: make(chan struct{}, 1),
+	}
 }
 
 func (h *recvHandler) OnTrack(t *InboundTrack) { h.tracks <- t }
+
+func (h *recvHandler) OnLocalCandidates(c []webrtc.ICECandidateInit, done bool) {
+	select {
+	case h.candidates <- candidateBatch{c, done}:
+	default: // a test that does not look at them
+	}
+}
+
+func (h *recvHandler) OnNegotiationNeeded() {
+	select {
+	case h.negotiate <- struct{}{}:
+	default:
+	}
+}
 
 func (h *recvHandler) OnConnectionState(s webrtc.PeerConnectionState) {
 	if s == webrtc.PeerConnectionStateConnected {
