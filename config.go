@@ -18,6 +18,7 @@ import (
 	"github.com/voipbot/voipbot/bridge"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
+	"github.com/voipbot/voipbot/voip"
 	"github.com/voipbot/voipbot/web"
 )
 
@@ -31,6 +32,7 @@ var ExampleConfig []byte
 type Config struct {
 	Matrix   matrix.Config `yaml:",inline"`
 	Bridge   bridge.Config `yaml:",inline"`
+	Media    voip.Config   `yaml:"media"`
 	Database store.Config  `yaml:"database"`
 	HTTP     web.Config    `yaml:"http"`
 	Logging  LoggingConfig `yaml:"logging"`
@@ -110,7 +112,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, err := range []error{
-		c.Matrix.Validate(), c.Bridge.Validate(), c.Database.Validate(), c.HTTP.Validate(), c.Logging.Validate(),
+		c.Matrix.Validate(), c.Bridge.Validate(), c.Media.Validate(), c.Database.Validate(), c.HTTP.Validate(), c.Logging.Validate(),
 	} {
 		if err != nil {
 			errs = append(errs, err)

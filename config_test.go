@@ -65,6 +65,9 @@ func TestValidConfigKeepsDefaults(t *testing.T) {
 	require.Equal(t, 25*time.Second, cfg.Matrix.Encryption.KeyWait)
 	require.True(t, cfg.Matrix.Encryption.Enabled)
 	require.Equal(t, matrix.ToDeviceViaSync, cfg.Matrix.Appservice.ToDevice)
+	require.Zero(t, cfg.Media.UDPMuxPort)
+	require.Equal(t, 25*time.Second, cfg.Media.ICEFailed)
+	require.Equal(t, "recordings", cfg.Media.RecordDir)
 }
 
 // TestBadInputsNameTheKey is the table of every kind of bad input: each must
@@ -108,6 +111,10 @@ func TestBadInputsNameTheKey(t *testing.T) {
 		{"appservice bad to_device", valid + "mode: appservice\nappservice:\n  to_device: carrier-pigeon\n", nil,
 			[]string{"appservice.to_device"}},
 		{"malformed yaml", "homeserver: [", nil, []string{"config.yaml"}},
+		{"port out of range", valid + "media:\n  udp_mux_port: 70000\n", nil, []string{"media.udp_mux_port"}},
+		{"half a port range", valid + "media:\n  udp_port_min: 40000\n", nil, []string{"media.udp_port_min, media.udp_port_max: set both or neither"}},
+		{"bad public ip", valid + "media:\n  public_ips: [example.com]\n", nil, []string{"media.public_ips[0]"}},
+		{"bad env port", valid, []string{"VOIPBOT_MEDIA_UDP_MUX_PORT=-1"}, []string{"VOIPBOT_MEDIA_UDP_MUX_PORT: media.udp_mux_port", "0 to 65535"}},
 		{"unknown env var", valid, []string{"VOIPBOT_HOMESERVER_URI=https://x"}, []string{"VOIPBOT_HOMESERVER_URI: no config key"}},
 		{"bad env bool", valid, []string{"VOIPBOT_ENCRYPTION_ENABLED=perhaps"}, []string{"VOIPBOT_ENCRYPTION_ENABLED: encryption.enabled"}},
 		{"bad env duration", valid, []string{"VOIPBOT_ENCRYPTION_KEY_WAIT=later"}, []string{"VOIPBOT_ENCRYPTION_KEY_WAIT"}},
@@ -137,6 +144,8 @@ func TestEnvOverrides(t *testing.T) {
 		"VOIPBOT_ENCRYPTION_ENABLED=false",
 		"VOIPBOT_ENCRYPTION_KEY_WAIT=3s",
 		"VOIPBOT_MODE=appservice",
+		"VOIPBOT_MEDIA_UDP_MUX_PORT=3478",
+		"VOIPBOT_MEDIA_PUBLIC_IPS=192.0.2.1",
 		"HOME=/root", // other variables are none of ours
 	})
 	require.NoError(t, err)
@@ -146,6 +155,8 @@ func TestEnvOverrides(t *testing.T) {
 	require.False(t, cfg.Matrix.Encryption.Enabled)
 	require.Equal(t, 3*time.Second, cfg.Matrix.Encryption.KeyWait)
 	require.Equal(t, matrix.ModeAppservice, cfg.Matrix.Mode)
+	require.EqualValues(t, 3478, cfg.Media.UDPMuxPort)
+	require.Equal(t, []string{"192.0.2.1"}, cfg.Media.PublicIPs)
 }
 
 func TestEnvCanReplacePlaceholders(t *testing.T) {

@@ -105,6 +105,12 @@ func setFromString(field reflect.Value, value string) error {
 			return fmt.Errorf("%q is not a whole number", value)
 		}
 		field.SetInt(n)
+	case field.Kind() >= reflect.Uint && field.Kind() <= reflect.Uint64:
+		n, err := strconv.ParseUint(value, 10, field.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number from 0 to %d", value, uint64(1)<<field.Type().Bits()-1)
+		}
+		field.SetUint(n)
 	case field.Kind() == reflect.Slice && field.Type().Elem().Kind() == reflect.String:
 		var items []string
 		for item := range strings.SplitSeq(value, ",") {

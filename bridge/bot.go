@@ -13,6 +13,7 @@ import (
 
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
+	"github.com/voipbot/voipbot/voip"
 )
 
 // BuildInfo identifies the running binary.
@@ -27,6 +28,7 @@ type Bot struct {
 	cfg      Config
 	mx       *matrix.Client
 	store    *store.Store
+	media    *voip.Engine
 	build    BuildInfo
 	started  time.Time
 	log      zerolog.Logger
@@ -36,11 +38,12 @@ type Bot struct {
 
 // New creates the bridge and registers its handlers and metrics; call it
 // before mx.Start.
-func New(cfg Config, mx *matrix.Client, st *store.Store, build BuildInfo, reg prometheus.Registerer, log zerolog.Logger) *Bot {
+func New(cfg Config, mx *matrix.Client, st *store.Store, media *voip.Engine, build BuildInfo, reg prometheus.Registerer, log zerolog.Logger) *Bot {
 	b := &Bot{
 		cfg:     cfg,
 		mx:      mx,
 		store:   st,
+		media:   media,
 		build:   build,
 		started: time.Now(),
 		log:     log,

@@ -103,9 +103,10 @@ func (b *Bot) status(ctx context.Context, _ *matrix.Event, _ []string) (string, 
 		"* Uptime: %s\n"+
 		"* Mode: %s, device `%s`, encryption %s\n"+
 		"* Rooms joined: %d\n"+
-		"* Active calls: %d",
+		"* Active calls: %d\n"+
+		"* Media: %s",
 		b.build.Version, b.build.Commit, b.build.BuildTime,
 		time.Since(b.started).Round(time.Second),
 		b.mx.Mode(), b.mx.DeviceID(), encryption,
-		rooms, active), nil
+		rooms, active, b.media.Describe()), nil
 }

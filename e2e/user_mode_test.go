@@ -33,6 +33,7 @@ func TestHelpAndStatusInPlainRoom(t *testing.T) {
 	require.Contains(t, status, "Active calls: 0")
 	require.Contains(t, status, "Rooms joined: 1")
 	require.Contains(t, status, "encryption on")
+	require.Contains(t, status, "Media: any free UDP port")
 
 	unknown := body(command(t, alice, room, setup.UserID, "!voip dance"))
 	require.Contains(t, unknown, "Unknown command `dance`")

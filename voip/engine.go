@@ -3,6 +3,7 @@ package voip
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -68,6 +69,27 @@ func (e *Engine) virtualUDPMux() (*ice.MultiUDPMuxDefault, error) {
 		opts = append(opts, ice.UDPMuxFromPortWithLoopback())
 	}
 	return ice.NewMultiUDPMuxFromPort(int(e.cfg.UDPMuxPort), opts...)
+}
+
+// Describe says where the engine's media goes, for status replies and the
+// start-up log.
+func (e *Engine) Describe() string {
+	var where string
+	switch {
+	case e.cfg.UDPMuxPort != 0:
+		where = fmt.Sprintf("UDP port %d shared by all calls", e.cfg.UDPMuxPort)
+	case e.cfg.UDPPortMin != 0:
+		where = fmt.Sprintf("UDP ports %d-%d", e.cfg.UDPPortMin, e.cfg.UDPPortMax)
+	default:
+		where = "any free UDP port"
+	}
+	if len(e.cfg.Interfaces) > 0 {
+		where += " on " + strings.Join(e.cfg.Interfaces, ", ")
+	}
+	if len(e.cfg.PublicIPs) > 0 {
+		where += ", announced as " + strings.Join(e.cfg.PublicIPs, ", ")
+	}
+	return where
 }
 
 // Close releases the shared UDP port.

@@ -310,3 +310,22 @@ func TestConfigValidateNamesEveryBadKey(t *testing.T) {
 	c.UDPPortMin, c.UDPPortMax, c.UDPMuxPort = 5000, 6000, 3478
 	require.ErrorContains(t, c.Validate(), "exclude each other")
 }
+
+func TestEngineDescribesWhereMediaGoes(t *testing.T) {
+	leakCheck(t)
+	require.Equal(t, "any free UDP port on lo", testEngine(t).Describe())
+	cfg := testConfig()
+	cfg.UDPPortMin, cfg.UDPPortMax, cfg.PublicIPs = 40000, 40099, []string{"192.0.2.7"}
+	e, err := NewEngine(cfg, zerolog.Nop())
+	require.NoError(t, err)
+	require.Equal(t, "UDP ports 40000-40099 on lo, announced as 192.0.2.7", e.Describe())
+	require.NoError(t, e.Close())
+	cfg = testConfig()
+	cfg.UDPMuxPort = freeUDPPort(t)
+	e, err = NewEngine(cfg, zerolog.Nop())
+	require.NoError(t, err)
+	require.Contains(t, e.Describe(), "shared by all calls")
+	_, err = NewEngine(cfg, zerolog.Nop())
+	require.ErrorContains(t, err, "media.udp_mux_port", "the port is taken: a clear error")
+	require.NoError(t, e.Close())
+}

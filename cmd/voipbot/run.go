@@ -14,6 +14,7 @@ import (
 	"github.com/voipbot/voipbot/bridge"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
+	"github.com/voipbot/voipbot/voip"
 	"github.com/voipbot/voipbot/web"
 )
 
@@ -37,11 +38,22 @@ func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log z
 		}
 	}()
 
+	media, err := voip.NewEngine(cfg.Media, log.With().Str("component", "media").Logger())
+	if err != nil {
+		return fmt.Errorf("starting the media engine: %w", err)
+	}
+	defer func() {
+		if err := media.Close(); err != nil {
+			log.Err(err).Msg("Failed to close the media engine")
+		}
+	}()
+	log.Info().Str("media", media.Describe()).Msg("Media engine ready")
+
 	mx, err := matrix.New(cfg.Matrix, st, reg, log)
 	if err != nil {
 		return err
 	}
-	bridge.New(cfg.Bridge, mx, st, build, reg, log.With().Str("component", "bridge").Logger())
+	bridge.New(cfg.Bridge, mx, st, media, build, reg, log.With().Str("component", "bridge").Logger())
 
 	srv := web.New(cfg.HTTP, reg, log.With().Str("component", "http").Logger())
 	srv.AddCheck("matrix", mx.Health().Ready)
