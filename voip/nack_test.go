@@ -86,7 +86,7 @@ func TestReceiveWindowDropsDuplicatesAndReportsGaps(t *testing.T) {
 	require.False(t, tr.recordArrival(0, 0, now), "and its copy is a duplicate")
 	require.False(t, tr.recordArrival(1, 0, now))
 	require.EqualValues(t, 2, tr.duplicates.Load())
-	require.EqualValues(t, 1, tr.rx.lost.Load(), "65535 is still missing")
+	require.EqualValues(t, 1, tr.lost(), "65535 is still missing")
 
 	// A jump further than the window forgets what came before it, and a
 	// packet from before the window is dropped.

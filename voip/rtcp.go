@@ -158,11 +158,11 @@ func (s *Session) sendReports(now time.Time) {
 // report received.
 func (s *Session) receptionReport(t *InboundTrack, now time.Time) (rtcp.ReceptionReport, bool) {
 	r := &t.rx
-	maxSeq, received := r.pubMax.Load(), r.pubReceived.Load()
+	base, maxSeq, received, jitter := r.published()
 	if received == 0 {
 		return rtcp.ReceptionReport{}, false
 	}
-	expected := maxSeq - r.pubBase.Load() + 1
+	expected := maxSeq - base + 1
 	expectedInterval := expected - r.priorExpected
 	receivedInterval := received - r.priorReceived
 	r.priorExpected, r.priorReceived = expected, received
@@ -176,7 +176,7 @@ func (s *Session) receptionReport(t *InboundTrack, now time.Time) (rtcp.Receptio
 		FractionLost:       fraction,
 		TotalLost:          uint32(min(lost, 0x7fffff)),
 		LastSequenceNumber: maxSeq,
-		Jitter:             r.pubJitter.Load(),
+		Jitter:             jitter,
 	}
 	if sr, ok := s.lastSRs.Load(t.ssrc); ok {
 		last := sr.(lastSR)

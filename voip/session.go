@@ -428,7 +428,7 @@ func (s *Session) addInbound(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	}
 	in.keyframe = func() { s.requestKeyframe(in.ssrc) }
 	if slices.ContainsFunc(in.Codec.RTCPFeedback, func(fb webrtc.RTCPFeedback) bool { return fb.Type == webrtc.TypeRTCPFBNACK && fb.Parameter == "" }) {
-		in.nack = newNackTracker(in.ssrc, s.sendNACK, s.rtt, func() time.Duration { return time.Duration(in.rx.jitterNanos.Load()) })
+		in.nack = newNackTracker(in.ssrc, s.sendNACK, s.rtt, in.jitter)
 	}
 	for _, c := range r.GetParameters().Codecs {
 		if strings.EqualFold(c.MimeType, MimeTypeTelephoneEvent) && c.ClockRate == in.Codec.ClockRate {

@@ -51,7 +51,7 @@ func (s *Session) Stats() LegStats {
 		ts := TrackStats{
 			ID: t.ID, Kind: t.Kind, Codec: t.Codec.MimeType, SSRC: t.ssrc,
 			Packets: t.packets.Load(), Bytes: t.bytes.Load(),
-			Lost: t.rx.lost.Load(), Jitter: time.Duration(t.rx.jitterNanos.Load()),
+			Lost: t.lost(), Jitter: t.jitter(),
 			Duplicates: t.duplicates.Load(),
 		}
 		if t.nack != nil {

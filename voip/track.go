@@ -45,15 +45,16 @@ type receiveStats struct {
 	lastTransit int64
 	jitter      float64 // in RTP timestamp units
 
-	lost        atomic.Int64
-	jitterNanos atomic.Int64
-
 	seen [seqWindow / 64]uint64 // which of the last seqWindow sequence numbers came
 
-	// Published for the RTCP reporter, which also keeps the counts at its
-	// last report (it alone touches prior*).
-	pubBase, pubMax, pubReceived atomic.Uint32
-	pubJitter                    atomic.Uint32 // in timestamp units
+	// Published for Stats and the RTCP reporter: the highest sequence
+	// number and the count received in one word, so that they are read
+	// together (a torn pair would show loss that is not there); the base
+	// once; the jitter. Two atomic stores a packet.
+	pubBase    atomic.Uint32
+	pubMaxRecv atomic.Uint64 // max<<32 | received
+	pubJitter  atomic.Uint32 // in timestamp units
+	// The counts at the reporter's last report (it alone touches them).
 	priorExpected, priorReceived uint32
 }
 
@@ -75,6 +76,7 @@ func (t *InboundTrack) recordArrival(seq uint16, ts uint32, now time.Time) bool 
 	if !r.started {
 		r.started = true
 		r.base, r.max = uint32(seq), uint32(seq)
+		r.pubBase.Store(r.base)
 		r.lastTransit = arrival - int64(ts)
 		r.mark(r.max)
 	} else {
@@ -111,15 +113,36 @@ func (t *InboundTrack) recordArrival(seq uint16, ts uint32, now time.Time) bool 
 		}
 		r.jitter += (float64(d) - r.jitter) / 16
 	}
-	r.lost.Store(int64(r.max-r.base+1) - int64(r.received))
-	if clock > 0 {
-		r.jitterNanos.Store(int64(r.jitter * 1e9 / float64(clock)))
-	}
-	r.pubBase.Store(r.base)
-	r.pubMax.Store(r.max)
-	r.pubReceived.Store(r.received)
+	r.pubMaxRecv.Store(uint64(r.max)<<32 | uint64(r.received))
 	r.pubJitter.Store(uint32(r.jitter))
 	return true
+}
+
+// published reads what recordArrival published: the first and highest
+// (extended) sequence numbers, the packets received, and the jitter in
+// timestamp units.
+func (r *receiveStats) published() (base, highest, received, jitter uint32) {
+	mr := r.pubMaxRecv.Load()
+	return r.pubBase.Load(), uint32(mr >> 32), uint32(mr), r.pubJitter.Load()
+}
+
+// lost is the cumulative loss as RFC 3550 counts it: expected minus
+// received (negative with duplicates, which the forwarder drops).
+func (t *InboundTrack) lost() int64 {
+	base, highest, received, _ := t.rx.published()
+	if received == 0 {
+		return 0
+	}
+	return int64(highest-base+1) - int64(received)
+}
+
+// jitter is the interarrival jitter estimate.
+func (t *InboundTrack) jitter() time.Duration {
+	_, _, _, j := t.rx.published()
+	if t.Codec.ClockRate == 0 {
+		return 0
+	}
+	return time.Duration(uint64(j) * uint64(time.Second) / uint64(t.Codec.ClockRate))
 }
 
 // mark records that ext came and reports whether it had come before.

@@ -22,8 +22,8 @@ func TestReceiveStatsCountLossAndJitter(t *testing.T) {
 		tr.recordArrival(seq, uint32(i*160), start.Add(time.Duration(i)*20*time.Millisecond))
 		seq++
 	}
-	require.EqualValues(t, 1, tr.rx.lost.Load(), "one packet lost across the wrap")
-	require.Zero(t, tr.rx.jitterNanos.Load())
+	require.EqualValues(t, 1, tr.lost(), "one packet lost across the wrap")
+	require.Zero(t, tr.jitter())
 
 	// Every other packet 10 ms late: the jitter estimate converges towards
 	// the 10 ms transit difference (RFC 3550's 1/16 gain).
@@ -32,12 +32,12 @@ func TestReceiveStatsCountLossAndJitter(t *testing.T) {
 		tr.recordArrival(seq, uint32(i*160), start.Add(time.Duration(i)*20*time.Millisecond+late))
 		seq++
 	}
-	require.InDelta(t, float64(10*time.Millisecond), float64(tr.rx.jitterNanos.Load()), float64(time.Millisecond))
+	require.InDelta(t, float64(10*time.Millisecond), float64(tr.jitter()), float64(time.Millisecond))
 
 	// A copy of an old packet is dropped and counts for nothing; the lost
 	// packet, arriving late, fills its gap.
 	require.False(t, tr.recordArrival(seq-50, 0, start.Add(5*time.Second)))
-	require.EqualValues(t, 1, tr.rx.lost.Load())
+	require.EqualValues(t, 1, tr.lost())
 	require.True(t, tr.recordArrival(65535, 5*160, start.Add(5*time.Second)))
-	require.EqualValues(t, 0, tr.rx.lost.Load(), "the late packet makes up for the lost one")
+	require.EqualValues(t, 0, tr.lost(), "the late packet makes up for the lost one")
 }

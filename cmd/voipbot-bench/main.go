@@ -65,6 +65,7 @@ func serve(ctx context.Context, args []string) error {
 	mode := fs.String("mode", "bridge", "bridge, echo, raw-echo or raw-bridge")
 	addr := fs.String("addr", "127.0.0.1:0", "HTTP signalling address")
 	profile := fs.String("interceptors", "default", "interceptor set of the voipbot modes: default or pion-stats")
+	rawSet := fs.String("raw-interceptors", "default", "raw modes: pion's default interceptors, or only its RTCP reports (reports)")
 	mux := fs.Int("udp-mux-port", 0, "voipbot modes: one UDP port for every call (0: a port per call)")
 	iface := fs.String("iface", "lo", "the network interface ICE uses")
 	memRate := fs.Int("memprofilerate", 0, "runtime.MemProfileRate (1: every allocation, for exact heap profiles)")
@@ -86,7 +87,7 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer func() { _ = engine.Close() }()
-	srv, err := benchserver.New(benchserver.Mode(*mode), engine, voip.SessionOptions{Video: []voip.Codec{}, Interceptors: ints}, *iface, zerolog.New(os.Stderr).Level(zerolog.WarnLevel))
+	srv, err := benchserver.New(benchserver.Mode(*mode), engine, voip.SessionOptions{Video: []voip.Codec{}, Interceptors: ints}, *iface, benchserver.RawInterceptors(*rawSet), zerolog.New(os.Stderr).Level(zerolog.WarnLevel))
 	if err != nil {
 		return err
 	}

@@ -127,11 +127,11 @@ type memoryRow struct {
 }
 
 // measureMemory loads each server with idle calls, then active ones, and
-// reads its resident memory and goroutines, and again after every call
-// ended.
+// reads its resident memory and goroutines (those of calls: not the HTTP
+// server's), and again after every call ended.
 func measureMemory(ctx context.Context, cfg suiteConfig, link *netns.Link, rep *Report, w io.Writer) error {
 	fmt.Fprintf(w, "## 4. Memory and goroutines per call (%d streams; a bridged call is 2 streams, an echo call 1)\n\n", cfg.MemN)
-	fmt.Fprintf(w, "| server | calls | RSS at start | per call idle | per call active | goroutines start / idle / active / after all ended | goroutines per call |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| server | calls | RSS at start | per call idle | per call active | RSS after all ended | goroutines start / idle / active / after all ended | goroutines per call |\n|---|---|---|---|---|---|---|---|\n")
 	for _, t := range []target{oursBridge, rawBridge, oursEcho, janusEcho} {
 		r, err := t.start(ctx, link)
 		if err != nil {
@@ -147,7 +147,7 @@ func measureMemory(ctx context.Context, cfg suiteConfig, link *netns.Link, rep *
 				*rss = benchserver.RSS(r.pid)
 				if r.stats != nil {
 					if st, err := r.stats(ctx); err == nil {
-						*goroutines = st.Goroutines
+						*goroutines = st.CallGoroutines
 					}
 				}
 			}
@@ -170,7 +170,16 @@ func measureMemory(ctx context.Context, cfg suiteConfig, link *netns.Link, rep *
 				}
 			}
 		}
-		read(&row.RSSAfter, &row.GoroutinesAfter)()
+		// Calls end asynchronously (pion closes its transports in the
+		// background): give the goroutines a few seconds to finish before
+		// counting what is left as a leak.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			read(&row.RSSAfter, &row.GoroutinesAfter)()
+			if r.stats == nil || row.GoroutinesAfter <= row.GoroutinesStart || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		if err = r.stop(); err != nil && !isSignal(err) {
 			return err
 		}
@@ -185,8 +194,8 @@ func measureMemory(ctx context.Context, cfg suiteConfig, link *netns.Link, rep *
 			gor = fmt.Sprintf("%d / %d / %d / %d", row.GoroutinesStart, row.GoroutinesIdle, row.GoroutinesActive, row.GoroutinesAfter)
 			perCall = fmt.Sprintf("%.1f idle, %.1f active", row.GoroutinesPerCallIdle, row.GoroutinesPerCallActive)
 		}
-		fmt.Fprintf(w, "| %s | %d | %.1f MiB | %.0f KiB | %.0f KiB | %s | %s |\n", t.Name, calls, float64(row.RSSStart)/(1<<20),
-			row.KiBPerCallIdle, row.KiBPerCallActive, gor, perCall)
+		fmt.Fprintf(w, "| %s | %d | %.1f MiB | %.0f KiB | %.0f KiB | %.1f MiB | %s | %s |\n", t.Name, calls, float64(row.RSSStart)/(1<<20),
+			row.KiBPerCallIdle, row.KiBPerCallActive, float64(row.RSSAfter)/(1<<20), gor, perCall)
 	}
 	fmt.Fprintln(w)
 	return nil

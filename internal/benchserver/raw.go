@@ -12,8 +12,19 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
+// RawInterceptors chooses the raw baseline's interceptors: pion's default
+// set, or only its RTCP report interceptors, the same work voipbot's audio
+// legs do (reports, nothing else).
+type RawInterceptors string
+
+// The raw baseline's interceptor sets.
+const (
+	RawDefault RawInterceptors = "default"
+	RawReports RawInterceptors = "reports"
+)
+
 // rawServer is the baseline: what a minimal pion forwarder does, as in
-// pion's reflect example — default interceptors, TrackRemote.ReadRTP into
+// pion's reflect example: TrackRemote.ReadRTP into
 // TrackLocalStaticRTP.WriteRTP.
 type rawServer struct {
 	api *webrtc.API
@@ -21,14 +32,23 @@ type rawServer struct {
 
 var rawOpus = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}
 
-func newRawServer(iface string, loopback bool) (*rawServer, error) {
+func newRawServer(iface string, loopback bool, set RawInterceptors) (*rawServer, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: rawOpus, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, err
+	switch set {
+	case RawDefault, "":
+		if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+			return nil, err
+		}
+	case RawReports:
+		if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown raw interceptor set %q (default, reports)", set)
 	}
 	// The same network settings as voipbot's engine in the benchmarks.
 	se := webrtc.SettingEngine{}

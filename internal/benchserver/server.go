@@ -93,13 +93,13 @@ type call struct {
 
 // New makes a server. engine and opts are used in the voipbot modes; the
 // raw modes gather ICE candidates on iface only (as the engine should be
-// configured to).
-func New(mode Mode, engine *voip.Engine, opts voip.SessionOptions, iface string, log zerolog.Logger) (*Server, error) {
+// configured to), with the interceptors of rawSet.
+func New(mode Mode, engine *voip.Engine, opts voip.SessionOptions, iface string, rawSet RawInterceptors, log zerolog.Logger) (*Server, error) {
 	s := &Server{mode: mode, engine: engine, opts: opts, log: log, calls: map[string]*call{}, waiting: map[string]*call{}, bridges: map[string]*voip.Bridge{}}
 	switch mode {
 	case Bridge, Echo:
 	case RawEcho, RawBridge:
-		raw, err := newRawServer(iface, iface == "lo")
+		raw, err := newRawServer(iface, iface == "lo", rawSet)
 		if err != nil {
 			return nil, err
 		}
