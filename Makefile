@@ -14,7 +14,7 @@ BIN      := $(CURDIR)/bin
 DENDRITE := $(BIN)/dendrite
 LINT     := $(BIN)/golangci-lint
 
-.PHONY: build run test lint unit bench tools clean
+.PHONY: build run test lint unit bench bench-go bench-media tools clean
 
 ## build: the voipbot binary (pure Go: CGO_ENABLED=0, pure-Go Olm via -tags goolm)
 build:
@@ -33,9 +33,19 @@ lint: $(LINT)
 unit: $(DENDRITE)
 	DENDRITE_BIN=$(DENDRITE) $(GO) test -tags $(TAGS) -race -count=1 -timeout 30m ./...
 
-## bench: benchmarks, each with its baseline measured in the same run
-bench: $(DENDRITE)
-	DENDRITE_BIN=$(DENDRITE) $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -count 5 -timeout 30m ./...
+## bench: every benchmark, each with its baseline measured in the same run
+## (about 45 minutes; the media suite needs root and Debian's janus)
+bench: bench-go bench-media
+
+## bench-go: the Go benchmarks (startup, intake, forward hop, impaired call)
+bench-go: $(DENDRITE)
+	DENDRITE_BIN=$(DENDRITE) $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./...
+
+## bench-media: the media suite (CPU per packet, latency, capacity, memory)
+## against raw pion and Janus; report in bin/bench-media.md and .json
+bench-media:
+	$(GO) build -tags $(TAGS) -o $(BIN)/voipbot-bench ./cmd/voipbot-bench
+	$(BIN)/voipbot-bench suite $(SUITE_FLAGS) -out $(BIN)/bench-media.json | tee $(BIN)/bench-media.md
 
 tools: $(DENDRITE) $(LINT)
 
