@@ -69,11 +69,15 @@ func serve(ctx context.Context, args []string) error {
 	mux := fs.Int("udp-mux-port", 0, "voipbot modes: one UDP port for every call (0: a port per call)")
 	iface := fs.String("iface", "lo", "the network interface ICE uses")
 	memRate := fs.Int("memprofilerate", 0, "runtime.MemProfileRate (1: every allocation, for exact heap profiles)")
+	procs := fs.Int("gomaxprocs", 0, "GOMAXPROCS of the server (0: Go's default, the CPUs it may use)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *memRate > 0 {
 		runtime.MemProfileRate = *memRate
+	}
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs)
 	}
 	ints, ok := interceptorProfiles[*profile]
 	if !ok {

@@ -133,6 +133,9 @@ func measureMemory(ctx context.Context, cfg suiteConfig, link *netns.Link, rep *
 	fmt.Fprintf(w, "## 4. Memory and goroutines per call (%d streams; a bridged call is 2 streams, an echo call 1)\n\n", cfg.MemN)
 	fmt.Fprintf(w, "| server | calls | RSS at start | per call idle | per call active | RSS after all ended | goroutines start / idle / active / after all ended | goroutines per call |\n|---|---|---|---|---|---|---|---|\n")
 	for _, t := range []target{oursBridge, rawBridge, oursEcho, janusEcho} {
+		if !wants(cfg.Targets, t.Name) {
+			continue
+		}
 		r, err := t.start(ctx, link)
 		if err != nil {
 			return err

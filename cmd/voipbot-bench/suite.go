@@ -33,7 +33,13 @@ type suiteConfig struct {
 	Measure time.Duration
 	MemN    int // streams for the memory measurement
 	Out     string
+	// Targets and Sections restrict the suite (empty: all).
+	Targets  []string
+	Sections []string
 }
+
+// wants reports whether the suite runs a target or section.
+func wants(list []string, name string) bool { return len(list) == 0 || slices.Contains(list, name) }
 
 // target is a server the suite measures.
 type target struct {
@@ -147,6 +153,19 @@ var (
 	oursBridgeStats = benchServer("voipbot-bridge+pion-stats", "bridge", true, "-interceptors", "pion-stats")
 )
 
+// allTargets are the servers of the CPU table, in its column order.
+func allTargets() []target {
+	return []target{oursBridge, rawBridge, oursEcho, rawEcho, janusEcho, rawBridgeReports, oursBridgeStats}
+}
+
+func targetNames() []string {
+	var names []string
+	for _, t := range allTargets() {
+		names = append(names, t.Name)
+	}
+	return names
+}
+
 // measurement is one load run's outcome.
 type measurement struct {
 	Target string          `json:"target"`
@@ -185,10 +204,32 @@ func suite(ctx context.Context, args []string) error {
 	measure := fs.Duration("measure", 10*time.Second, "measurement window of each run")
 	memN := fs.Int("mem-n", 200, "streams for the memory measurement")
 	out := fs.String("out", "", "also write every measurement as JSON to this file")
+	only := fs.String("targets", "", "comma-separated targets to run (default all: "+strings.Join(targetNames(), ", ")+")")
+	sections := fs.String("sections", "", "comma-separated sections: cpu (always run), latency, capacity, memory (default all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	cfg := suiteConfig{Rounds: *rounds, Warmup: *warmup, Measure: *measure, MemN: *memN, Out: *out}
+	for _, list := range []struct {
+		flag string
+		to   *[]string
+	}{{*only, &cfg.Targets}, {*sections, &cfg.Sections}} {
+		for f := range strings.SplitSeq(list.flag, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				*list.to = append(*list.to, f)
+			}
+		}
+	}
+	for _, t := range cfg.Targets {
+		if !slices.Contains(targetNames(), t) {
+			return fmt.Errorf("-targets: unknown target %q", t)
+		}
+	}
+	for _, sec := range cfg.Sections {
+		if !slices.Contains([]string{"cpu", "latency", "capacity", "memory"}, sec) {
+			return fmt.Errorf("-sections: unknown section %q (cpu, latency, capacity, memory)", sec)
+		}
+	}
 	for f := range strings.SplitSeq(*ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n <= 0 || n%2 != 0 {
@@ -234,7 +275,12 @@ func runSuite(ctx context.Context, cfg suiteConfig, w io.Writer) (*Report, error
 		"each run starts a fresh server; %d rounds per point, median reported; "+
 		"Opus-sized audio (160-byte payloads) at 50 packets/s per stream.\n\n", cfg.Rounds)
 
-	targets := []target{oursBridge, rawBridge, oursEcho, rawEcho, janusEcho, rawBridgeReports, oursBridgeStats}
+	var targets []target
+	for _, t := range allTargets() {
+		if wants(cfg.Targets, t.Name) {
+			targets = append(targets, t)
+		}
+	}
 	base := loadgen.Config{Warmup: cfg.Warmup, Measure: cfg.Measure}
 	for _, n := range cfg.Ns {
 		for round := range cfg.Rounds {
@@ -253,14 +299,26 @@ func runSuite(ctx context.Context, cfg suiteConfig, w io.Writer) (*Report, error
 	}
 	writeCPUTable(w, rep.CPU, cfg.Ns, targets)
 
-	if err = measureLatency(ctx, cfg, link, rep, w); err != nil {
-		return rep, err
+	if wants(cfg.Sections, "latency") && wants(cfg.Targets, oursBridge.Name) {
+		if err = measureLatency(ctx, cfg, link, rep, w); err != nil {
+			return rep, err
+		}
 	}
-	if err = measureCapacity(ctx, cfg, link, rep, w, targets[:5]); err != nil {
-		return rep, err
+	if wants(cfg.Sections, "capacity") {
+		var capTargets []target
+		for _, t := range targets {
+			if t.Name != rawBridgeReports.Name && t.Name != oursBridgeStats.Name {
+				capTargets = append(capTargets, t)
+			}
+		}
+		if err = measureCapacity(ctx, cfg, link, rep, w, capTargets); err != nil {
+			return rep, err
+		}
 	}
-	if err = measureMemory(ctx, cfg, link, rep, w); err != nil {
-		return rep, err
+	if wants(cfg.Sections, "memory") {
+		if err = measureMemory(ctx, cfg, link, rep, w); err != nil {
+			return rep, err
+		}
 	}
 	return rep, nil
 }
@@ -313,7 +371,8 @@ func writeCPUTable(w io.Writer, ms []measurement, ns []int, targets []target) {
 		for _, t := range targets {
 			v := median(ms, t.Name, n, usPerPacket)
 			vals[t.Name] = v
-			fmt.Fprintf(w, " %.1f (%.0f%% CPU, loss %.2f%%) |", v, 100*median(ms, t.Name, n, cpuShare), 100*median(ms, t.Name, n, lossOf))
+			fmt.Fprintf(w, " %.1f (%.0f%% CPU, %.0f%% of it kernel, loss %.2f%%) |", v, 100*median(ms, t.Name, n, cpuShare),
+				100*median(ms, t.Name, n, func(r *loadgen.Result) float64 { return r.ServerSystemShare }), 100*median(ms, t.Name, n, lossOf))
 		}
 		ratio := func(a, b string) string {
 			if vals[b] == 0 {

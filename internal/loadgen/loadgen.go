@@ -75,8 +75,10 @@ type Result struct {
 	// one core; CPUPerPacket divides it by the packets it forwarded.
 	ServerCPU    float64
 	CPUPerPacket time.Duration
-	Window       time.Duration
-	Setup        time.Duration
+	// ServerSystemShare is the part of ServerCPU spent in the kernel.
+	ServerSystemShare float64
+	Window            time.Duration
+	Setup             time.Duration
 }
 
 // LossRatio is the fraction of the window's packets that did not arrive.
@@ -237,9 +239,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.LatencyMax = all[len(all)-1]
 	}
 	if cfg.ServerPID != 0 {
-		res.ServerCPU = (cpu1 - cpu0).Seconds() / res.Window.Seconds()
+		used := cpu1.total() - cpu0.total()
+		res.ServerCPU = used.Seconds() / res.Window.Seconds()
 		if res.Received > 0 {
-			res.CPUPerPacket = (cpu1 - cpu0) / time.Duration(res.Received)
+			res.CPUPerPacket = used / time.Duration(res.Received)
+		}
+		if used > 0 {
+			res.ServerSystemShare = float64(cpu1.system-cpu0.system) / float64(used)
 		}
 	}
 	return res, nil

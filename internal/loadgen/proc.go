@@ -12,15 +12,20 @@ import (
 // Linux).
 const clockTick = 10 * time.Millisecond
 
-// cpuTime is a process's user plus system CPU time so far, all threads; 0
-// for pid 0.
-func cpuTime(pid int) (time.Duration, error) {
+// cpuTimes is a process's CPU time so far, all threads: in user space and
+// in the kernel (system calls, and the network stack's work they do);
+// zero for pid 0.
+type cpuTimes struct{ user, system time.Duration }
+
+func (c cpuTimes) total() time.Duration { return c.user + c.system }
+
+func cpuTime(pid int) (cpuTimes, error) {
 	if pid == 0 {
-		return 0, nil
+		return cpuTimes{}, nil
 	}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("reading the server's CPU time: %w", err)
+		return cpuTimes{}, fmt.Errorf("reading the server's CPU time: %w", err)
 	}
 	// The command name (field 2) may hold spaces: count fields after it.
 	rest := string(data)
@@ -29,12 +34,12 @@ func cpuTime(pid int) (time.Duration, error) {
 	}
 	f := strings.Fields(rest)
 	if len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+		return cpuTimes{}, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
 	utime, err1 := strconv.ParseUint(f[11], 10, 64) // field 14
 	stime, err2 := strconv.ParseUint(f[12], 10, 64) // field 15
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+		return cpuTimes{}, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
-	return time.Duration(utime+stime) * clockTick, nil
+	return cpuTimes{user: time.Duration(utime) * clockTick, system: time.Duration(stime) * clockTick}, nil
 }
