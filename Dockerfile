@@ -2,7 +2,8 @@
 #
 #   docker build -t voipbot .
 #   docker run --rm -v voipbot-data:/data voipbot            # first start writes /data/config.yaml
-#   docker run -d --name voipbot -v voipbot-data:/data -p 29333:29333 voipbot
+#   docker run -d --name voipbot -v voipbot-data:/data -p 29333:29333 -p 29334:29334/udp \
+#       -e VOIPBOT_MEDIA_PUBLIC_IPS=<the host's public IP> voipbot
 #
 # /data holds config.yaml, registration.yaml (appservice mode) and voipbot.db.
 
@@ -33,7 +34,11 @@ VOLUME /data
 # Inside a container the listener must not be loopback-only. Override with
 # -e VOIPBOT_HTTP_LISTEN=… (the environment wins over the config file).
 ENV VOIPBOT_HTTP_LISTEN=0.0.0.0:29333
-EXPOSE 29333
+# Call media on one UDP port shared by every call, so that one published
+# port is enough; announce the host's public address with
+# -e VOIPBOT_MEDIA_PUBLIC_IPS=… when the container sits behind Docker's NAT.
+ENV VOIPBOT_MEDIA_UDP_MUX_PORT=29334
+EXPOSE 29333 29334/udp
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["/usr/local/bin/voipbot", "-c", "/data/config.yaml", "-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/voipbot"]

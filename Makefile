@@ -43,6 +43,7 @@ bench-go: $(DENDRITE)
 
 ## bench-media: the media suite (CPU per packet, latency, capacity, memory)
 ## against raw pion and Janus; report in bin/bench-media.md and .json
+SUITE_FLAGS ?= -rounds 5
 bench-media:
 	$(GO) build -tags $(TAGS) -o $(BIN)/voipbot-bench ./cmd/voipbot-bench
 	$(BIN)/voipbot-bench suite $(SUITE_FLAGS) -out $(BIN)/bench-media.json | tee $(BIN)/bench-media.md
