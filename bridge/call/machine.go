@@ -1,0 +1,245 @@
+// Package call is the state machine of one Matrix call between the bot and
+// one peer party, as the spec (v1.19 + MSC2746) and matrix-js-sdk behave. It
+// is pure logic: each input returns the effects to carry out (events to
+// send, media operations, timers), and the caller (bridge.callRunner) does
+// them in order on the call's own queue. Table tests drive it directly.
+package call
+
+import (
+	"fmt"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/matrix/callevent"
+)
+
+// State is where a call is, named as matrix-js-sdk's CallState.
+type State string
+
+// The states the bot's calls go through.
+const (
+	// Outbound: the offer is being made; nothing sent yet.
+	StateCreateOffer State = "create_offer"
+	// Outbound: the invite is out; waiting for an answer or reject.
+	StateInviteSent State = "invite_sent"
+	// Inbound: an invite for us, not yet answered.
+	StateRinging State = "ringing"
+	// Inbound: answering (making the answer SDP).
+	StateCreateAnswer State = "create_answer"
+	// Answered or answer taken; ICE is connecting.
+	StateConnecting State = "connecting"
+	// Media flows.
+	StateConnected State = "connected"
+	// Over (see Machine.Reason, HangupReason, HangupBy).
+	StateEnded State = "ended"
+)
+
+// Direction says who placed the call.
+type Direction string
+
+// The two directions.
+const (
+	Inbound  Direction = "inbound"
+	Outbound Direction = "outbound"
+)
+
+// By says which side ended a call.
+type By string
+
+// Who ended it.
+const (
+	ByLocal  By = "local"
+	ByRemote By = "remote"
+)
+
+// Party is one client in a call: a user and the party ID its client chose.
+type Party struct {
+	User    id.UserID
+	PartyID string
+}
+
+func (p Party) String() string { return fmt.Sprintf("%s/%s", p.User, p.PartyID) }
+
+// Timer names a timeout the machine asks for.
+type Timer string
+
+// The machine's timers.
+const (
+	// TimerInvite: an outbound invite's lifetime; unanswered → invite_timeout.
+	TimerInvite Timer = "invite"
+	// TimerRinging: an inbound invite's remaining lifetime; unanswered → missed.
+	TimerRinging Timer = "ringing"
+	// TimerConnect: answered but ICE never connected → ice_failed.
+	TimerConnect Timer = "connect"
+)
+
+// Timeouts the machine uses; zero values take the defaults.
+type Timeouts struct {
+	// InviteLifetime is the lifetime of our invites (js-sdk and famedly:
+	// 60 s, the spec's example).
+	InviteLifetime time.Duration
+	// Connect is how long ICE may take after an answer before the call
+	// fails with ice_failed.
+	Connect time.Duration
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.InviteLifetime <= 0 {
+		t.InviteLifetime = 60 * time.Second
+	}
+	if t.Connect <= 0 {
+		t.Connect = 30 * time.Second
+	}
+	return t
+}
+
+// Machine is one call. Its exported fields are what is persisted; change them
+// only through its methods.
+type Machine struct {
+	Room      id.RoomID
+	CallID    string
+	Us        Party
+	Direction Direction
+	Version   callevent.Version
+	Video     bool
+	// Invitee is who an outbound call is for (the invite's invitee).
+	Invitee id.UserID
+	// Peer is the other party: the caller of an inbound call; the party
+	// whose answer (or reject) we took for an outbound one. Its PartyID is
+	// "" until then.
+	Peer     Party
+	Lifetime time.Duration
+
+	State State
+	// Reason says, in words, why the call is in its state (mostly: why it
+	// ended).
+	Reason       string
+	HangupReason callevent.HangupReason
+	HangupBy     By
+	Missed       bool
+
+	CreatedAt, AnsweredAt, ConnectedAt, EndedAt time.Time
+
+	timeouts Timeouts
+	now      func() time.Time
+	offer    string // inbound: the caller's offer, until we answer
+	// peerChosen: an outbound call has taken an answer or reject.
+	peerChosen bool
+	// pending holds remote candidates per party ID until they can be used:
+	// before we answer (inbound), or before an answer is taken (outbound).
+	pending       map[string][]callevent.Candidate
+	mediaFlowed   bool
+	remoteStreams callevent.Streams
+}
+
+// Options create a machine.
+type Options struct {
+	Room     id.RoomID
+	CallID   string
+	Us       Party
+	Video    bool
+	Timeouts Timeouts
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func newMachine(o Options, dir Direction) *Machine {
+	m := &Machine{
+		Room: o.Room, CallID: o.CallID, Us: o.Us, Direction: dir, Video: o.Video,
+		Version: callevent.Version1, timeouts: o.Timeouts.withDefaults(), now: o.Now,
+		pending: map[string][]callevent.Candidate{},
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	m.CreatedAt = m.now()
+	return m
+}
+
+// Effect is something the machine asks its runner to do.
+type Effect interface{ isEffect() }
+
+// Send sends a call event into the call's room.
+type Send struct {
+	Type    callevent.Type
+	Content callevent.Content
+}
+
+// AcceptOffer applies the caller's offer and makes an answer; the runner
+// reports it with LocalDescription.
+type AcceptOffer struct{ SDP string }
+
+// MakeOffer makes an offer; the runner reports it with LocalDescription.
+type MakeOffer struct{}
+
+// ApplyAnswer applies the answer we took.
+type ApplyAnswer struct{ SDP string }
+
+// AddCandidates hands remote candidates to the media session.
+type AddCandidates struct{ Candidates []callevent.Candidate }
+
+// StartTimer (re)starts a timer; the runner reports it with TimerFired.
+type StartTimer struct {
+	Timer Timer
+	After time.Duration
+}
+
+// StopTimer stops a timer.
+type StopTimer struct{ Timer Timer }
+
+// CloseMedia ends the media session.
+type CloseMedia struct{}
+
+// Changed says the machine's persisted fields changed: store them.
+type Changed struct{ From State }
+
+func (Send) isEffect()          {}
+func (AcceptOffer) isEffect()   {}
+func (MakeOffer) isEffect()     {}
+func (ApplyAnswer) isEffect()   {}
+func (AddCandidates) isEffect() {}
+func (StartTimer) isEffect()    {}
+func (StopTimer) isEffect()     {}
+func (CloseMedia) isEffect()    {}
+func (Changed) isEffect()       {}
+
+// Ended says whether the call is over.
+func (m *Machine) Ended() bool { return m.State == StateEnded }
+
+// Remote returns the remote party's stream metadata (nil if it sent none).
+func (m *Machine) RemoteStreams() callevent.Streams { return m.remoteStreams }
+
+func (m *Machine) common() callevent.Common {
+	return callevent.Common{CallID: m.CallID, PartyID: m.Us.PartyID, Version: m.Version}
+}
+
+func (m *Machine) setState(s State, reason string) []Effect {
+	from := m.State
+	m.State, m.Reason = s, reason
+	switch s {
+	case StateConnected:
+		if m.ConnectedAt.IsZero() {
+			m.ConnectedAt = m.now()
+		}
+	case StateEnded:
+		m.EndedAt = m.now()
+	}
+	return []Effect{Changed{From: from}}
+}
+
+// end finishes the call: timers stopped, media closed, state persisted. A
+// non-empty send hangs up on the wire first.
+func (m *Machine) end(by By, reason callevent.HangupReason, why string, send ...Effect) []Effect {
+	if m.Ended() {
+		return nil
+	}
+	m.HangupBy, m.HangupReason = by, reason
+	out := append([]Effect{}, send...)
+	out = append(out, StopTimer{TimerInvite}, StopTimer{TimerRinging}, StopTimer{TimerConnect}, CloseMedia{})
+	return append(out, m.setState(StateEnded, why)...)
+}
+
+func (m *Machine) hangupEvent(reason callevent.HangupReason) Effect {
+	return Send{Type: callevent.TypeHangup, Content: &callevent.Hangup{Common: m.common(), Reason: reason}}
+}
