@@ -5,6 +5,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,11 +35,12 @@ type Bot struct {
 	log      zerolog.Logger
 	commands []command
 	counts   *prometheus.CounterVec
+	calls    *callManager
 }
 
 // New creates the bridge and registers its handlers and metrics; call it
-// before mx.Start.
-func New(cfg Config, mx *matrix.Client, st *store.Store, media *voip.Engine, build BuildInfo, reg prometheus.Registerer, log zerolog.Logger) *Bot {
+// before mx.Start. ctx bounds the bridge's life.
+func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, media *voip.Engine, build BuildInfo, reg prometheus.Registerer, log zerolog.Logger) *Bot {
 	b := &Bot{
 		cfg:     cfg,
 		mx:      mx,
@@ -55,7 +57,23 @@ func New(cfg Config, mx *matrix.Client, st *store.Store, media *voip.Engine, bui
 	b.commands = b.commandTable()
 	reg.MustRegister(b.counts, &callCollector{store: st})
 	mx.On(event.EventMessage, b.isCommand, b.handleCommand)
+	b.calls = newCallManager(ctx, cfg.Calls, mx, st, media, log)
+	b.calls.register()
 	return b
+}
+
+// Start ends the calls a previous run left active (their media died with
+// it); call it once the Matrix client is logged in.
+func (b *Bot) Start(ctx context.Context) error {
+	if err := b.calls.endStale(ctx); err != nil {
+		return fmt.Errorf("ending calls left from the last run: %w", err)
+	}
+	return nil
+}
+
+// Stop hangs up every call and waits, up to ctx, until they have ended.
+func (b *Bot) Stop(ctx context.Context) {
+	b.calls.shutdown(ctx)
 }
 
 // callCollector reports calls by state from the database at scrape time, so

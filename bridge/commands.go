@@ -2,11 +2,13 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
@@ -22,6 +24,8 @@ func (b *Bot) commandTable() []command {
 	return []command{
 		{name: "help", summary: "show this help", run: b.help},
 		{name: "status", summary: "show version, uptime, rooms and active calls", run: b.status},
+		{name: "call", summary: "call you (or `call @user:server`) in this room; add `video` for a video call", run: b.call},
+		{name: "hangup", summary: "hang up the bot's calls in this room", run: b.hangup},
 	}
 }
 
@@ -109,4 +113,43 @@ func (b *Bot) status(ctx context.Context, _ *matrix.Event, _ []string) (string, 
 		time.Since(b.started).Round(time.Second),
 		b.mx.Mode(), b.mx.DeviceID(), encryption,
 		rooms, active, b.media.Describe()), nil
+}
+
+// call places a call from the bot: to the sender, or to the user named.
+func (b *Bot) call(_ context.Context, evt *matrix.Event, args []string) (string, error) {
+	invitee, video := evt.Sender, false
+	for _, a := range args {
+		switch {
+		case strings.EqualFold(a, "video"):
+			video = true
+		case strings.HasPrefix(a, "@"):
+			user := id.UserID(a)
+			if _, _, err := user.Parse(); err != nil {
+				return "", fmt.Errorf("%q is not a user ID: %w", a, err)
+			}
+			invitee = user
+		default:
+			return "", fmt.Errorf("unknown argument %q (expected a user ID or \"video\")", a)
+		}
+	}
+	if invitee == b.mx.UserID() {
+		return "", errors.New("the bot cannot call itself")
+	}
+	r, err := b.calls.Place(evt.RoomID, invitee, video)
+	if err != nil {
+		return "", err
+	}
+	kind := "voice"
+	if video {
+		kind = "video"
+	}
+	return fmt.Sprintf("Calling %s (%s call `%s`).", invitee, kind, r.m.CallID), nil
+}
+
+func (b *Bot) hangup(_ context.Context, evt *matrix.Event, _ []string) (string, error) {
+	n := b.calls.Hangup(evt.RoomID)
+	if n == 0 {
+		return "No call of the bot's in this room.", nil
+	}
+	return fmt.Sprintf("Hung up %d call(s).", n), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -40,8 +41,15 @@ func TestIsCommand(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	require.NoError(t, (&Config{Commands: CommandsConfig{Prefix: "!voip"}}).Validate())
-	require.ErrorContains(t, (&Config{Commands: CommandsConfig{Prefix: "two words"}}).Validate(), "commands.prefix")
+	calls := CallsConfig{Source: MediaEcho, InviteLifetime: time.Minute, ConnectTimeout: 30 * time.Second}
+	require.NoError(t, (&Config{Commands: CommandsConfig{Prefix: "!voip"}, Calls: calls}).Validate())
+	require.ErrorContains(t, (&Config{Commands: CommandsConfig{Prefix: "two words"}, Calls: calls}).Validate(), "commands.prefix")
+	bad := Config{Commands: CommandsConfig{Prefix: "!voip"}, Calls: CallsConfig{Source: "music", MaxCalls: -1, MaxCallsPerRoom: -2, InviteLifetime: time.Second}}
+	require.EqualError(t, bad.Validate(), `calls.source: "music" is not a source (echo)
+calls.max_calls: must be 0 (no limit) or more
+calls.max_calls_per_room: must be 0 (no limit) or more
+calls.invite_lifetime: must be at least 10s
+calls.connect_timeout: must be at least 1s`)
 }
 
 func TestCallsMetricFollowsCallTable(t *testing.T) {

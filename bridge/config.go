@@ -2,12 +2,37 @@ package bridge
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 )
 
 // Config is the bridge's part of the configuration file.
 type Config struct {
 	Commands CommandsConfig `yaml:"commands"`
+	Calls    CallsConfig    `yaml:"calls"`
+}
+
+// MediaMode is what the bot sends into a call it is the far end of.
+type MediaMode string
+
+// The media modes.
+const (
+	// MediaEcho sends each call its own audio and video back.
+	MediaEcho MediaMode = "echo"
+)
+
+// CallsConfig configures Matrix calls.
+type CallsConfig struct {
+	Source MediaMode `yaml:"source"`
+	// MaxCalls and MaxCallsPerRoom are how many calls may be active at once;
+	// a call beyond either is declined with user_busy. 0 means no limit.
+	MaxCalls        int `yaml:"max_calls"`
+	MaxCallsPerRoom int `yaml:"max_calls_per_room"`
+	// PublicRooms: answer invites in rooms anyone may join.
+	PublicRooms    bool          `yaml:"public_rooms"`
+	InviteLifetime time.Duration `yaml:"invite_lifetime"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 }
 
 // CommandsConfig configures room commands.
@@ -17,9 +42,33 @@ type CommandsConfig struct {
 
 // Validate reports every problem, each naming its key.
 func (c *Config) Validate() error {
+	var errs []error
 	p := c.Commands.Prefix
 	if p == "" || strings.ContainsAny(p, " \t\n") {
-		return errors.New("commands.prefix: must be one word, like !voip")
+		errs = append(errs, errors.New("commands.prefix: must be one word, like !voip"))
 	}
-	return nil
+	errs = append(errs, c.Calls.validate())
+	return errors.Join(errs...)
+}
+
+func (c *CallsConfig) validate() error {
+	var errs []error
+	if c.Source != MediaEcho {
+		errs = append(errs, fmt.Errorf("calls.source: %q is not a source (echo)", c.Source))
+	}
+	if c.MaxCalls < 0 {
+		errs = append(errs, errors.New("calls.max_calls: must be 0 (no limit) or more"))
+	}
+	if c.MaxCallsPerRoom < 0 {
+		errs = append(errs, errors.New("calls.max_calls_per_room: must be 0 (no limit) or more"))
+	}
+	// The spec's recommended minimum is 90 s; clients use 60 s. Under 10 s
+	// a call could not even be answered by a person.
+	if c.InviteLifetime < 10*time.Second {
+		errs = append(errs, errors.New("calls.invite_lifetime: must be at least 10s"))
+	}
+	if c.ConnectTimeout < time.Second {
+		errs = append(errs, errors.New("calls.connect_timeout: must be at least 1s"))
+	}
+	return errors.Join(errs...)
 }

@@ -95,6 +95,10 @@ var toDeviceOnlyFilter = &mautrix.Filter{
 // every handler before Start.
 func (c *Client) On(t event.Type, filter Filter, h Handler) { c.intake.on(t, filter, h) }
 
+// OnBatchEnd registers a handler for the end of each room's share of a sync
+// response; call it before Start.
+func (c *Client) OnBatchEnd(h BatchEndHandler) { c.intake.batchEnds = append(c.intake.batchEnds, h) }
+
 // UserID is the bot's user ID.
 func (c *Client) UserID() id.UserID { return c.cfg.Bot.UserID }
 

@@ -40,6 +40,10 @@ func newOlmCrypto(ctx context.Context, cli *mautrix.Client, db *dbutil.Database,
 		return nil, fmt.Errorf("the crypto store belongs to device %s, not %s", stored, cli.DeviceID)
 	}
 	mach := crypto.NewOlmMachine(cli, &log, cryptoStore, stateStore)
+	// A decrypted event whose content mautrix's structs cannot read (call
+	// events from lenient clients) is still delivered: its handler parses
+	// the raw content and says what is wrong.
+	mach.IgnorePostDecryptionParseErrors = true
 	if err = mach.Load(ctx); err != nil {
 		return nil, fmt.Errorf("loading Olm account: %w", err)
 	}

@@ -40,3 +40,10 @@ type Handler func(ctx context.Context, evt *Event) error
 // Filter selects the events of a type a handler wants. Only selected events
 // are stored in the inbox, so a filter saves a database write per event.
 type Filter func(evt *event.Event) bool
+
+// BatchEndHandler is called after a room's events of one sync response (or
+// appservice transaction, or everything pending at start) have been handled,
+// in the room's worker. The spec asks clients to ring for an invite only then,
+// so that an invite answered or hung up in the same response never rings.
+// room is "" for to-device events.
+type BatchEndHandler func(ctx context.Context, room id.RoomID)

@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/voipbot/voipbot/matrix/callevent"
 	"github.com/voipbot/voipbot/store"
 )
 
@@ -37,8 +38,9 @@ type intake struct {
 	log     zerolog.Logger
 	metrics *Metrics
 
-	handlers map[event.Type][]registration
-	decrypt  decryptFunc // nil without encryption
+	handlers  map[event.Type][]registration
+	batchEnds []BatchEndHandler
+	decrypt   decryptFunc // nil without encryption
 
 	mu       sync.Mutex
 	queues   map[string]*roomQueue
@@ -53,8 +55,15 @@ type intake struct {
 }
 
 type roomQueue struct {
-	events  []*store.InboxEvent
+	events  []queued
 	running bool
+}
+
+// queued is an event waiting for its room's worker. last marks the room's
+// last event of the sync response (or transaction) it came in.
+type queued struct {
+	*store.InboxEvent
+	last bool
 }
 
 func newIntake(st *store.Store, log zerolog.Logger, m *Metrics) *intake {
@@ -120,13 +129,17 @@ func (in *intake) enqueue(events []*store.InboxEvent) {
 	if in.stopping {
 		return // stored; the next start resumes them
 	}
-	for _, e := range events {
+	last := make(map[string]int, 1)
+	for i, e := range events {
+		last[e.Queue] = i
+	}
+	for i, e := range events {
 		q := in.queues[e.Queue]
 		if q == nil {
 			q = &roomQueue{}
 			in.queues[e.Queue] = q
 		}
-		q.events = append(q.events, e)
+		q.events = append(q.events, queued{InboxEvent: e, last: last[e.Queue] == i})
 		in.pending++
 		if !q.running {
 			q.running = true
@@ -159,7 +172,10 @@ func (in *intake) work(key string, q *roomQueue) {
 		q.events = q.events[1:]
 		in.mu.Unlock()
 
-		done := in.handleStored(e)
+		done := in.handleStored(e.InboxEvent)
+		if done && e.last {
+			in.endBatch(key)
+		}
 
 		in.mu.Lock()
 		in.pending--
@@ -171,6 +187,23 @@ func (in *intake) work(key string, q *roomQueue) {
 				in.metrics.Errors.WithLabelValues("intake").Inc()
 			}
 		}
+	}
+}
+
+// endBatch tells the batch-end handlers that a room's events of one sync
+// response have all been handled.
+func (in *intake) endBatch(queue string) {
+	ctx := in.log.WithContext(in.handlerCtx)
+	for _, h := range in.batchEnds {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					in.log.Error().Any("panic", r).Str("room_id", queue).Msg("Batch-end handler panicked")
+					in.metrics.Errors.WithLabelValues("handler").Inc()
+				}
+			}()
+			h(ctx, id.RoomID(queue))
+		}()
 	}
 }
 
@@ -262,6 +295,11 @@ func decodeStored(e *store.InboxEvent) (*event.Event, error) {
 	evt.Mautrix.EventSource = source
 	evt.RoomID = id.RoomID(e.Queue) // sync responses leave room_id out of room events
 	evt.Type.Class = classOf(&evt, source)
+	if callevent.IsCallType(evt.Type.Type) {
+		// Call events are parsed by their handlers (callevent), which are
+		// more lenient than mautrix's structs and name what is wrong.
+		return &evt, nil
+	}
 	if err := evt.Content.ParseRaw(evt.Type); err != nil &&
 		!errors.Is(err, event.ErrUnsupportedContentType) && !errors.Is(err, event.ErrContentAlreadyParsed) {
 		return nil, fmt.Errorf("parsing %s content: %w", evt.Type.Type, err)

@@ -7,6 +7,8 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/matrix/callevent"
 )
 
 // SendNotice sends a notice rendered from Markdown to a room, as a reply to
@@ -22,6 +24,20 @@ func (c *Client) SendNotice(ctx context.Context, room id.RoomID, markdown string
 	if err != nil {
 		c.metrics.Errors.WithLabelValues("send").Inc()
 		return "", fmt.Errorf("sending notice to %s: %w", room, err)
+	}
+	return resp.EventID, nil
+}
+
+// SendCallEvent sends a call event to a room, encrypted if the room is.
+func (c *Client) SendCallEvent(ctx context.Context, room id.RoomID, t callevent.Type, content callevent.Content) (id.EventID, error) {
+	raw, err := callevent.Marshal(content)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.cli.SendMessageEvent(ctx, room, event.Type{Type: string(t), Class: event.MessageEventType}, raw)
+	if err != nil {
+		c.metrics.Errors.WithLabelValues("send").Inc()
+		return "", fmt.Errorf("sending %s to %s: %w", t, room, err)
 	}
 	return resp.EventID, nil
 }

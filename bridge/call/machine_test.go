@@ -366,6 +366,11 @@ func TestMachine(t *testing.T) {
 			want:  []string{"send m.call.hangup(replaced)", "stop invite", "stop ringing", "stop connect", "close media", "changed from invite_sent"},
 			state: StateEnded,
 		}, {
+			name: "glare won by us: their ringing call is hung up as replaced", start: ringing,
+			step:  func(m *Machine) ([]Effect, error) { return m.Replaced("ours") },
+			want:  []string{"send m.call.hangup(replaced)", "stop invite", "stop ringing", "stop connect", "close media", "changed from ringing"},
+			state: StateEnded,
+		}, {
 			name: "we hang up a connected call", start: calling, steps: []step{remote(aliceA, answer(aliceA)), connected},
 			step:  hangup(""),
 			want:  []string{"send m.call.hangup(user_hangup)", "stop invite", "stop ringing", "stop connect", "close media", "changed from connected"},

@@ -99,11 +99,17 @@ func (m *Machine) Hangup(reason callevent.HangupReason, why string) ([]Effect, e
 	}
 }
 
-// Replaced ends our outbound call because glare resolution kept the peer's
-// call: hung up with "replaced" if our invite was sent, dropped silently if
-// not.
+// Replaced ends the call because glare resolution kept the other call:
+// hung up with "replaced" — silently if our invite was not sent yet.
 func (m *Machine) Replaced(by string) ([]Effect, error) {
-	return m.Hangup(callevent.ReasonReplaced, "replaced by the peer's call "+by)
+	if m.Ended() {
+		return nil, ErrEnded
+	}
+	why := "replaced by the call " + by
+	if m.State == StateCreateOffer {
+		return m.end(ByLocal, callevent.ReasonReplaced, why), nil
+	}
+	return m.end(ByLocal, callevent.ReasonReplaced, why, m.hangupEvent(callevent.ReasonReplaced)), nil
 }
 
 // PeerLeft ends the call because the peer left the room: as the spec says, a

@@ -53,7 +53,7 @@ func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log z
 	if err != nil {
 		return err
 	}
-	bridge.New(cfg.Bridge, mx, st, media, build, reg, log.With().Str("component", "bridge").Logger())
+	bot := bridge.New(ctx, cfg.Bridge, mx, st, media, build, reg, log.With().Str("component", "bridge").Logger())
 
 	srv := web.New(cfg.HTTP, reg, log.With().Str("component", "http").Logger())
 	srv.AddCheck("matrix", mx.Health().Ready)
@@ -73,9 +73,17 @@ func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log z
 			}
 			return fmt.Errorf("starting Matrix client: %w", err)
 		}
+		if err := bot.Start(gctx); err != nil {
+			return err
+		}
 		return mx.Run(gctx)
 	})
 	err = g.Wait()
+	// Calls are hung up while the client can still send; then the
+	// handlers get their grace.
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	bot.Stop(stopCtx)
+	cancel()
 	mx.Stop(shutdownGrace)
 	return err
 }

@@ -1,0 +1,378 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/bridge/call"
+	"github.com/voipbot/voipbot/matrix/callevent"
+	"github.com/voipbot/voipbot/store"
+	"github.com/voipbot/voipbot/voip"
+)
+
+// Candidate batching and the wait for candidates to go into an SDP, as the
+// spec recommends (MSC2746): ~200 ms of gathering in the description, then
+// batches every 500 ms after an answer and every 2 s after an invite.
+const (
+	gatherWait          = 200 * time.Millisecond
+	answerCandidateWait = 500 * time.Millisecond
+	inviteCandidateWait = 2 * time.Second
+	// sendTries is how often a call event is sent before giving up (with
+	// 500 ms, 1 s, 2 s, … between tries, as matrix-js-sdk does).
+	sendTries = 5
+)
+
+// callRunner runs one call: its state machine, its media session and its
+// timers, all on one ordered queue. Everything that happens to the call —
+// a Matrix event, a media callback, a timer, a command — is posted to the
+// queue, so none of them blocks its caller and none races another.
+type callRunner struct {
+	calls *callManager
+	m     *call.Machine
+	q     *opQueue
+	log   zerolog.Logger
+	// ctx is cancelled when the call has ended and its queue drained.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	inviteEvent id.EventID
+	sess        *voip.Session
+	echo        *voip.Bridge
+	timers      map[call.Timer]*time.Timer
+	// settled is closed when the call reaches connected or ends, for
+	// whoever waits on it (the place-call command, tests).
+	settled chan struct{}
+
+	// view is what other goroutines may read of the machine (which only
+	// the queue touches); Room, CallID, Direction and Invitee never change.
+	viewMu sync.Mutex
+	view   callView
+}
+
+// callView is the part of a call the manager's policies look at.
+type callView struct {
+	state call.State
+	peer  call.Party
+}
+
+func newCallRunner(cm *callManager, m *call.Machine) *callRunner {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(cm.ctx))
+	return &callRunner{
+		view:    callView{state: m.State, peer: m.Peer},
+		calls:   cm,
+		m:       m,
+		q:       newOpQueue(),
+		log:     cm.log.With().Stringer("room_id", m.Room).Str("call_id", m.CallID).Logger(),
+		ctx:     ctx,
+		cancel:  cancel,
+		timers:  map[call.Timer]*time.Timer{},
+		settled: make(chan struct{}),
+	}
+}
+
+// post runs fn on the call's queue.
+func (r *callRunner) post(fn func()) {
+	if !r.q.post(fn) {
+		r.log.Debug().Msg("Call input after the call's queue closed")
+	}
+}
+
+// input applies what the machine returned for one input.
+func (r *callRunner) input(effects []call.Effect, err error) {
+	var ignored *call.Ignored
+	switch {
+	case errors.As(err, &ignored):
+		r.log.Debug().Str("why", ignored.Why).Msg("Call input ignored")
+	case errors.Is(err, call.ErrEnded):
+		r.log.Debug().Msg("Call input after the call ended")
+	case err != nil:
+		r.log.Warn().Err(err).Msg("Call input refused")
+	}
+	for _, e := range effects {
+		r.apply(e)
+	}
+}
+
+func (r *callRunner) apply(e call.Effect) {
+	switch e := e.(type) {
+	case call.Send:
+		r.send(e.Type, e.Content)
+	case call.AcceptOffer:
+		r.acceptOffer(e.SDP)
+	case call.MakeOffer:
+		r.makeOffer()
+	case call.ApplyAnswer:
+		if err := r.sess.SetRemoteDescription(r.ctx, webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: e.SDP}); err != nil {
+			r.input(r.m.MediaError(err))
+		}
+	case call.AddCandidates:
+		if r.sess == nil {
+			return
+		}
+		if err := r.sess.AddRemoteCandidates(r.ctx, toICE(e.Candidates)); err != nil {
+			r.log.Warn().Err(err).Msg("Failed to add remote candidates")
+		}
+	case call.StartTimer:
+		if old := r.timers[e.Timer]; old != nil {
+			old.Stop()
+		}
+		t := e.Timer
+		r.timers[t] = time.AfterFunc(e.After, func() { r.post(func() { r.input(r.m.TimerFired(t)) }) })
+	case call.StopTimer:
+		if old := r.timers[e.Timer]; old != nil {
+			old.Stop()
+			delete(r.timers, e.Timer)
+		}
+	case call.CloseMedia:
+		r.closeMedia()
+	case call.Changed:
+		r.changed(e.From)
+	default:
+		r.log.Error().Type("effect", e).Msg("Unknown call effect")
+	}
+}
+
+// send sends a call event, retrying failures with backoff. The call's queue
+// waits meanwhile: later events of the call must not overtake it.
+func (r *callRunner) send(t callevent.Type, c callevent.Content) {
+	delay := 500 * time.Millisecond
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+		evtID, err := r.calls.mx.SendCallEvent(ctx, r.m.Room, t, c)
+		cancel()
+		if err == nil {
+			if t == callevent.TypeInvite {
+				r.inviteEvent = evtID
+			}
+			r.log.Debug().Str("type", string(t)).Stringer("event_id", evtID).Msg("Sent call event")
+			return
+		}
+		if try == sendTries || r.ctx.Err() != nil {
+			r.log.Err(err).Str("type", string(t)).Int("tries", try).Msg("Giving up sending a call event")
+			return
+		}
+		r.log.Warn().Err(err).Str("type", string(t)).Int("try", try).Msg("Sending a call event failed; retrying")
+		select {
+		case <-time.After(delay):
+		case <-r.ctx.Done():
+		}
+		delay *= 2
+	}
+}
+
+// newSession makes the call's media session and connects it to the call's
+// media source.
+func (r *callRunner) newSession(candidateWait time.Duration) error {
+	sess, err := r.calls.media.NewSession(r.m.CallID, sessionEvents{r}, voip.SessionOptions{})
+	if err != nil {
+		return fmt.Errorf("creating media session: %w", err)
+	}
+	r.sess = sess
+	if err = sess.SetCandidateBatch(r.ctx, candidateWait); err != nil {
+		return err
+	}
+	return nil
+}
+
+// attachSource adds an outbound track for each kind the session negotiated
+// (or will offer) and connects the configured source: echo.
+func (r *callRunner) attachSource(kinds map[webrtc.RTPCodecType]webrtc.RTPCodecCapability) error {
+	for kind, codec := range kinds {
+		id := fmt.Sprintf("%s-%s", r.m.CallID, kind)
+		if err := r.sess.AddOutbound(r.ctx, voip.NewOutboundTrack(codec, id, "voipbot")); err != nil {
+			return fmt.Errorf("adding %s track: %w", kind, err)
+		}
+	}
+	r.echo = voip.NewBridge(r.m.CallID, r.log, voip.Echo(), voip.OnError(func(err error) {
+		r.log.Warn().Err(err).Msg("Echo cannot send media back")
+	}))
+	return r.echo.Add(r.sess)
+}
+
+func (r *callRunner) acceptOffer(sdp string) {
+	err := func() error {
+		if err := r.newSession(answerCandidateWait); err != nil {
+			return err
+		}
+		if err := r.sess.SetRemoteDescription(r.ctx, webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+			return err
+		}
+		kinds := map[webrtc.RTPCodecType]webrtc.RTPCodecCapability{}
+		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+			if codecs := r.sess.NegotiatedCodecs(kind); len(codecs) > 0 {
+				kinds[kind] = codecs[0].RTPCodecCapability
+			}
+		}
+		if len(kinds) == 0 {
+			return errors.New("the offer has no audio or video format the bot takes")
+		}
+		return r.attachSource(kinds)
+	}()
+	if err != nil {
+		r.input(r.m.MediaError(err))
+		return
+	}
+	sess := r.sess
+	go func() {
+		desc, err := sess.CreateAnswer(r.ctx, gatherWait)
+		r.post(func() {
+			if err != nil {
+				r.input(r.m.MediaError(fmt.Errorf("making the answer: %w", err)))
+				return
+			}
+			r.input(r.m.LocalDescription(desc.SDP))
+		})
+	}()
+}
+
+func (r *callRunner) makeOffer() {
+	err := func() error {
+		if err := r.newSession(inviteCandidateWait); err != nil {
+			return err
+		}
+		kinds := map[webrtc.RTPCodecType]webrtc.RTPCodecCapability{webrtc.RTPCodecTypeAudio: voip.AudioCodecs[0].RTPCodecCapability}
+		if r.m.Video {
+			kinds[webrtc.RTPCodecTypeVideo] = voip.VideoCodecs[0].RTPCodecCapability
+		}
+		return r.attachSource(kinds)
+	}()
+	if err != nil {
+		r.input(r.m.MediaError(err))
+		return
+	}
+	sess := r.sess
+	go func() {
+		desc, err := sess.CreateOffer(r.ctx, voip.OfferOptions{GatherWait: gatherWait})
+		r.post(func() {
+			if err != nil {
+				r.input(r.m.MediaError(fmt.Errorf("making the offer: %w", err)))
+				return
+			}
+			r.input(r.m.LocalDescription(desc.SDP))
+		})
+	}()
+}
+
+// closeMedia closes the session, then the echo: a bridge stops once its
+// legs' tracks have ended.
+func (r *callRunner) closeMedia() {
+	if r.sess != nil {
+		if err := r.sess.Close(); err != nil {
+			r.log.Debug().Err(err).Msg("Closing the media session")
+		}
+	}
+	if r.echo != nil {
+		if err := r.echo.Close(); err != nil {
+			r.log.Debug().Err(err).Msg("Closing the echo")
+		}
+	}
+}
+
+// snapshot reads the call's view from any goroutine.
+func (r *callRunner) snapshot() callView {
+	r.viewMu.Lock()
+	defer r.viewMu.Unlock()
+	return r.view
+}
+
+// changed persists the call and, once it has ended, retires the runner.
+func (r *callRunner) changed(from call.State) {
+	m := r.m
+	r.viewMu.Lock()
+	r.view = callView{state: m.State, peer: m.Peer}
+	r.viewMu.Unlock()
+	ev := r.log.Info()
+	if m.State != call.StateEnded {
+		ev = r.log.Debug()
+	}
+	ev.Str("from", string(from)).Str("state", string(m.State)).Str("reason", m.Reason).
+		Str("hangup_reason", string(m.HangupReason)).Str("hangup_by", string(m.HangupBy)).Msg("Call state changed")
+	if err := r.calls.store.PutCall(r.ctx, r.record()); err != nil {
+		r.log.Err(err).Msg("Failed to store the call's state")
+	}
+	if m.State == call.StateConnected || m.State == call.StateEnded {
+		select {
+		case <-r.settled:
+		default:
+			close(r.settled)
+		}
+	}
+	if m.State == call.StateEnded {
+		for t, timer := range r.timers {
+			timer.Stop()
+			delete(r.timers, t)
+		}
+		r.calls.ended(r)
+		r.q.close()
+		go func() {
+			<-r.q.done()
+			r.cancel()
+		}()
+	}
+}
+
+// record is the call as the store keeps it.
+func (r *callRunner) record() *store.Call {
+	m := r.m
+	dir := store.CallInbound
+	if m.Direction == call.Outbound {
+		dir = store.CallOutbound
+	}
+	return &store.Call{
+		RoomID: m.Room, CallID: m.CallID, OurPartyID: m.Us.PartyID,
+		PeerUserID: m.Peer.User, PeerPartyID: m.Peer.PartyID,
+		Direction: dir, Version: string(m.Version), Video: m.Video,
+		State: string(m.State), StateReason: m.Reason,
+		HangupReason: string(m.HangupReason), HangupBy: string(m.HangupBy), Missed: m.Missed,
+		InviteEventID: r.inviteEvent, Lifetime: m.Lifetime,
+		CreatedAt: m.CreatedAt, AnsweredAt: m.AnsweredAt, ConnectedAt: m.ConnectedAt, EndedAt: m.EndedAt,
+	}
+}
+
+// sessionEvents turns media session callbacks into inputs on the call's
+// queue; it never blocks.
+type sessionEvents struct{ r *callRunner }
+
+func (s sessionEvents) OnLocalCandidates(cands []webrtc.ICECandidateInit, done bool) {
+	converted := fromICE(cands)
+	s.r.post(func() { s.r.input(s.r.m.LocalCandidates(converted, done)) })
+}
+
+func (sessionEvents) OnTrack(*voip.InboundTrack) {}
+
+func (s sessionEvents) OnConnectionState(st webrtc.PeerConnectionState) {
+	switch st {
+	case webrtc.PeerConnectionStateConnected:
+		s.r.post(func() { s.r.input(s.r.m.MediaConnected()) })
+	case webrtc.PeerConnectionStateFailed:
+		s.r.post(func() { s.r.input(s.r.m.MediaFailed("the media connection failed")) })
+	}
+}
+
+func (sessionEvents) OnNegotiationNeeded() {}
+
+func toICE(cands []callevent.Candidate) []webrtc.ICECandidateInit {
+	out := make([]webrtc.ICECandidateInit, 0, len(cands))
+	for _, c := range cands {
+		if c.IsEnd() {
+			continue
+		}
+		out = append(out, webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
+	}
+	return out
+}
+
+func fromICE(cands []webrtc.ICECandidateInit) []callevent.Candidate {
+	out := make([]callevent.Candidate, 0, len(cands))
+	for _, c := range cands {
+		out = append(out, callevent.Candidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
+	}
+	return out
+}

@@ -1,0 +1,346 @@
+// The page side of the test harness: one matrix-js-sdk client per page,
+// driven by driver.mjs through window.harness. Every function is async and
+// returns plain JSON; events go to the driver through window.__harnessEmit
+// (a Playwright binding) with a wall-clock time stamp in milliseconds
+// (performance.timeOrigin + performance.now(): sub-millisecond, and
+// comparable across pages and with the Go test's clock).
+import * as sdk from "matrix-js-sdk";
+
+const now = () => performance.timeOrigin + performance.now();
+
+function emit(ev) {
+    ev.t ??= now();
+    if (typeof window.__harnessEmit === "function") {
+        window.__harnessEmit(ev).catch(() => {});
+    }
+}
+
+let client = null;
+// What to do with an incoming call: "notify" (surface it, ringing),
+// "answer" (answer at once, and surface it), "reject" (reject at once, and
+// surface it), "ignore" (leave it ringing until its lifetime ends, and
+// report it only as ignored).
+let incomingPolicy = "notify";
+const calls = new Map();
+// Media elements playing each call's remote feeds, as a client app would:
+// Chromium decodes (and measures the level of) remote audio that is played.
+const mediaElements = new Map();
+
+function callInfo(call) {
+    return {
+        call: call.callId,
+        room: call.roomId,
+        state: call.state,
+        direction: call.direction,
+        type: call.type,
+        hangupReason: call.hangupReason ?? "",
+        hangupParty: call.hangupParty ?? "",
+        opponent: call.getOpponentMember?.()?.userId ?? call.invitee ?? "",
+        remoteOnHold: call.isRemoteOnHold?.() ?? false,
+        localOnHold: call.isLocalOnHold?.() ?? false,
+        microphoneMuted: call.isMicrophoneMuted?.() ?? false,
+    };
+}
+
+function playFeeds(call) {
+    let els = mediaElements.get(call.callId);
+    if (!els) {
+        els = new Map();
+        mediaElements.set(call.callId, els);
+    }
+    const seen = new Set();
+    for (const feed of call.getRemoteFeeds()) {
+        const stream = feed.stream;
+        if (!stream) continue;
+        seen.add(stream.id);
+        if (els.has(stream.id)) continue;
+        const el = document.createElement(stream.getVideoTracks().length ? "video" : "audio");
+        el.autoplay = true;
+        el.muted = false;
+        el.srcObject = stream;
+        document.body.appendChild(el);
+        el.play().catch((e) => console.warn(`play() of ${call.callId}'s feed: ${e}`));
+        els.set(stream.id, el);
+    }
+    for (const [id, el] of els) {
+        if (!seen.has(id)) {
+            el.srcObject = null;
+            el.remove();
+            els.delete(id);
+        }
+    }
+}
+
+function dropFeeds(call) {
+    const els = mediaElements.get(call.callId);
+    if (!els) return;
+    for (const el of els.values()) {
+        el.srcObject = null;
+        el.remove();
+    }
+    mediaElements.delete(call.callId);
+}
+
+function track(call) {
+    if (calls.has(call.callId)) return;
+    calls.set(call.callId, call);
+    call.on(sdk.CallEvent.State, (state, old) => {
+        emit({ event: "call.state", ...callInfo(call), state, old });
+        if (state === "ended") dropFeeds(call);
+    });
+    call.on(sdk.CallEvent.Hangup, () => emit({ event: "call.hangup", ...callInfo(call) }));
+    // Mandatory: placeCall throws without an error listener.
+    call.on(sdk.CallEvent.Error, (err) =>
+        emit({ event: "call.error", ...callInfo(call), code: err?.code ?? "", message: String(err?.message ?? err) }),
+    );
+    call.on(sdk.CallEvent.FeedsChanged, () => {
+        playFeeds(call);
+        emit({ event: "call.feeds", ...callInfo(call), remoteFeeds: call.getRemoteFeeds().length });
+    });
+    call.on(sdk.CallEvent.RemoteHoldUnhold, (onHold) => emit({ event: "call.remote_hold", ...callInfo(call), onHold }));
+    call.on(sdk.CallEvent.LocalHoldUnhold, (onHold) => emit({ event: "call.local_hold", ...callInfo(call), onHold }));
+}
+
+function getCall(callId) {
+    const call = calls.get(callId);
+    if (!call) throw new Error(`no call ${callId}`);
+    return call;
+}
+
+function onIncoming(call) {
+    track(call);
+    if (incomingPolicy === "ignore") {
+        emit({ event: "call.ignored", ...callInfo(call) });
+        return;
+    }
+    emit({ event: "call.incoming", ...callInfo(call) });
+    if (incomingPolicy === "answer") {
+        call.answer().catch((e) => console.error(`auto-answer of ${call.callId}: ${e}`));
+    } else if (incomingPolicy === "reject") {
+        call.reject();
+    }
+}
+
+async function start(opts) {
+    if (client) throw new Error("this page already has a client");
+    if (!sdk.createClient) throw new Error("matrix-js-sdk did not load");
+    incomingPolicy = opts.incoming || "notify";
+    client = sdk.createClient({
+        baseUrl: opts.baseUrl,
+        userId: opts.userId,
+        accessToken: opts.accessToken,
+        deviceId: opts.deviceId,
+        timelineSupport: false,
+    });
+    if (!client.supportsVoip()) throw new Error("matrix-js-sdk says this page cannot do VoIP (no WebRTC?)");
+    if (opts.crypto) {
+        await client.initRustCrypto({ useIndexedDB: false });
+    }
+    client.on("Call.incoming", onIncoming);
+    const prepared = new Promise((resolve, reject) => {
+        const onSync = (state, _prev, data) => {
+            emit({ event: "sync", state });
+            if (state === "PREPARED" || state === "SYNCING") {
+                client.off(sdk.ClientEvent.Sync, onSync);
+                resolve();
+            } else if (state === "ERROR") {
+                client.off(sdk.ClientEvent.Sync, onSync);
+                reject(new Error(`sync failed: ${data?.error?.message ?? "unknown"}`));
+            }
+        };
+        client.on(sdk.ClientEvent.Sync, onSync);
+    });
+    await client.startClient({ initialSyncLimit: 1, lazyLoadMembers: false });
+    await prepared;
+    return {
+        userId: client.getUserId(),
+        deviceId: client.getDeviceId(),
+        crypto: Boolean(client.getCrypto()),
+        sdkVersion: __SDK_VERSION__,
+        userAgent: navigator.userAgent,
+    };
+}
+
+async function stop() {
+    if (!client) return;
+    // Hang up the calls in progress, so that their peers hear of it; leave
+    // ringing ones alone, like a device that goes away unanswered.
+    for (const call of calls.values()) {
+        if (call.state !== "ringing" && call.state !== "ended") {
+            call.hangup("user_hangup", false);
+        }
+    }
+    // Stopping the client while a call is still ending breaks
+    // MatrixCall.terminate(), which last removes the call from the client's
+    // call handler (that stopClient removes). Not every way of ending emits
+    // an event at that point: look. (The handler can hold another, ended
+    // object with the same ID: the one it makes for the echo of our own
+    // hangup.)
+    const handler = client.callEventHandler;
+    const ending = () => [...calls].some(([id, call]) => call.state === "ended" && handler.calls.get(id) === call);
+    const deadline = Date.now() + 3000;
+    while (handler && ending() && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    client.stopClient();
+    client = null;
+}
+
+function setIncoming(policy) {
+    if (!["notify", "answer", "reject", "ignore"].includes(policy)) throw new Error(`unknown policy ${policy}`);
+    incomingPolicy = policy;
+}
+
+async function createRoom(opts) {
+    const req = { preset: "private_chat", visibility: "private", invite: opts.invite ?? [], is_direct: Boolean(opts.direct) };
+    if (opts.name) req.name = opts.name;
+    if (opts.encrypted) {
+        req.initial_state = [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }];
+    }
+    const { room_id: roomId } = await client.createRoom(req);
+    return roomId;
+}
+
+async function joinRoom(roomId) {
+    const room = await client.joinRoom(roomId);
+    return room.roomId;
+}
+
+// waitRoom waits until the client's sync knows the room with the given
+// membership of its own user (and, for encrypted rooms, the encryption
+// state), so that a call placed next is sent correctly.
+async function waitRoom(roomId, membership) {
+    const ok = () => client.getRoom(roomId)?.getMyMembership() === membership;
+    if (ok()) return;
+    await new Promise((resolve) => {
+        const check = () => {
+            if (ok()) {
+                client.off(sdk.ClientEvent.Sync, check);
+                client.off(sdk.RoomEvent.MyMembership, check);
+                client.off(sdk.ClientEvent.Room, check);
+                resolve();
+            }
+        };
+        client.on(sdk.ClientEvent.Sync, check);
+        client.on(sdk.RoomEvent.MyMembership, check);
+        client.on(sdk.ClientEvent.Room, check);
+    });
+}
+
+async function placeCall(roomId, invitee, video) {
+    const placedAt = now();
+    const call = sdk.createNewMatrixCall(client, roomId, invitee ? { invitee } : undefined);
+    if (!call) throw new Error("createNewMatrixCall returned null (VoIP unsupported here)");
+    track(call);
+    // placeVoiceCall/placeVideoCall resolve once the local media is there
+    // and the peer connection exists; failures end the call (an error event
+    // and a hangup), they do not reject.
+    const placing = video ? call.placeVideoCall() : call.placeVoiceCall();
+    await placing;
+    return { ...callInfo(call), placedAt };
+}
+
+async function answer(callId, audio, video) {
+    const call = getCall(callId);
+    await call.answer(audio ?? undefined, video ?? undefined);
+    return callInfo(call);
+}
+
+async function reject(callId) {
+    const call = getCall(callId);
+    call.reject();
+    return callInfo(call);
+}
+
+async function hangup(callId, reason) {
+    const call = getCall(callId);
+    call.hangup(reason || "user_hangup", false);
+    return callInfo(call);
+}
+
+async function setMicrophoneMuted(callId, muted) {
+    return getCall(callId).setMicrophoneMuted(muted);
+}
+
+async function setRemoteOnHold(callId, onHold) {
+    const call = getCall(callId);
+    call.setRemoteOnHold(onHold);
+    return callInfo(call);
+}
+
+async function info(callId) {
+    return callInfo(getCall(callId));
+}
+
+function emptyKind() {
+    return {
+        inboundBytes: 0,
+        inboundPackets: 0,
+        inboundPacketsLost: 0,
+        outboundBytes: 0,
+        outboundPackets: 0,
+        inboundCodec: "",
+        outboundCodec: "",
+        audioLevel: 0,
+        totalAudioEnergy: 0,
+        totalSamplesReceived: 0,
+        framesDecoded: 0,
+        frameWidth: 0,
+        frameHeight: 0,
+        jitter: 0,
+    };
+}
+
+async function stats(callId) {
+    const call = getCall(callId);
+    const pc = call.peerConn;
+    const out = { audio: emptyKind(), video: emptyKind(), t: now(), iceState: "", connectionState: "" };
+    if (!pc) return out;
+    out.iceState = pc.iceConnectionState;
+    out.connectionState = pc.connectionState;
+    const report = await pc.getStats();
+    const codec = (id) => (id && report.get(id)?.mimeType) || "";
+    for (const s of report.values()) {
+        const k = out[s.kind];
+        if (!k) continue;
+        if (s.type === "inbound-rtp") {
+            k.inboundBytes += s.bytesReceived ?? 0;
+            k.inboundPackets += s.packetsReceived ?? 0;
+            k.inboundPacketsLost += s.packetsLost ?? 0;
+            k.inboundCodec ||= codec(s.codecId);
+            k.jitter = Math.max(k.jitter, s.jitter ?? 0);
+            if (s.kind === "audio") {
+                k.audioLevel = Math.max(k.audioLevel, s.audioLevel ?? 0);
+                k.totalAudioEnergy += s.totalAudioEnergy ?? 0;
+                k.totalSamplesReceived += s.totalSamplesReceived ?? 0;
+            } else {
+                k.framesDecoded += s.framesDecoded ?? 0;
+                k.frameWidth = Math.max(k.frameWidth, s.frameWidth ?? 0);
+                k.frameHeight = Math.max(k.frameHeight, s.frameHeight ?? 0);
+            }
+        } else if (s.type === "outbound-rtp") {
+            k.outboundBytes += s.bytesSent ?? 0;
+            k.outboundPackets += s.packetsSent ?? 0;
+            k.outboundCodec ||= codec(s.codecId);
+        }
+    }
+    return out;
+}
+
+window.harness = {
+    start,
+    stop,
+    setIncoming,
+    createRoom,
+    joinRoom,
+    waitRoom,
+    placeCall,
+    answer,
+    reject,
+    hangup,
+    setMicrophoneMuted,
+    setRemoteOnHold,
+    info,
+    stats,
+};
+window.harnessReady = true;

@@ -1,0 +1,35 @@
+package matrix
+
+import (
+	"context"
+	"fmt"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"maunium.net/go/mautrix/sqlstatestore"
+)
+
+// RoomIsPublic says whether anyone may join the room without an invite (join
+// rule "public"). The spec recommends not ringing for invites in such rooms.
+// It reads the state store, and asks the homeserver the first time.
+func (c *Client) RoomIsPublic(ctx context.Context, room id.RoomID) (bool, error) {
+	ss, ok := c.cli.StateStore.(*sqlstatestore.SQLStateStore)
+	if !ok {
+		return false, fmt.Errorf("reading join rules of %s: no state store", room)
+	}
+	rules, err := ss.GetJoinRules(ctx, room)
+	if err != nil {
+		return false, fmt.Errorf("reading join rules of %s: %w", room, err)
+	}
+	if rules == nil {
+		var content event.JoinRulesEventContent
+		if err = c.cli.StateEvent(ctx, room, event.StateJoinRules, "", &content); err != nil {
+			return false, fmt.Errorf("fetching join rules of %s: %w", room, err)
+		}
+		rules = &content
+		if err = ss.SetJoinRules(ctx, room, rules); err != nil {
+			return false, fmt.Errorf("storing join rules of %s: %w", room, err)
+		}
+	}
+	return rules.JoinRule == event.JoinRulePublic, nil
+}
