@@ -58,7 +58,7 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 	reg.MustRegister(b.counts, &callCollector{store: st})
 	mx.On(event.EventMessage, b.isCommand, b.handleCommand)
 	b.calls = newCallManager(ctx, cfg.Calls, mx, st, media, log)
-	b.calls.register()
+	b.calls.register(mx)
 	return b
 }
 

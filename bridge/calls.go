@@ -35,12 +35,22 @@ type pendingInvite struct {
 	invite *callevent.Invite
 }
 
+// signaller is what calls need of Matrix: who the bot is, and sending.
+// *matrix.Client is one; the in-process benchmark has another.
+type signaller interface {
+	UserID() id.UserID
+	DeviceID() id.DeviceID
+	SendCallEvent(ctx context.Context, room id.RoomID, t callevent.Type, c callevent.Content) (id.EventID, error)
+	SendNotice(ctx context.Context, room id.RoomID, markdown string, replyTo *matrix.Event) (id.EventID, error)
+	RoomIsPublic(ctx context.Context, room id.RoomID) (bool, error)
+}
+
 // callManager routes call events to calls, starts calls for invites and
 // commands, and applies the policies across calls: glare, busy, public
 // rooms.
 type callManager struct {
 	cfg   CallsConfig
-	mx    *matrix.Client
+	mx    signaller
 	store *store.Store
 	media *voip.Engine
 	log   zerolog.Logger
@@ -60,7 +70,7 @@ type earlyEvent struct {
 	at      time.Time
 }
 
-func newCallManager(ctx context.Context, cfg CallsConfig, mx *matrix.Client, st *store.Store, media *voip.Engine, log zerolog.Logger) *callManager {
+func newCallManager(ctx context.Context, cfg CallsConfig, mx signaller, st *store.Store, media *voip.Engine, log zerolog.Logger) *callManager {
 	return &callManager{
 		cfg: cfg, mx: mx, store: st, media: media, ctx: ctx, now: time.Now,
 		log:     log.With().Str("component", "calls").Logger(),
@@ -71,12 +81,12 @@ func newCallManager(ctx context.Context, cfg CallsConfig, mx *matrix.Client, st 
 }
 
 // register hooks the manager into the Matrix client.
-func (cm *callManager) register() {
+func (cm *callManager) register(mx *matrix.Client) {
 	for _, t := range callevent.Types {
-		cm.mx.On(event.Type{Type: string(t), Class: event.MessageEventType}, nil, cm.handleEvent)
+		mx.On(event.Type{Type: string(t), Class: event.MessageEventType}, nil, cm.handleEvent)
 	}
-	cm.mx.On(event.StateMember, cm.isPeerLeaving, cm.handleLeave)
-	cm.mx.OnBatchEnd(cm.batchEnd)
+	mx.On(event.StateMember, cm.isPeerLeaving, cm.handleLeave)
+	mx.OnBatchEnd(cm.batchEnd)
 }
 
 // us is our party in every call: like matrix-js-sdk, the bot's device ID

@@ -1,0 +1,365 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/matrix"
+	"github.com/voipbot/voipbot/matrix/callevent"
+	"github.com/voipbot/voipbot/store"
+	"github.com/voipbot/voipbot/voip"
+)
+
+const (
+	testBot  id.UserID   = "@bot:hs"
+	testRoom id.RoomID   = "!room:hs"
+	alice    id.UserID   = "@alice:hs"
+	botDev   id.DeviceID = "BOTDEVICE"
+)
+
+// sent is a call event or notice the manager sent.
+type sent struct {
+	room    id.RoomID
+	typ     callevent.Type // "" for a notice
+	content callevent.Content
+	notice  string
+	at      time.Time
+}
+
+// fakeMatrix stands in for the Matrix client: it records what is sent.
+type fakeMatrix struct {
+	public bool
+	sent   chan sent
+}
+
+func (f *fakeMatrix) UserID() id.UserID     { return testBot }
+func (f *fakeMatrix) DeviceID() id.DeviceID { return botDev }
+func (f *fakeMatrix) SendCallEvent(_ context.Context, room id.RoomID, t callevent.Type, c callevent.Content) (id.EventID, error) {
+	f.sent <- sent{room: room, typ: t, content: c, at: time.Now()}
+	return id.EventID(fmt.Sprintf("$%s-%d", t, time.Now().UnixNano())), nil
+}
+func (f *fakeMatrix) SendNotice(_ context.Context, room id.RoomID, md string, _ *matrix.Event) (id.EventID, error) {
+	f.sent <- sent{room: room, notice: md, at: time.Now()}
+	return "$notice", nil
+}
+func (f *fakeMatrix) RoomIsPublic(context.Context, id.RoomID) (bool, error) { return f.public, nil }
+
+type managerEnv struct {
+	t   testing.TB
+	cm  *callManager
+	mx  *fakeMatrix
+	st  *store.Store
+	ctx context.Context
+}
+
+func newManagerEnv(t testing.TB, cfg CallsConfig) *managerEnv {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "v.db")}, zerolog.Nop())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	require.NoError(t, st.SetMembership(ctx, testRoom, store.MembershipJoin, alice))
+	engine, err := voip.NewEngine(voip.Config{Interfaces: []string{"lo"}, IncludeLoopback: true,
+		ICEDisconnected: 5 * time.Second, ICEFailed: 10 * time.Second, ICEKeepalive: time.Second}, zerolog.Nop())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = engine.Close() })
+	if cfg.Source == "" {
+		cfg.Source = MediaEcho
+	}
+	if cfg.InviteLifetime == 0 {
+		cfg.InviteLifetime = time.Minute
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 30 * time.Second
+	}
+	mx := &fakeMatrix{sent: make(chan sent, 256)}
+	cm := newCallManager(ctx, cfg, mx, st, engine, zerolog.Nop())
+	e := &managerEnv{t: t, cm: cm, mx: mx, st: st, ctx: ctx}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cm.shutdown(sctx)
+	})
+	return e
+}
+
+// deliver hands the manager one event as the intake would; batchEnd ends
+// the sync batch.
+func (e *managerEnv) deliver(sender id.UserID, t callevent.Type, content map[string]any, age time.Duration) {
+	raw, err := json.Marshal(content)
+	require.NoError(e.t, err)
+	evt := &matrix.Event{
+		Event: &event.Event{
+			Type: event.Type{Type: string(t), Class: event.MessageEventType}, Sender: sender, RoomID: testRoom,
+			ID: id.EventID(fmt.Sprintf("$%s%d", t, time.Now().UnixNano())), Content: event.Content{VeryRaw: raw},
+			Unsigned: event.Unsigned{Age: age.Milliseconds()},
+		},
+		ReceivedAt: time.Now(),
+	}
+	require.NoError(e.t, e.cm.handleEvent(e.ctx, evt))
+}
+
+func (e *managerEnv) batchEnd() { e.cm.batchEnd(e.ctx, testRoom) }
+
+// next waits for the next thing sent.
+func (e *managerEnv) next() sent {
+	e.t.Helper()
+	select {
+	case s := <-e.mx.sent:
+		return s
+	case <-time.After(10 * time.Second):
+		e.t.Fatal("nothing sent within 10s")
+	}
+	return sent{}
+}
+
+// nextOf waits for the next call event of type t, skipping candidates.
+func (e *managerEnv) nextOf(t callevent.Type) sent {
+	e.t.Helper()
+	for {
+		s := e.next()
+		if s.typ == t {
+			return s
+		}
+		if s.typ != callevent.TypeCandidates {
+			e.t.Fatalf("sent %s %q while waiting for %s", s.typ, s.notice, t)
+		}
+	}
+}
+
+// pionPeer is a plain pion client making offers and answers.
+type pionPeer struct {
+	pc *webrtc.PeerConnection
+}
+
+func newPionPeer(t testing.TB) *pionPeer {
+	var se webrtc.SettingEngine
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetIncludeLoopbackCandidate(true)
+	me := &webrtc.MediaEngine{}
+	require.NoError(t, me.RegisterDefaultCodecs())
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "a", "peer")
+	require.NoError(t, err)
+	_, err = pc.AddTrack(track)
+	require.NoError(t, err)
+	return &pionPeer{pc: pc}
+}
+
+// offer returns a complete offer (all candidates in it).
+func (p *pionPeer) offer(t testing.TB) string {
+	offer, err := p.pc.CreateOffer(nil)
+	require.NoError(t, err)
+	done := webrtc.GatheringCompletePromise(p.pc)
+	require.NoError(t, p.pc.SetLocalDescription(offer))
+	<-done
+	return p.pc.LocalDescription().SDP
+}
+
+func inviteContent(callID, party string, sdp string) map[string]any {
+	return map[string]any{"call_id": callID, "party_id": party, "version": "1", "lifetime": 60000,
+		"offer": map[string]any{"type": "offer", "sdp": sdp}}
+}
+
+func TestManagerAnswersInvite(t *testing.T) {
+	e := newManagerEnv(t, CallsConfig{})
+	p := newPionPeer(t)
+	e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000aaaaaaaaaaaaaaaa", "ALICE", p.offer(t)), 0)
+	e.batchEnd()
+	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
+	assert.Equal(t, string(botDev), ans.PartyID)
+	require.NoError(t, p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Answer.SDP}))
+	c, err := e.st.Call(e.ctx, testRoom, "1700000000000aaaaaaaaaaaaaaaa")
+	require.NoError(t, err)
+	require.NotNil(t, c)
+	assert.Equal(t, alice, c.PeerUserID)
+}
+
+func TestManagerInviteRules(t *testing.T) {
+	tests := []struct {
+		name   string
+		public bool
+		send   func(e *managerEnv, sdp string)
+	}{
+		{"invite for someone else", false, func(e *managerEnv, sdp string) {
+			c := inviteContent("1700000000000bbbbbbbbbbbbbbbb", "ALICE", sdp)
+			c["invitee"] = "@carol:hs"
+			e.deliver(alice, callevent.TypeInvite, c, 0)
+		}},
+		{"stale invite (age within 3 s of lifetime)", false, func(e *managerEnv, sdp string) {
+			e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000cccccccccccccccc", "ALICE", sdp), 57500*time.Millisecond)
+		}},
+		{"our own invite echoed back", false, func(e *managerEnv, sdp string) {
+			e.deliver(testBot, callevent.TypeInvite, inviteContent("1700000000000dddddddddddddddd", string(botDev), sdp), 0)
+		}},
+		{"hung up in the same batch", false, func(e *managerEnv, sdp string) {
+			e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000eeeeeeeeeeeeeeee", "ALICE", sdp), 0)
+			e.deliver(alice, callevent.TypeHangup, map[string]any{"call_id": "1700000000000eeeeeeeeeeeeeeee", "party_id": "ALICE", "version": "1", "reason": "user_hangup"}, 0)
+		}},
+		{"answered elsewhere in the same batch", false, func(e *managerEnv, sdp string) {
+			e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000ffffffffffffffff", "ALICE", sdp), 0)
+			e.deliver(testBot, callevent.TypeAnswer, map[string]any{"call_id": "1700000000000ffffffffffffffff", "party_id": "OTHERDEV", "version": "1",
+				"answer": map[string]any{"type": "answer", "sdp": "v=0"}}, 0)
+		}},
+		{"public room", true, func(e *managerEnv, sdp string) {
+			e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000gggggggggggggggg", "ALICE", sdp), 0)
+		}},
+		{"malformed invite", false, func(e *managerEnv, sdp string) {
+			c := inviteContent("1700000000000hhhhhhhhhhhhhhhh", "ALICE", sdp)
+			delete(c, "offer")
+			e.deliver(alice, callevent.TypeInvite, c, 0)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newManagerEnv(t, CallsConfig{})
+			e.mx.public = tt.public
+			tt.send(e, newPionPeer(t).offer(t))
+			e.batchEnd()
+			assert.Zero(t, e.cm.Active(), "no call started")
+			select {
+			case s := <-e.mx.sent:
+				t.Fatalf("sent %s %q", s.typ, s.notice)
+			default:
+			}
+		})
+	}
+}
+
+func TestManagerBusy(t *testing.T) {
+	e := newManagerEnv(t, CallsConfig{MaxCallsPerRoom: 1})
+	e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000aaaaaaaaaaaaaaaa", "ALICE", newPionPeer(t).offer(t)), 0)
+	e.batchEnd()
+	e.nextOf(callevent.TypeAnswer)
+	e.deliver("@bob:hs", callevent.TypeInvite, inviteContent("1700000000001bbbbbbbbbbbbbbbb", "BOB", newPionPeer(t).offer(t)), 0)
+	e.batchEnd()
+	h := e.nextOf(callevent.TypeHangup).content.(*callevent.Hangup)
+	assert.Equal(t, callevent.ReasonUserBusy, h.Reason)
+	assert.Equal(t, "1700000000001bbbbbbbbbbbbbbbb", h.CallID)
+	var notice sent
+	for notice.notice == "" {
+		notice = e.next()
+	}
+	assert.Contains(t, notice.notice, "Missed call from @bob:hs")
+	require.Eventually(t, func() bool {
+		c, err := e.st.Call(e.ctx, testRoom, "1700000000001bbbbbbbbbbbbbbbb")
+		return err == nil && c != nil && c.Missed && c.State == store.CallStateEnded
+	}, 5*time.Second, 10*time.Millisecond, "the busy call is recorded as missed")
+	require.Eventually(t, func() bool { return e.cm.Active() == 1 }, 5*time.Second, time.Millisecond, "the first call goes on")
+}
+
+// Glare: our invite is out when the peer's arrives. The lesser call ID
+// survives; the other is hung up with "replaced".
+func TestManagerGlare(t *testing.T) {
+	for _, oursLesser := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ours lesser %v", oursLesser), func(t *testing.T) {
+			e := newManagerEnv(t, CallsConfig{})
+			r, err := e.cm.Place(testRoom, alice, false)
+			require.NoError(t, err)
+			inv := e.nextOf(callevent.TypeInvite).content.(*callevent.Invite)
+			assert.Equal(t, alice, inv.Invitee)
+			theirs := "9999999999999zzzzzzzzzzzzzzzz"
+			if !oursLesser {
+				theirs = "0000000000001aaaaaaaaaaaaaaaa"
+			}
+			e.deliver(alice, callevent.TypeInvite, inviteContent(theirs, "ALICE", newPionPeer(t).offer(t)), 0)
+			e.batchEnd()
+			h := e.nextOf(callevent.TypeHangup).content.(*callevent.Hangup)
+			assert.Equal(t, callevent.ReasonReplaced, h.Reason)
+			if oursLesser {
+				assert.Equal(t, theirs, h.CallID, "theirs is hung up")
+				require.Eventually(t, func() bool { return e.cm.Active() == 1 }, 5*time.Second, time.Millisecond, "ours goes on")
+				return
+			}
+			assert.Equal(t, r.m.CallID, h.CallID, "ours is hung up")
+			ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
+			assert.Equal(t, theirs, ans.CallID, "theirs is answered on the user's behalf")
+		})
+	}
+}
+
+// The invite→answer time inside the bot (from the invite's intake to the
+// answer going out), against raw pion answering the same offer the least
+// any answering client must: a peer connection, the remote offer, a track,
+// an answer and its candidates.
+func BenchmarkInviteToAnswer(b *testing.B) {
+	e := newManagerEnv(b, CallsConfig{MaxCalls: 0, MaxCallsPerRoom: 0})
+	var mu sync.Mutex
+	var ours, raw []time.Duration
+	for i := range b.N {
+		offer := newPionPeer(b).offer(b)
+		// Ours.
+		callID := fmt.Sprintf("1700000000000%016d", i)
+		start := time.Now()
+		e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", offer), 0)
+		e.batchEnd()
+		s := e.nextOf(callevent.TypeAnswer)
+		mu.Lock()
+		ours = append(ours, s.at.Sub(start))
+		mu.Unlock()
+		e.cm.Hangup(testRoom)
+		e.nextOf(callevent.TypeHangup)
+		require.Eventually(b, func() bool { return e.cm.Active() == 0 }, 5*time.Second, time.Millisecond)
+
+		// Raw pion.
+		start = time.Now()
+		rawAnswer(b, offer)
+		raw = append(raw, time.Since(start))
+	}
+	reportPercentiles(b, "ours", ours)
+	reportPercentiles(b, "raw-pion", raw)
+	b.ReportMetric(float64(percentile(ours, 50))/float64(percentile(raw, 50)), "p50-ratio")
+}
+
+func rawAnswer(b *testing.B, offer string) {
+	var se webrtc.SettingEngine
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetIncludeLoopbackCandidate(true)
+	me := &webrtc.MediaEngine{}
+	require.NoError(b, me.RegisterDefaultCodecs())
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+	require.NoError(b, err)
+	defer pc.Close()
+	require.NoError(b, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}))
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "a", "raw")
+	require.NoError(b, err)
+	_, err = pc.AddTrack(track)
+	require.NoError(b, err)
+	answer, err := pc.CreateAnswer(nil)
+	require.NoError(b, err)
+	done := webrtc.GatheringCompletePromise(pc)
+	require.NoError(b, pc.SetLocalDescription(answer))
+	select {
+	case <-done:
+	case <-time.After(200 * time.Millisecond): // the same cap as the bot's
+	}
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+func reportPercentiles(b *testing.B, name string, d []time.Duration) {
+	b.ReportMetric(float64(percentile(d, 50).Microseconds())/1000, name+"-p50-ms")
+	b.ReportMetric(float64(percentile(d, 99).Microseconds())/1000, name+"-p99-ms")
+}
