@@ -132,6 +132,24 @@ func (r *callRunner) apply(e call.Effect) {
 		}
 	case call.CloseMedia:
 		r.closeMedia()
+	case call.RestartICE:
+		sess := r.sess
+		go func() {
+			desc, err := sess.RestartICE(r.ctx, gatherWait)
+			r.post(func() {
+				if err != nil {
+					r.input(r.m.MediaFailed("restarting ICE failed: " + err.Error()))
+					return
+				}
+				r.input(r.m.LocalNegotiationOffer(desc.SDP))
+			})
+		}()
+	case call.AcceptNegotiation:
+		r.acceptNegotiation(e)
+	case call.SetSending:
+		if r.echo != nil && r.sess != nil {
+			r.echo.SetReceiving(r.sess, e.On)
+		}
 	case call.Changed:
 		r.changed(e.From)
 	default:
@@ -228,6 +246,33 @@ func (r *callRunner) acceptOffer(sdp string) {
 				return
 			}
 			r.input(r.m.LocalDescription(desc.SDP))
+		})
+	}()
+}
+
+// acceptNegotiation applies the peer's negotiate offer and answers it.
+func (r *callRunner) acceptNegotiation(e call.AcceptNegotiation) {
+	if r.sess == nil {
+		return
+	}
+	if e.Rollback {
+		if err := r.sess.Rollback(r.ctx); err != nil {
+			r.log.Warn().Err(err).Msg("Rolling back our offer for the peer's failed")
+		}
+	}
+	if err := r.sess.SetRemoteDescription(r.ctx, webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: e.SDP}); err != nil {
+		r.input(r.m.MediaError(fmt.Errorf("applying the peer's negotiate offer: %w", err)))
+		return
+	}
+	sess := r.sess
+	go func() {
+		desc, err := sess.CreateAnswer(r.ctx, gatherWait)
+		r.post(func() {
+			if err != nil {
+				r.input(r.m.MediaError(fmt.Errorf("answering the peer's negotiate offer: %w", err)))
+				return
+			}
+			r.input(r.m.NegotiationAnswer(desc.SDP))
 		})
 	}()
 }

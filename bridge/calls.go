@@ -129,7 +129,8 @@ func (cm *callManager) handleEvent(ctx context.Context, evt *matrix.Event) error
 		zerolog.Ctx(ctx).Debug().Str("type", string(t)).Str("call_id", key.callID).Msg("Call event for no call of ours")
 		return nil
 	}
-	r.post(func() { r.input(r.m.Remote(evt.Sender, content)) })
+	age := evt.Age(cm.now())
+	r.post(func() { r.input(r.m.RemoteAged(evt.Sender, content, age)) })
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -362,4 +363,41 @@ func percentile(d []time.Duration, p int) time.Duration {
 func reportPercentiles(b *testing.B, name string, d []time.Duration) {
 	b.ReportMetric(float64(percentile(d, 50).Microseconds())/1000, name+"-p50-ms")
 	b.ReportMetric(float64(percentile(d, 99).Microseconds())/1000, name+"-p99-ms")
+}
+
+// The peer puts the call on hold with m.call.negotiate (its media
+// sendonly): the bot answers the negotiate offer, records the hold (and
+// stops sending), and takes it back when the peer resumes. (pion answers a
+// sendonly offer with sendrecv; the peer's side then settles on sendonly.)
+func TestManagerRemoteHold(t *testing.T) {
+	e := newManagerEnv(t, CallsConfig{})
+	p := newPionPeer(t)
+	const callID = "1700000000000aaaaaaaaaaaaaaaa"
+	e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", p.offer(t)), 0)
+	e.batchEnd()
+	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
+	require.NoError(t, p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Answer.SDP}))
+
+	// Clients hold by making their media sendonly (pion cannot set a
+	// transceiver's direction, so the test rewrites its own offer).
+	negotiate := func(direction string) string {
+		offer, err := p.pc.CreateOffer(nil)
+		require.NoError(t, err)
+		sdp := strings.ReplaceAll(offer.SDP, "a=sendrecv", "a="+direction)
+		e.deliver(alice, callevent.TypeNegotiate, map[string]any{"call_id": callID, "party_id": "ALICE", "version": "1",
+			"lifetime": 10000, "description": map[string]any{"type": "offer", "sdp": sdp}}, 0)
+		n := e.nextOf(callevent.TypeNegotiate).content.(*callevent.Negotiate)
+		require.Equal(t, callevent.SDPAnswer, n.Description.Type)
+		return n.Description.SDP
+	}
+	negotiate("sendonly")
+	require.Eventually(t, func() bool {
+		c, err := e.st.Call(e.ctx, testRoom, callID)
+		return err == nil && c != nil && c.StateReason == "put on hold by the peer"
+	}, 5*time.Second, 10*time.Millisecond)
+	assert.Contains(t, negotiate("sendrecv"), "a=sendrecv", "resumed")
+	require.Eventually(t, func() bool {
+		c, err := e.st.Call(e.ctx, testRoom, callID)
+		return err == nil && c != nil && c.StateReason == "resumed by the peer"
+	}, 5*time.Second, 10*time.Millisecond)
 }

@@ -72,7 +72,14 @@ const (
 	TimerRinging Timer = "ringing"
 	// TimerConnect: answered but ICE never connected → ice_failed.
 	TimerConnect Timer = "connect"
+	// TimerNegotiate: our negotiate offer (an ICE restart) got no answer,
+	// or the restarted connection never came up.
+	TimerNegotiate Timer = "negotiate"
 )
+
+// maxICERestarts is how often a failed connection is restarted before the
+// call is hung up (famedly tries 3 times, js-sdk until a 30 s timeout).
+const maxICERestarts = 2
 
 // Timeouts the machine uses; zero values take the defaults.
 type Timeouts struct {
@@ -131,6 +138,12 @@ type Machine struct {
 	pending       map[string][]callevent.Candidate
 	mediaFlowed   bool
 	remoteStreams callevent.Streams
+	// makingOffer: our negotiate offer is out, its answer not yet applied.
+	makingOffer bool
+	iceRestarts int
+	// RemoteHold: the peer put us on hold (its media is sendonly or
+	// inactive); we send nothing meanwhile.
+	RemoteHold bool
 }
 
 // Options create a machine.
@@ -191,18 +204,36 @@ type StopTimer struct{ Timer Timer }
 // CloseMedia ends the media session.
 type CloseMedia struct{}
 
+// RestartICE makes a negotiate offer with new ICE credentials; the runner
+// reports it with LocalNegotiationOffer.
+type RestartICE struct{}
+
+// AcceptNegotiation applies the peer's negotiate offer (first abandoning
+// ours if Rollback) and makes an answer; the runner reports it with
+// NegotiationAnswer.
+type AcceptNegotiation struct {
+	SDP      string
+	Rollback bool
+}
+
+// SetSending starts or stops sending media to the peer (hold).
+type SetSending struct{ On bool }
+
 // Changed says the machine's persisted fields changed: store them.
 type Changed struct{ From State }
 
-func (Send) isEffect()          {}
-func (AcceptOffer) isEffect()   {}
-func (MakeOffer) isEffect()     {}
-func (ApplyAnswer) isEffect()   {}
-func (AddCandidates) isEffect() {}
-func (StartTimer) isEffect()    {}
-func (StopTimer) isEffect()     {}
-func (CloseMedia) isEffect()    {}
-func (Changed) isEffect()       {}
+func (Send) isEffect()              {}
+func (AcceptOffer) isEffect()       {}
+func (MakeOffer) isEffect()         {}
+func (ApplyAnswer) isEffect()       {}
+func (AddCandidates) isEffect()     {}
+func (StartTimer) isEffect()        {}
+func (StopTimer) isEffect()         {}
+func (CloseMedia) isEffect()        {}
+func (RestartICE) isEffect()        {}
+func (AcceptNegotiation) isEffect() {}
+func (SetSending) isEffect()        {}
+func (Changed) isEffect()           {}
 
 // Ended says whether the call is over.
 func (m *Machine) Ended() bool { return m.State == StateEnded }
@@ -236,7 +267,7 @@ func (m *Machine) end(by By, reason callevent.HangupReason, why string, send ...
 	}
 	m.HangupBy, m.HangupReason = by, reason
 	out := append([]Effect{}, send...)
-	out = append(out, StopTimer{TimerInvite}, StopTimer{TimerRinging}, StopTimer{TimerConnect}, CloseMedia{})
+	out = append(out, StopTimer{TimerInvite}, StopTimer{TimerRinging}, StopTimer{TimerConnect}, StopTimer{TimerNegotiate}, CloseMedia{})
 	return append(out, m.setState(StateEnded, why)...)
 }
 

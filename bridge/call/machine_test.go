@@ -100,6 +100,12 @@ func describe(effects []Effect) []string {
 			out = append(out, "stop "+string(e.Timer))
 		case CloseMedia:
 			out = append(out, "close media")
+		case RestartICE:
+			out = append(out, "restart ICE")
+		case AcceptNegotiation:
+			out = append(out, fmt.Sprintf("accept negotiation (rollback %v)", e.Rollback))
+		case SetSending:
+			out = append(out, fmt.Sprintf("sending %v", e.On))
 		case Changed:
 			out = append(out, "changed from "+string(e.From))
 		default:
@@ -123,9 +129,20 @@ func doAnswer(m *Machine) ([]Effect, error) { return m.Answer() }
 func local(sdp string) step {
 	return func(m *Machine) ([]Effect, error) { return m.LocalDescription(sdp) }
 }
-func fire(t Timer) step                      { return func(m *Machine) ([]Effect, error) { return m.TimerFired(t) } }
-func connected(m *Machine) ([]Effect, error) { return m.MediaConnected() }
-func failed(m *Machine) ([]Effect, error)    { return m.MediaFailed("ICE failed") }
+func fire(t Timer) step                       { return func(m *Machine) ([]Effect, error) { return m.TimerFired(t) } }
+func connected(m *Machine) ([]Effect, error)  { return m.MediaConnected() }
+func failed(m *Machine) ([]Effect, error)     { return m.MediaFailed("ICE failed") }
+func localOffer(m *Machine) ([]Effect, error) { return m.LocalNegotiationOffer("v=0 restart") }
+
+func negotiateOffer(direction string) *callevent.Negotiate {
+	return &callevent.Negotiate{Common: common(aliceA, callevent.Version1), Lifetime: 10000,
+		Description: callevent.SessionDescription{Type: callevent.SDPOffer, SDP: "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n" + direction + "\r\n"}}
+}
+
+func negotiateAnswer() *callevent.Negotiate {
+	return &callevent.Negotiate{Common: common(aliceA, callevent.Version1), Description: callevent.SessionDescription{Type: callevent.SDPAnswer, SDP: "v=0 negotiated"}}
+}
+
 func hangup(r callevent.HangupReason) step {
 	return func(m *Machine) ([]Effect, error) { return m.Hangup(r, "test") }
 }
@@ -203,7 +220,7 @@ func TestMachine(t *testing.T) {
 		}, {
 			name: "select_answer naming another party ends our leg silently", start: answered,
 			step:  remote(aliceA, &callevent.SelectAnswer{SelectedPartyID: botElse.PartyID}),
-			want:  []string{"stop invite", "stop ringing", "stop connect", "close media", "changed from connecting"},
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
 			state: StateEnded,
 		}, {
 			name: "select_answer from someone else than the caller is ignored", start: answered,
@@ -211,12 +228,12 @@ func TestMachine(t *testing.T) {
 		}, {
 			name: "another device of the bot answered while ringing: answered elsewhere", start: ringing,
 			step:  remote(botElse, answer(botElse)),
-			want:  []string{"stop invite", "stop ringing", "stop connect", "close media", "changed from ringing"},
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
 			state: StateEnded,
 		}, {
 			name: "caller hangs up while ringing: missed", start: ringing,
 			step:  remote(aliceA, &callevent.Hangup{Reason: "user_hangup"}),
-			want:  []string{"stop invite", "stop ringing", "stop connect", "close media", "changed from ringing"},
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
 			state: StateEnded,
 			check: func(t *testing.T, m *Machine) {
 				assert.True(t, m.Missed)
@@ -225,7 +242,7 @@ func TestMachine(t *testing.T) {
 		}, {
 			name: "unknown hangup reasons end the call", start: answered,
 			step:  remote(aliceA, &callevent.Hangup{Reason: "userHangup"}),
-			want:  []string{"stop invite", "stop ringing", "stop connect", "close media", "changed from connecting"},
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
 			state: StateEnded,
 			check: func(t *testing.T, m *Machine) {
 				assert.Equal(t, callevent.HangupReason("userHangup"), m.HangupReason)
@@ -237,12 +254,12 @@ func TestMachine(t *testing.T) {
 		}, {
 			name: "the invite expires while ringing: missed, nothing sent", start: ringing,
 			step:  fire(TimerRinging),
-			want:  []string{"stop invite", "stop ringing", "stop connect", "close media", "changed from ringing"},
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
 			state: StateEnded, check: func(t *testing.T, m *Machine) { assert.True(t, m.Missed) },
 		}, {
 			name: "we decline a ringing v1 call with reject", start: ringing,
 			step:  hangup(""),
-			want:  []string{"send m.call.reject", "stop invite", "stop ringing", "stop connect", "close media", "changed from ringing"},
+			want:  []string{"send m.call.reject", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
 			state: StateEnded,
 		}, {
 			name: "we decline a ringing v0 call with hangup",
@@ -251,7 +268,7 @@ func TestMachine(t *testing.T) {
 				return m
 			},
 			step:  hangup(""),
-			want:  []string{"send m.call.hangup(user_hangup)", "stop invite", "stop ringing", "stop connect", "close media", "changed from ringing"},
+			want:  []string{"send m.call.hangup(user_hangup)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
 			state: StateEnded,
 		}, {
 			name: "v0 caller without party id: its candidates and hangup are honoured",
@@ -261,28 +278,103 @@ func TestMachine(t *testing.T) {
 				return m
 			},
 			step:  remote(Party{User: alice}, &callevent.Hangup{}),
-			want:  []string{"stop invite", "stop ringing", "stop connect", "close media", "changed from connecting"},
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
 			state: StateEnded,
 			check: func(t *testing.T, m *Machine) { assert.Equal(t, callevent.ReasonUserHangup, m.HangupReason) },
 		}, {
 			name: "busy: hangup user_busy, missed", start: ringing,
 			step:  func(m *Machine) ([]Effect, error) { return m.Busy("at capacity") },
-			want:  []string{"send m.call.hangup(user_busy)", "stop invite", "stop ringing", "stop connect", "close media", "changed from ringing"},
+			want:  []string{"send m.call.hangup(user_busy)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
 			state: StateEnded, check: func(t *testing.T, m *Machine) { assert.True(t, m.Missed) },
 		}, {
-			name: "ICE fails before any media: ice_failed", start: answered,
+			name: "ICE fails: restart it with a negotiate offer", start: answered,
+			step: failed, want: []string{"restart ICE", "changed from connecting"}, state: StateConnecting,
+		}, {
+			name: "the ICE restart offer goes out as negotiate", start: answered, steps: []step{failed},
+			step: localOffer, want: []string{"send m.call.negotiate", "start negotiate 30s"}, state: StateConnecting,
+		}, {
+			name: "restarts exhausted before any media: ice_failed", start: answered,
+			steps: []step{failed, localOffer, remote(aliceA, negotiateAnswer()), failed, localOffer, remote(aliceA, negotiateAnswer())},
 			step:  failed,
-			want:  []string{"send m.call.hangup(ice_failed)", "stop invite", "stop ringing", "stop connect", "close media", "changed from connecting"},
+			want:  []string{"send m.call.hangup(ice_failed)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
 			state: StateEnded,
 		}, {
-			name: "ICE fails after media flowed: ice_timeout", start: answered, steps: []step{connected},
+			name: "restarts exhausted after media flowed: ice_timeout", start: answered,
+			steps: []step{connected, failed, localOffer, remote(aliceA, negotiateAnswer()), failed, localOffer, remote(aliceA, negotiateAnswer())},
 			step:  failed,
-			want:  []string{"send m.call.hangup(ice_timeout)", "stop invite", "stop ringing", "stop connect", "close media", "changed from connected"},
+			want:  []string{"send m.call.hangup(ice_timeout)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connected"},
 			state: StateEnded,
+		}, {
+			name: "a restart that is answered and reconnects", start: answered,
+			steps: []step{connected, failed, localOffer},
+			step:  remote(aliceA, negotiateAnswer()),
+			want:  []string{"apply v=0 negotiated", "stop negotiate"},
+			state: StateConnected,
+			check: func(t *testing.T, m *Machine) {
+				eff, err := m.MediaConnected()
+				require.NoError(t, err)
+				assert.Equal(t, []string{"stop negotiate", "changed from connected"}, describe(eff))
+			},
+		}, {
+			name: "no answer to our ICE restart: hang up", start: answered, steps: []step{connected, failed, localOffer},
+			step:  fire(TimerNegotiate),
+			want:  []string{"send m.call.hangup(ice_timeout)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connected"},
+			state: StateEnded,
+		}, {
+			name: "a version 0 call cannot renegotiate: ICE failure hangs up",
+			start: func(t *testing.T) *Machine {
+				m, _ := NewInbound(opts(), alice, invite(Party{User: alice}, callevent.Version0), 0)
+				run(t, m, doAnswer, local("v=0"))
+				return m
+			},
+			step:  failed,
+			want:  []string{"send m.call.hangup(ice_failed)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
+			state: StateEnded,
+		}, {
+			name: "the peer renegotiates: accept and answer", start: answered, steps: []step{connected},
+			step: remote(aliceA, negotiateOffer("a=sendrecv")), want: []string{"accept negotiation (rollback false)"}, state: StateConnected,
+		}, {
+			name: "the peer holds (sendonly): we stop sending", start: answered, steps: []step{connected},
+			step:  remote(aliceA, negotiateOffer("a=sendonly")),
+			want:  []string{"accept negotiation (rollback false)", "sending false", "changed from connected"},
+			state: StateConnected, check: func(t *testing.T, m *Machine) { assert.True(t, m.RemoteHold) },
+		}, {
+			name: "the peer resumes: we send again", start: answered, steps: []step{connected, remote(aliceA, negotiateOffer("a=inactive"))},
+			step:  remote(aliceA, negotiateOffer("a=sendrecv")),
+			want:  []string{"accept negotiation (rollback false)", "sending true", "changed from connected"},
+			state: StateConnected, check: func(t *testing.T, m *Machine) { assert.False(t, m.RemoteHold) },
+		}, {
+			name: "our answer to their negotiate", start: answered, steps: []step{connected, remote(aliceA, negotiateOffer("a=sendrecv"))},
+			step:  func(m *Machine) ([]Effect, error) { return m.NegotiationAnswer("v=0 ours") },
+			want:  []string{"send m.call.negotiate"},
+			state: StateConnected,
+		}, {
+			name: "colliding offers: the callee is polite and rolls back", start: answered, steps: []step{connected, failed, localOffer},
+			step:  remote(aliceA, negotiateOffer("a=sendrecv")),
+			want:  []string{"accept negotiation (rollback true)"},
+			state: StateConnected,
+		}, {
+			name: "colliding offers: the caller is impolite and ignores theirs", start: calling,
+			steps: []step{remote(aliceA, answer(aliceA)), connected, failed, localOffer},
+			step:  remote(aliceA, negotiateOffer("a=sendrecv")), ignored: true, state: StateConnected,
+		}, {
+			name: "negotiate from another party is ignored", start: answered, steps: []step{connected},
+			step: remote(aliceB, negotiateOffer("a=sendrecv")), ignored: true, state: StateConnected,
+		}, {
+			name: "an answer without our offer is ignored", start: answered, steps: []step{connected},
+			step: remote(aliceA, negotiateAnswer()), ignored: true, state: StateConnected,
+		}, {
+			name: "a negotiate older than its lifetime is ignored", start: answered, steps: []step{connected},
+			step: func(m *Machine) ([]Effect, error) {
+				c := negotiateOffer("a=sendrecv")
+				c.PartyID = aliceA.PartyID
+				return m.RemoteAged(alice, c, 11*time.Second)
+			},
+			ignored: true, state: StateConnected,
 		}, {
 			name: "no media connection in time: ice_failed", start: answered,
 			step:  fire(TimerConnect),
-			want:  []string{"send m.call.hangup(ice_failed)", "stop invite", "stop ringing", "stop connect", "close media", "changed from connecting"},
+			want:  []string{"send m.call.hangup(ice_failed)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
 			state: StateEnded,
 		}, {
 			name: "local candidates are sent with the end marker", start: answered,
@@ -293,7 +385,7 @@ func TestMachine(t *testing.T) {
 		}, {
 			name: "the peer leaving ends the call without a word", start: answered,
 			step:  func(m *Machine) ([]Effect, error) { return m.PeerLeft(), nil },
-			want:  []string{"stop invite", "stop ringing", "stop connect", "close media", "changed from connecting"},
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
 			state: StateEnded,
 		},
 
@@ -332,7 +424,7 @@ func TestMachine(t *testing.T) {
 		}, {
 			name: "reject: select it and end", start: calling,
 			step:  remote(aliceA, &callevent.Reject{}),
-			want:  []string{"send m.call.select_answer(ALICE_A)", "stop invite", "stop ringing", "stop connect", "close media", "changed from invite_sent"},
+			want:  []string{"send m.call.select_answer(ALICE_A)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from invite_sent"},
 			state: StateEnded,
 		}, {
 			name: "a reject after an answer is ignored", start: calling, steps: []step{remote(aliceA, answer(aliceA))},
@@ -340,13 +432,13 @@ func TestMachine(t *testing.T) {
 		}, {
 			name: "a v0 decline (hangup before any answer) ends the call", start: calling,
 			step:  remote(aliceA, &callevent.Hangup{Reason: "user_busy"}),
-			want:  []string{"stop invite", "stop ringing", "stop connect", "close media", "changed from invite_sent"},
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from invite_sent"},
 			state: StateEnded,
 			check: func(t *testing.T, m *Machine) { assert.Equal(t, callevent.ReasonUserBusy, m.HangupReason) },
 		}, {
 			name: "nobody answers: invite_timeout", start: calling,
 			step:  fire(TimerInvite),
-			want:  []string{"send m.call.hangup(invite_timeout)", "stop invite", "stop ringing", "stop connect", "close media", "changed from invite_sent"},
+			want:  []string{"send m.call.hangup(invite_timeout)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from invite_sent"},
 			state: StateEnded,
 		}, {
 			name: "a stale invite timer after the answer is ignored", start: calling, steps: []step{remote(aliceA, answer(aliceA))},
@@ -358,22 +450,22 @@ func TestMachine(t *testing.T) {
 				return m
 			},
 			step:  func(m *Machine) ([]Effect, error) { return m.Replaced("123") },
-			want:  []string{"stop invite", "stop ringing", "stop connect", "close media", "changed from create_offer"},
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from create_offer"},
 			state: StateEnded,
 		}, {
 			name: "glare lost after our invite went out: hangup replaced", start: calling,
 			step:  func(m *Machine) ([]Effect, error) { return m.Replaced("123") },
-			want:  []string{"send m.call.hangup(replaced)", "stop invite", "stop ringing", "stop connect", "close media", "changed from invite_sent"},
+			want:  []string{"send m.call.hangup(replaced)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from invite_sent"},
 			state: StateEnded,
 		}, {
 			name: "glare won by us: their ringing call is hung up as replaced", start: ringing,
 			step:  func(m *Machine) ([]Effect, error) { return m.Replaced("ours") },
-			want:  []string{"send m.call.hangup(replaced)", "stop invite", "stop ringing", "stop connect", "close media", "changed from ringing"},
+			want:  []string{"send m.call.hangup(replaced)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
 			state: StateEnded,
 		}, {
 			name: "we hang up a connected call", start: calling, steps: []step{remote(aliceA, answer(aliceA)), connected},
 			step:  hangup(""),
-			want:  []string{"send m.call.hangup(user_hangup)", "stop invite", "stop ringing", "stop connect", "close media", "changed from connected"},
+			want:  []string{"send m.call.hangup(user_hangup)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connected"},
 			state: StateEnded,
 			check: func(t *testing.T, m *Machine) {
 				assert.Equal(t, ByLocal, m.HangupBy)

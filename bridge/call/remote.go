@@ -1,6 +1,8 @@
 package call
 
 import (
+	"time"
+
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/matrix/callevent"
@@ -9,6 +11,11 @@ import (
 // Remote handles a call event of this call that someone sent into the room.
 // The party rules decide who may do what; anything else is Ignored.
 func (m *Machine) Remote(sender id.UserID, c callevent.Content) ([]Effect, error) {
+	return m.RemoteAged(sender, c, 0)
+}
+
+// RemoteAged is Remote for an event of a known age (negotiate offers expire).
+func (m *Machine) RemoteAged(sender id.UserID, c callevent.Content, age time.Duration) ([]Effect, error) {
 	if m.Ended() {
 		return nil, ErrEnded
 	}
@@ -39,7 +46,7 @@ func (m *Machine) Remote(sender id.UserID, c callevent.Content) ([]Effect, error
 		m.remoteStreams = c.Streams()
 		return nil, nil
 	case *callevent.Negotiate:
-		return nil, ignore("renegotiation is not supported yet")
+		return m.remoteNegotiate(from, c, age)
 	}
 	return nil, ignore("unexpected %T", c)
 }

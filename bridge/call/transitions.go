@@ -138,6 +138,9 @@ func (m *Machine) TimerFired(t Timer) ([]Effect, error) {
 		return m.end(ByRemote, "", "the invite expired before it was answered"), nil
 	case t == TimerConnect && m.State == StateConnecting:
 		return m.mediaFailed("no media connection within " + m.timeouts.Connect.String())
+	case t == TimerNegotiate && m.makingOffer:
+		m.makingOffer = false
+		return m.mediaFailed("no answer to our ICE restart within " + m.negotiateLifetime().String())
 	}
 	return nil, ignore("timer %s in state %s", t, m.State)
 }
@@ -204,16 +207,24 @@ func (m *Machine) MediaConnected() ([]Effect, error) {
 		return nil, ErrEnded
 	}
 	m.mediaFlowed = true
-	if m.State != StateConnecting {
-		return nil, ignore("media connected in state %s", m.State)
+	switch m.State {
+	case StateConnecting:
+		return append([]Effect{StopTimer{TimerConnect}}, m.setState(StateConnected, "media connected")...), nil
+	case StateConnected:
+		// Back after an ICE restart.
+		m.iceRestarts = 0
+		return append([]Effect{StopTimer{TimerNegotiate}}, m.setState(StateConnected, "media connected again")...), nil
 	}
-	return append([]Effect{StopTimer{TimerConnect}}, m.setState(StateConnected, "media connected")...), nil
+	return nil, ignore("media connected in state %s", m.State)
 }
 
 // MediaFailed: ICE failed (or the connection closed under us).
 func (m *Machine) MediaFailed(why string) ([]Effect, error) {
 	if m.Ended() {
 		return nil, ErrEnded
+	}
+	if out, ok := m.restartICE(why); ok {
+		return out, nil
 	}
 	return m.mediaFailed(why)
 }

@@ -1,0 +1,128 @@
+package call
+
+import (
+	"strings"
+	"time"
+
+	"github.com/voipbot/voipbot/matrix/callevent"
+)
+
+// negotiateLifetime is how long our negotiate offers are valid: the spec's
+// example uses 10 s, js-sdk 60 s; an ICE restart should not take longer
+// than a connection may take.
+func (m *Machine) negotiateLifetime() time.Duration { return m.timeouts.Connect }
+
+// canNegotiate: m.call.negotiate is only for calls whose invite and accepted
+// answer were both version 1, once an answer was taken.
+func (m *Machine) canNegotiate() bool {
+	return m.Version != callevent.Version0 && (m.State == StateConnecting || m.State == StateConnected)
+}
+
+// polite is the perfect-negotiation role: the callee yields when both
+// sides offer at once (a glare winner that answered the peer's call is the
+// callee too).
+func (m *Machine) polite() bool { return m.Direction == Inbound }
+
+// remoteNegotiate handles the peer's m.call.negotiate; age is how old it is.
+func (m *Machine) remoteNegotiate(from Party, c *callevent.Negotiate, age time.Duration) ([]Effect, error) {
+	if !m.isPeer(from) {
+		return nil, ignore("negotiate from %s, not the peer", from)
+	}
+	if !m.canNegotiate() {
+		return nil, ignore("negotiate in state %s (version %s)", m.State, m.Version)
+	}
+	if c.Lifetime > 0 && age > c.Lifetime.Duration() {
+		return nil, ignore("negotiate older (%s) than its lifetime (%s)", age, c.Lifetime.Duration())
+	}
+	if streams := c.Streams(); streams != nil {
+		m.remoteStreams = streams
+	}
+	if c.Description.Type == callevent.SDPAnswer {
+		if !m.makingOffer {
+			return nil, ignore("negotiate answer without our offer")
+		}
+		m.makingOffer = false
+		return []Effect{ApplyAnswer{SDP: c.Description.SDP}, StopTimer{TimerNegotiate}}, nil
+	}
+	rollback := false
+	if m.makingOffer {
+		if !m.polite() {
+			return nil, ignore("negotiate offer colliding with ours; we are the impolite side")
+		}
+		rollback, m.makingOffer = true, false
+	}
+	out := []Effect{AcceptNegotiation{SDP: c.Description.SDP, Rollback: rollback}}
+	if hold := OnHold(c.Description.SDP); hold != m.RemoteHold {
+		m.RemoteHold = hold
+		out = append(out, SetSending{On: !hold})
+		why := "resumed by the peer"
+		if hold {
+			why = "put on hold by the peer"
+		}
+		out = append(out, m.setState(m.State, why)...)
+	}
+	return out, nil
+}
+
+// NegotiationAnswer is our answer to the peer's negotiate offer.
+func (m *Machine) NegotiationAnswer(sdp string) ([]Effect, error) {
+	if m.Ended() {
+		return nil, ErrEnded
+	}
+	n := &callevent.Negotiate{
+		Common:      m.common(),
+		Description: callevent.SessionDescription{Type: callevent.SDPAnswer, SDP: sdp},
+		Lifetime:    callevent.LifetimeOf(m.negotiateLifetime()),
+	}
+	n.SetStreams(localStreams(sdp))
+	return []Effect{Send{Type: callevent.TypeNegotiate, Content: n}}, nil
+}
+
+// LocalNegotiationOffer is the offer our ICE restart made.
+func (m *Machine) LocalNegotiationOffer(sdp string) ([]Effect, error) {
+	if m.Ended() {
+		return nil, ErrEnded
+	}
+	if !m.makingOffer {
+		return nil, ignore("a negotiate offer nobody asked for")
+	}
+	n := &callevent.Negotiate{
+		Common:      m.common(),
+		Description: callevent.SessionDescription{Type: callevent.SDPOffer, SDP: sdp},
+		Lifetime:    callevent.LifetimeOf(m.negotiateLifetime()),
+	}
+	n.SetStreams(localStreams(sdp))
+	return []Effect{Send{Type: callevent.TypeNegotiate, Content: n}, StartTimer{Timer: TimerNegotiate, After: m.negotiateLifetime()}}, nil
+}
+
+// restartICE tries to bring a failed connection back with an ICE restart,
+// if the call may renegotiate and restarts are left.
+func (m *Machine) restartICE(why string) ([]Effect, bool) {
+	if !m.canNegotiate() || m.iceRestarts >= maxICERestarts || m.makingOffer {
+		return nil, false
+	}
+	m.iceRestarts++
+	m.makingOffer = true
+	out := []Effect{RestartICE{}}
+	return append(out, m.setState(m.State, why+"; restarting ICE")...), true
+}
+
+// OnHold says whether an SDP puts the other side on hold: every audio and
+// video section it has is sendonly or inactive (matrix-js-sdk's test).
+func OnHold(sdp string) bool {
+	sections, held := 0, 0
+	inMedia := false
+	for line := range strings.SplitSeq(sdp, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "m="):
+			inMedia = strings.HasPrefix(line, "m=audio") || strings.HasPrefix(line, "m=video")
+			if inMedia {
+				sections++
+			}
+		case inMedia && (line == "a=sendonly" || line == "a=inactive"):
+			held++
+		}
+	}
+	return sections > 0 && held == sections
+}
