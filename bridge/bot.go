@@ -58,6 +58,7 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 	reg.MustRegister(b.counts, &callCollector{store: st})
 	mx.On(event.EventMessage, b.isCommand, b.handleCommand)
 	b.calls = newCallManager(ctx, cfg.Calls, mx, st, media, log)
+	b.calls.ice.fetch = mx.TURN
 	b.calls.register(mx)
 	return b
 }
@@ -67,6 +68,11 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 func (b *Bot) Start(ctx context.Context) error {
 	if err := b.calls.endStale(ctx); err != nil {
 		return fmt.Errorf("ending calls left from the last run: %w", err)
+	}
+	if b.cfg.Calls.HomeserverTURN {
+		// The first fetch is made now, so that the first call has TURN.
+		next, _ := b.calls.ice.refreshOnce(ctx, 0)
+		go b.calls.ice.run(ctx, next)
 	}
 	return nil
 }

@@ -188,7 +188,7 @@ func (r *callRunner) send(t callevent.Type, c callevent.Content) {
 // newSession makes the call's media session and connects it to the call's
 // media source.
 func (r *callRunner) newSession(candidateWait time.Duration) error {
-	sess, err := r.calls.media.NewSession(r.m.CallID, sessionEvents{r}, voip.SessionOptions{})
+	sess, err := r.calls.media.NewSession(r.m.CallID, sessionEvents{r}, voip.SessionOptions{ICEServers: r.calls.ice.current()})
 	if err != nil {
 		return fmt.Errorf("creating media session: %w", err)
 	}

@@ -56,6 +56,7 @@ type callManager struct {
 	log   zerolog.Logger
 	ctx   context.Context
 	now   func() time.Time
+	ice   *iceServers
 
 	mu      sync.Mutex
 	calls   map[callKey]*callRunner
@@ -74,6 +75,7 @@ func newCallManager(ctx context.Context, cfg CallsConfig, mx signaller, st *stor
 	return &callManager{
 		cfg: cfg, mx: mx, store: st, media: media, ctx: ctx, now: time.Now,
 		log:     log.With().Str("component", "calls").Logger(),
+		ice:     newICEServers(cfg.ICEServers, nil, log),
 		calls:   map[callKey]*callRunner{},
 		pending: map[id.RoomID][]*pendingInvite{},
 		early:   map[callKey][]earlyEvent{},

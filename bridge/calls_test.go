@@ -377,6 +377,10 @@ func TestManagerRemoteHold(t *testing.T) {
 	e.batchEnd()
 	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
 	require.NoError(t, p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Answer.SDP}))
+	require.Eventually(t, func() bool {
+		c, err := e.st.Call(e.ctx, testRoom, callID)
+		return err == nil && c != nil && c.State == "connected"
+	}, 10*time.Second, 10*time.Millisecond)
 
 	// Clients hold by making their media sendonly (pion cannot set a
 	// transceiver's direction, so the test rewrites its own offer).

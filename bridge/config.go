@@ -33,6 +33,16 @@ type CallsConfig struct {
 	PublicRooms    bool          `yaml:"public_rooms"`
 	InviteLifetime time.Duration `yaml:"invite_lifetime"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// HomeserverTURN: ask the homeserver for TURN credentials.
+	HomeserverTURN bool              `yaml:"homeserver_turn"`
+	ICEServers     []ICEServerConfig `yaml:"ice_servers"`
+}
+
+// ICEServerConfig is a STUN or TURN server of the operator's own.
+type ICEServerConfig struct {
+	URLs       []string `yaml:"urls"`
+	Username   string   `yaml:"username"`
+	Credential string   `yaml:"credential"`
 }
 
 // CommandsConfig configures room commands.
@@ -69,6 +79,16 @@ func (c *CallsConfig) validate() error {
 	}
 	if c.ConnectTimeout < time.Second {
 		errs = append(errs, errors.New("calls.connect_timeout: must be at least 1s"))
+	}
+	for i, s := range c.ICEServers {
+		if len(s.URLs) == 0 {
+			errs = append(errs, fmt.Errorf("calls.ice_servers[%d].urls: at least one stun:, turn: or turns: URL", i))
+		}
+		for _, u := range s.URLs {
+			if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") && !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
+				errs = append(errs, fmt.Errorf("calls.ice_servers[%d].urls: %q is not a stun:, turn: or turns: URL", i, u))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
