@@ -32,6 +32,9 @@ lint: $(LINT)
 
 unit: $(DENDRITE)
 	DENDRITE_BIN=$(DENDRITE) $(GO) test -tags $(TAGS) -race -count=1 -timeout 30m ./...
+	# The live Opus encoder (cgo), which the default build replaces by
+	# embedded tones.
+	$(GO) test -tags $(TAGS),opus -race -count=1 ./voip/media/...
 
 ## bench: every benchmark, each with its baseline measured in the same run
 ## (about 45 minutes; the media suite needs root and Debian's janus)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/voipbot/voipbot/matrix/callevent"
 	"github.com/voipbot/voipbot/store"
 	"github.com/voipbot/voipbot/voip"
+	"github.com/voipbot/voipbot/voip/media"
 )
 
 // Candidate batching and the wait for candidates to go into an SDP, as the
@@ -44,7 +46,9 @@ type callRunner struct {
 
 	inviteEvent id.EventID
 	sess        *voip.Session
-	echo        *voip.Bridge
+	source      MediaMode
+	media       *voip.Bridge
+	sources     []*voip.SourceLeg
 	timers      map[call.Timer]*time.Timer
 	// settled is closed when the call reaches connected or ends, for
 	// whoever waits on it (the place-call command, tests).
@@ -65,6 +69,7 @@ type callView struct {
 func newCallRunner(cm *callManager, m *call.Machine) *callRunner {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(cm.ctx))
 	return &callRunner{
+		source:  cm.sourceFor(ctx, m.Room),
 		view:    callView{state: m.State, peer: m.Peer},
 		calls:   cm,
 		m:       m,
@@ -147,8 +152,8 @@ func (r *callRunner) apply(e call.Effect) {
 	case call.AcceptNegotiation:
 		r.acceptNegotiation(e)
 	case call.SetSending:
-		if r.echo != nil && r.sess != nil {
-			r.echo.SetReceiving(r.sess, e.On)
+		if r.media != nil && r.sess != nil {
+			r.media.SetReceiving(r.sess, e.On)
 		}
 	case call.Changed:
 		r.changed(e.From)
@@ -200,18 +205,65 @@ func (r *callRunner) newSession(candidateWait time.Duration) error {
 }
 
 // attachSource adds an outbound track for each kind the session negotiated
-// (or will offer) and connects the configured source: echo.
-func (r *callRunner) attachSource(kinds map[webrtc.RTPCodecType]webrtc.RTPCodecCapability) error {
+// (or will offer) and connects the call's source to it: the caller's own
+// media (echo), or source legs in a bridge (tone, pattern, silence, files).
+func (r *callRunner) attachSource(kinds map[webrtc.RTPCodecType]webrtc.RTPCodecParameters) error {
 	for kind, codec := range kinds {
 		id := fmt.Sprintf("%s-%s", r.m.CallID, kind)
-		if err := r.sess.AddOutbound(r.ctx, voip.NewOutboundTrack(codec, id, "voipbot")); err != nil {
+		if err := r.sess.AddOutbound(r.ctx, voip.NewOutboundTrack(codec.RTPCodecCapability, id, "voipbot")); err != nil {
 			return fmt.Errorf("adding %s track: %w", kind, err)
 		}
 	}
-	r.echo = voip.NewBridge(r.m.CallID, r.log, voip.Echo(), voip.OnError(func(err error) {
-		r.log.Warn().Err(err).Msg("Echo cannot send media back")
-	}))
-	return r.echo.Add(r.sess)
+	opts := []voip.BridgeOption{voip.OnError(func(err error) {
+		r.log.Warn().Err(err).Str("source", string(r.source)).Msg("The call's source cannot send media")
+	})}
+	if r.source == MediaEcho {
+		opts = append(opts, voip.Echo())
+	}
+	r.media = voip.NewBridge(r.m.CallID, r.log, opts...)
+	if err := r.media.Add(r.sess); err != nil {
+		return err
+	}
+	for kind, codec := range kinds {
+		leg, err := r.newSourceLeg(kind, codec)
+		if err != nil {
+			return fmt.Errorf("starting the %s source for %s: %w", r.source, kind, err)
+		}
+		if leg == nil {
+			continue
+		}
+		r.sources = append(r.sources, leg)
+		if err = r.media.Add(leg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newSourceLeg makes the source of one kind of media; nil when the source
+// sends nothing of that kind.
+func (r *callRunner) newSourceLeg(kind webrtc.RTPCodecType, codec webrtc.RTPCodecParameters) (*voip.SourceLeg, error) {
+	id := fmt.Sprintf("%s-%s-%s", r.m.CallID, r.source, kind)
+	cfg := r.calls.cfg
+	switch {
+	case r.source == MediaEcho:
+		return nil, nil
+	case kind == webrtc.RTPCodecTypeAudio && r.source == MediaTone:
+		return media.Tone(id, codec, 440)
+	case kind == webrtc.RTPCodecTypeAudio && r.source == MediaSilence:
+		return media.Silence(id, codec)
+	case kind == webrtc.RTPCodecTypeAudio && r.source == MediaFile && cfg.AudioFile != "":
+		return media.PlayFile(id, cfg.AudioFile)
+	case kind == webrtc.RTPCodecTypeVideo && r.source == MediaTone:
+		if !strings.EqualFold(codec.MimeType, webrtc.MimeTypeVP8) {
+			r.log.Warn().Str("codec", codec.MimeType).Msg("The test pattern is VP8; the call negotiated another video format, so it gets no video")
+			return nil, nil
+		}
+		return media.Pattern(id)
+	case kind == webrtc.RTPCodecTypeVideo && r.source == MediaFile && cfg.VideoFile != "":
+		return media.PlayFile(id, cfg.VideoFile)
+	}
+	return nil, nil
 }
 
 func (r *callRunner) acceptOffer(sdp string) {
@@ -222,10 +274,10 @@ func (r *callRunner) acceptOffer(sdp string) {
 		if err := r.sess.SetRemoteDescription(r.ctx, webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 			return err
 		}
-		kinds := map[webrtc.RTPCodecType]webrtc.RTPCodecCapability{}
+		kinds := map[webrtc.RTPCodecType]webrtc.RTPCodecParameters{}
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
 			if codecs := r.sess.NegotiatedCodecs(kind); len(codecs) > 0 {
-				kinds[kind] = codecs[0].RTPCodecCapability
+				kinds[kind] = codecs[0]
 			}
 		}
 		if len(kinds) == 0 {
@@ -282,9 +334,9 @@ func (r *callRunner) makeOffer() {
 		if err := r.newSession(inviteCandidateWait); err != nil {
 			return err
 		}
-		kinds := map[webrtc.RTPCodecType]webrtc.RTPCodecCapability{webrtc.RTPCodecTypeAudio: voip.AudioCodecs[0].RTPCodecCapability}
+		kinds := map[webrtc.RTPCodecType]webrtc.RTPCodecParameters{webrtc.RTPCodecTypeAudio: voip.AudioCodecs[0]}
 		if r.m.Video {
-			kinds[webrtc.RTPCodecTypeVideo] = voip.VideoCodecs[0].RTPCodecCapability
+			kinds[webrtc.RTPCodecTypeVideo] = voip.VideoCodecs[0]
 		}
 		return r.attachSource(kinds)
 	}()
@@ -305,17 +357,22 @@ func (r *callRunner) makeOffer() {
 	}()
 }
 
-// closeMedia closes the session, then the echo: a bridge stops once its
-// legs' tracks have ended.
+// closeMedia closes the session and the sources, then their bridge: a
+// bridge stops once its legs' tracks have ended.
 func (r *callRunner) closeMedia() {
 	if r.sess != nil {
 		if err := r.sess.Close(); err != nil {
 			r.log.Debug().Err(err).Msg("Closing the media session")
 		}
 	}
-	if r.echo != nil {
-		if err := r.echo.Close(); err != nil {
-			r.log.Debug().Err(err).Msg("Closing the echo")
+	for _, leg := range r.sources {
+		if err := leg.Close(); err != nil {
+			r.log.Debug().Err(err).Msg("Closing a media source")
+		}
+	}
+	if r.media != nil {
+		if err := r.media.Close(); err != nil {
+			r.log.Debug().Err(err).Msg("Closing the call's media bridge")
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -293,6 +294,19 @@ func (cm *callManager) busyReason(room id.RoomID, replaced *callRunner) string {
 		return fmt.Sprintf("%d calls in progress in this room, the most it takes", inRoom)
 	}
 	return ""
+}
+
+// sourceFor is what the bot sends into calls in room: the room's choice, or
+// the configured default.
+func (cm *callManager) sourceFor(ctx context.Context, room id.RoomID) MediaMode {
+	r, err := cm.store.Room(ctx, room)
+	if err != nil {
+		cm.log.Warn().Err(err).Stringer("room_id", room).Msg("Cannot read the room's settings; using the default source")
+	}
+	if r != nil && slices.Contains(MediaModes, MediaMode(r.Settings.Source)) {
+		return MediaMode(r.Settings.Source)
+	}
+	return cm.cfg.Source
 }
 
 // ended forgets a call that has ended.

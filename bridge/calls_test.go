@@ -405,3 +405,36 @@ func TestManagerRemoteHold(t *testing.T) {
 		return err == nil && c != nil && c.StateReason == "resumed by the peer"
 	}, 5*time.Second, 10*time.Millisecond)
 }
+
+// A room's source decides what the caller hears: here the tone, in Opus
+// frames that are not silence.
+func TestManagerToneSource(t *testing.T) {
+	e := newManagerEnv(t, CallsConfig{})
+	require.NoError(t, e.st.SetRoomSettings(e.ctx, testRoom, store.RoomSettings{Source: string(MediaTone)}))
+	p := newPionPeer(t)
+	got := make(chan []byte, 64)
+	p.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			select {
+			case got <- pkt.Payload:
+			default:
+			}
+		}
+	})
+	e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000aaaaaaaaaaaaaaaa", "ALICE", p.offer(t)), 0)
+	e.batchEnd()
+	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
+	require.NoError(t, p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Answer.SDP}))
+	for i := range 10 {
+		select {
+		case payload := <-got:
+			require.Greater(t, len(payload), 20, "packet %d: a tone, not the 3-byte silence frame", i)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no tone arrived")
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,6 +27,7 @@ func (b *Bot) commandTable() []command {
 		{name: "status", summary: "show version, uptime, rooms and active calls", run: b.status},
 		{name: "call", summary: "call you (or `call @user:server`) in this room; add `video` for a video call", run: b.call},
 		{name: "hangup", summary: "hang up the bot's calls in this room", run: b.hangup},
+		{name: "source", summary: "show or set what the bot sends into calls in this room: `source echo|tone|silence|file|default`", run: b.setSource},
 	}
 }
 
@@ -152,4 +154,40 @@ func (b *Bot) hangup(_ context.Context, evt *matrix.Event, _ []string) (string, 
 		return "No call of the bot's in this room.", nil
 	}
 	return fmt.Sprintf("Hung up %d call(s).", n), nil
+}
+
+// setSource shows or sets the room's call source.
+func (b *Bot) setSource(ctx context.Context, evt *matrix.Event, args []string) (string, error) {
+	room, err := b.store.Room(ctx, evt.RoomID)
+	if err != nil {
+		return "", err
+	}
+	if room == nil {
+		return "", errors.New("the bot has no record of this room")
+	}
+	if len(args) == 0 {
+		current := b.calls.sourceFor(ctx, evt.RoomID)
+		how := "the default"
+		if room.Settings.Source != "" {
+			how = "set for this room"
+		}
+		return fmt.Sprintf("Calls in this room get **%s** (%s). Choose with `%s source %s|default`.",
+			current, how, b.cfg.Commands.Prefix, joinModes()), nil
+	}
+	choice := strings.ToLower(args[0])
+	switch {
+	case choice == "default":
+		room.Settings.Source = ""
+	case slices.Contains(MediaModes, MediaMode(choice)):
+		if MediaMode(choice) == MediaFile && b.cfg.Calls.AudioFile == "" && b.cfg.Calls.VideoFile == "" {
+			return "", errors.New("no file is configured (calls.audio_file, calls.video_file)")
+		}
+		room.Settings.Source = choice
+	default:
+		return "", fmt.Errorf("%q is not a source (%s, or default)", choice, joinModes())
+	}
+	if err = b.store.SetRoomSettings(ctx, evt.RoomID, room.Settings); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Calls in this room now get **%s** (calls already going on keep theirs).", b.calls.sourceFor(ctx, evt.RoomID)), nil
 }

@@ -45,7 +45,7 @@ func TestConfigValidate(t *testing.T) {
 	require.NoError(t, (&Config{Commands: CommandsConfig{Prefix: "!voip"}, Calls: calls}).Validate())
 	require.ErrorContains(t, (&Config{Commands: CommandsConfig{Prefix: "two words"}, Calls: calls}).Validate(), "commands.prefix")
 	bad := Config{Commands: CommandsConfig{Prefix: "!voip"}, Calls: CallsConfig{Source: "music", MaxCalls: -1, MaxCallsPerRoom: -2, InviteLifetime: time.Second}}
-	require.EqualError(t, bad.Validate(), `calls.source: "music" is not a source (echo)
+	require.EqualError(t, bad.Validate(), `calls.source: "music" is not a source (echo, tone, silence, file)
 calls.max_calls: must be 0 (no limit) or more
 calls.max_calls_per_room: must be 0 (no limit) or more
 calls.invite_lifetime: must be at least 10s

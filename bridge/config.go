@@ -3,6 +3,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -20,11 +21,25 @@ type MediaMode string
 const (
 	// MediaEcho sends each call its own audio and video back.
 	MediaEcho MediaMode = "echo"
+	// MediaTone sends a 440 Hz tone and, in video calls, a moving test
+	// pattern.
+	MediaTone MediaMode = "tone"
+	// MediaSilence sends silence (and no video).
+	MediaSilence MediaMode = "silence"
+	// MediaFile loops calls.audio_file and calls.video_file.
+	MediaFile MediaMode = "file"
 )
+
+// MediaModes lists the modes, for validation and help.
+var MediaModes = []MediaMode{MediaEcho, MediaTone, MediaSilence, MediaFile}
 
 // CallsConfig configures Matrix calls.
 type CallsConfig struct {
 	Source MediaMode `yaml:"source"`
+	// AudioFile and VideoFile are what the file source plays: Ogg/Opus, and
+	// IVF (VP8/VP9).
+	AudioFile string `yaml:"audio_file"`
+	VideoFile string `yaml:"video_file"`
 	// MaxCalls and MaxCallsPerRoom are how many calls may be active at once;
 	// a call beyond either is declined with user_busy. 0 means no limit.
 	MaxCalls        int `yaml:"max_calls"`
@@ -61,10 +76,21 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+func joinModes() string {
+	names := make([]string, len(MediaModes))
+	for i, m := range MediaModes {
+		names[i] = string(m)
+	}
+	return strings.Join(names, ", ")
+}
+
 func (c *CallsConfig) validate() error {
 	var errs []error
-	if c.Source != MediaEcho {
-		errs = append(errs, fmt.Errorf("calls.source: %q is not a source (echo)", c.Source))
+	if !slices.Contains(MediaModes, c.Source) {
+		errs = append(errs, fmt.Errorf("calls.source: %q is not a source (%s)", c.Source, joinModes()))
+	}
+	if c.Source == MediaFile && c.AudioFile == "" && c.VideoFile == "" {
+		errs = append(errs, errors.New("calls.source: file needs calls.audio_file or calls.video_file"))
 	}
 	if c.MaxCalls < 0 {
 		errs = append(errs, errors.New("calls.max_calls: must be 0 (no limit) or more"))

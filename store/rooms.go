@@ -23,9 +23,12 @@ const (
 )
 
 // RoomSettings are per-room settings, stored as one JSON object so that a
-// feature can add a setting without a migration. None exists yet: the calls
-// feature adds the media the bot plays in a room.
-type RoomSettings struct{}
+// feature can add a setting without a migration.
+type RoomSettings struct {
+	// Source is what the bot sends into calls in the room ("" = the
+	// configured default); the bridge names the values.
+	Source string `json:"source,omitempty"`
+}
 
 // Room is a room the bot has been invited to or joined.
 type Room struct {

@@ -9,10 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pion/mediadevices/pkg/codec/opus"
-	"github.com/pion/mediadevices/pkg/io/audio"
-	"github.com/pion/mediadevices/pkg/prop"
-	"github.com/pion/mediadevices/pkg/wave"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/voipbot/voipbot/voip"
@@ -22,8 +18,10 @@ import (
 const frameDuration = 20 * time.Millisecond
 
 // Tone makes a source leg playing a sine tone of freq Hz in the given audio
-// format: Opus (encoded by libopus, linked statically by mediadevices), or
-// PCMU/PCMA (G.711).
+// format: Opus, or PCMU/PCMA (G.711, encoded in Go). Opus is encoded live by
+// libopus (linked statically by mediadevices) when built with -tags opus
+// (cgo); the default, pure-Go build plays tones encoded by that same code
+// and embedded (EmbeddedToneFrequencies).
 func Tone(id string, codec webrtc.RTPCodecParameters, freq float64) (*voip.SourceLeg, error) {
 	if freq <= 0 || freq >= float64(codec.ClockRate)/2 {
 		return nil, fmt.Errorf("tone frequency %.0f Hz is outside 0–%d Hz", freq, codec.ClockRate/2)
@@ -35,20 +33,10 @@ func Tone(id string, codec webrtc.RTPCodecParameters, freq float64) (*voip.Sourc
 	var stop func() error
 	switch strings.ToLower(codec.MimeType) {
 	case strings.ToLower(webrtc.MimeTypeOpus):
-		enc, err := newOpusEncoder(gen, samples)
-		if err != nil {
+		var err error
+		if frame, stop, err = opusTone(gen, freq, samples); err != nil {
 			return nil, err
 		}
-		frame = func() ([]byte, error) {
-			data, release, err := enc.Read()
-			if err != nil {
-				return nil, fmt.Errorf("encoding tone: %w", err)
-			}
-			out := append([]byte(nil), data...)
-			release()
-			return out, nil
-		}
-		stop = enc.Close
 	case strings.ToLower(webrtc.MimeTypePCMU), strings.ToLower(webrtc.MimeTypePCMA):
 		encode := linearToMuLaw
 		if strings.EqualFold(codec.MimeType, webrtc.MimeTypePCMA) {
@@ -113,29 +101,4 @@ func (s *sine) next() int16 {
 		s.phase -= 2 * math.Pi
 	}
 	return v
-}
-
-// newOpusEncoder encodes the sine as 20 ms mono frames at 48 kHz. The
-// encoder pulls samples; pacing is the caller's.
-func newOpusEncoder(gen *sine, samples int) (interface {
-	Read() ([]byte, func(), error)
-	Close() error
-}, error) {
-	reader := audio.ReaderFunc(func() (wave.Audio, func(), error) {
-		chunk := wave.NewInt16Interleaved(wave.ChunkInfo{Len: samples, Channels: 1, SamplingRate: 48000})
-		for i := range samples {
-			chunk.SetInt16(i, 0, wave.Int16Sample(gen.next()))
-		}
-		return chunk, func() {}, nil
-	})
-	params, err := opus.NewParams()
-	if err != nil {
-		return nil, err
-	}
-	params.BitRate = 32000
-	enc, err := params.BuildAudioEncoder(reader, prop.Media{Audio: prop.Audio{SampleRate: 48000, ChannelCount: 1, Latency: frameDuration}})
-	if err != nil {
-		return nil, fmt.Errorf("starting Opus encoder: %w", err)
-	}
-	return enc, nil
 }
