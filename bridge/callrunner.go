@@ -60,17 +60,29 @@ type callRunner struct {
 	view   callView
 }
 
-// callView is the part of a call the manager's policies look at.
+// callView is the part of a call the manager's policies and the status
+// command look at.
 type callView struct {
-	state call.State
-	peer  call.Party
+	state                call.State
+	peer                 call.Party
+	video, remoteHold    bool
+	peerMutedAudio       bool
+	peerMutedVideo       bool
+	reason               string
+	connectedAt, created time.Time
+}
+
+func viewOf(m *call.Machine) callView {
+	audio, video := m.PeerMuted()
+	return callView{state: m.State, peer: m.Peer, video: m.Video, remoteHold: m.RemoteHold,
+		peerMutedAudio: audio, peerMutedVideo: video, reason: m.Reason, connectedAt: m.ConnectedAt, created: m.CreatedAt}
 }
 
 func newCallRunner(cm *callManager, m *call.Machine) *callRunner {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(cm.ctx))
 	return &callRunner{
 		source:  cm.sourceFor(ctx, m.Room),
-		view:    callView{state: m.State, peer: m.Peer},
+		view:    viewOf(m),
 		calls:   cm,
 		m:       m,
 		q:       newOpQueue(),
@@ -388,7 +400,7 @@ func (r *callRunner) snapshot() callView {
 func (r *callRunner) changed(from call.State) {
 	m := r.m
 	r.viewMu.Lock()
-	r.view = callView{state: m.State, peer: m.Peer}
+	r.view = viewOf(m)
 	r.viewMu.Unlock()
 	ev := r.log.Info()
 	if m.State != call.StateEnded {

@@ -368,6 +368,43 @@ func (cm *callManager) Hangup(room id.RoomID) int {
 	return len(rs)
 }
 
+// Describe lists the calls in room, a line each, for the status command.
+func (cm *callManager) Describe(room id.RoomID) []string {
+	cm.mu.Lock()
+	var rs []*callRunner
+	for key, r := range cm.calls {
+		if key.room == room {
+			rs = append(rs, r)
+		}
+	}
+	cm.mu.Unlock()
+	slices.SortFunc(rs, func(a, b *callRunner) int { return a.snapshot().created.Compare(b.snapshot().created) })
+	var out []string
+	for _, r := range rs {
+		v := r.snapshot()
+		kind := "voice"
+		if v.video {
+			kind = "video"
+		}
+		line := fmt.Sprintf("%s %s call with %s: %s", r.m.Direction, kind, v.peer.User, v.state)
+		if !v.connectedAt.IsZero() {
+			line += fmt.Sprintf(" for %s", cm.now().Sub(v.connectedAt).Round(time.Second))
+		}
+		line += fmt.Sprintf(", sending %s", r.source)
+		if v.remoteHold {
+			line += ", on hold"
+		}
+		if v.peerMutedAudio {
+			line += ", peer's microphone muted"
+		}
+		if v.peerMutedVideo && v.video {
+			line += ", peer's camera off"
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
 // Active is the number of calls not yet ended.
 func (cm *callManager) Active() int {
 	cm.mu.Lock()

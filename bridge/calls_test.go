@@ -189,6 +189,15 @@ func TestManagerAnswersInvite(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, c)
 	assert.Equal(t, alice, c.PeerUserID)
+
+	// Mute changes are tracked and shown (the spec's typo key too).
+	e.deliver(alice, callevent.TypeSDPStreamMetadataChanged, map[string]any{"call_id": "1700000000000aaaaaaaaaaaaaaaa", "party_id": "ALICE", "version": "1",
+		"sdp_stream_metadata": map[string]any{"s": map[string]any{"purpose": "m.usermedia", "audio_muted:": true}}}, 0)
+	require.Eventually(t, func() bool {
+		lines := e.cm.Describe(testRoom)
+		return len(lines) == 1 && strings.Contains(lines[0], "peer's microphone muted")
+	}, 5*time.Second, time.Millisecond)
+	assert.Contains(t, e.cm.Describe(testRoom)[0], "inbound voice call with @alice:hs")
 }
 
 func TestManagerInviteRules(t *testing.T) {

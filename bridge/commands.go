@@ -88,7 +88,7 @@ func (b *Bot) help(context.Context, *matrix.Event, []string) (string, error) {
 	return sb.String(), nil
 }
 
-func (b *Bot) status(ctx context.Context, _ *matrix.Event, _ []string) (string, error) {
+func (b *Bot) status(ctx context.Context, evt *matrix.Event, _ []string) (string, error) {
 	counts, err := b.store.CountCallsByState(ctx)
 	if err != nil {
 		return "", err
@@ -114,7 +114,20 @@ func (b *Bot) status(ctx context.Context, _ *matrix.Event, _ []string) (string, 
 		b.build.Version, b.build.Commit, b.build.BuildTime,
 		time.Since(b.started).Round(time.Second),
 		b.mx.Mode(), b.mx.DeviceID(), encryption,
-		rooms, active, b.media.Describe()), nil
+		rooms, active, b.media.Describe()) + b.describeCalls(evt.RoomID), nil
+}
+
+func (b *Bot) describeCalls(room id.RoomID) string {
+	lines := b.calls.Describe(room)
+	if len(lines) == 0 {
+		return ""
+	}
+	var sb strings.Builder
+	sb.WriteString("\n\nCalls in this room:\n")
+	for _, l := range lines {
+		sb.WriteString("\n* " + l)
+	}
+	return sb.String()
 }
 
 // call places a call from the bot: to the sender, or to the user named.

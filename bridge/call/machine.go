@@ -238,8 +238,27 @@ func (Changed) isEffect()           {}
 // Ended says whether the call is over.
 func (m *Machine) Ended() bool { return m.State == StateEnded }
 
-// Remote returns the remote party's stream metadata (nil if it sent none).
+// RemoteStreams returns the peer's stream metadata (nil if it sent none).
 func (m *Machine) RemoteStreams() callevent.Streams { return m.remoteStreams }
+
+// PeerMuted says whether the peer muted its microphone or camera, by its
+// stream metadata (MSC3291): its user-media streams all say so.
+func (m *Machine) PeerMuted() (audio, video bool) {
+	n := 0
+	audio, video = true, true
+	for _, s := range m.remoteStreams {
+		if s.Purpose != callevent.PurposeUserMedia {
+			continue
+		}
+		n++
+		audio = audio && s.AudioMuted
+		video = video && s.VideoMuted
+	}
+	if n == 0 {
+		return false, false
+	}
+	return audio, video
+}
 
 func (m *Machine) common() callevent.Common {
 	return callevent.Common{CallID: m.CallID, PartyID: m.Us.PartyID, Version: m.Version}

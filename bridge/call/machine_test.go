@@ -389,6 +389,23 @@ func TestMachine(t *testing.T) {
 			state: StateEnded,
 		},
 
+		{
+			name: "the peer mutes its microphone (metadata changed)", start: answered,
+			step: remote(aliceA, &callevent.SDPStreamMetadataChanged{StreamMetadata: callevent.StreamMetadata{Metadata: callevent.Streams{
+				"s": {Purpose: callevent.PurposeUserMedia, AudioMuted: true}}}}),
+			want: []string{"changed from connecting"}, state: StateConnecting,
+			check: func(t *testing.T, m *Machine) {
+				audio, video := m.PeerMuted()
+				assert.True(t, audio)
+				assert.False(t, video)
+			},
+		}, {
+			name: "metadata from another party is ignored", start: answered,
+			step: remote(aliceB, &callevent.SDPStreamMetadataChanged{StreamMetadata: callevent.StreamMetadata{Metadata: callevent.Streams{
+				"s": {Purpose: callevent.PurposeUserMedia, AudioMuted: true}}}}),
+			ignored: true, state: StateConnecting,
+		},
+
 		// Outbound.
 		{
 			name: "invite sent with lifetime and invitee", start: calling, steps: nil,

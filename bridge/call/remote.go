@@ -44,7 +44,7 @@ func (m *Machine) RemoteAged(sender id.UserID, c callevent.Content, age time.Dur
 			return nil, ignore("stream metadata from %s, not the peer", from)
 		}
 		m.remoteStreams = c.Streams()
-		return nil, nil
+		return []Effect{Changed{From: m.State}}, nil
 	case *callevent.Negotiate:
 		return m.remoteNegotiate(from, c, age)
 	}
