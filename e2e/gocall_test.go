@@ -13,6 +13,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -213,10 +214,7 @@ func TestGoPeerCallsBot(t *testing.T) {
 	waitMetric(t, bot, `voipbot_calls{state="connected"} 1`)
 
 	p.send(ctx, callevent.TypeHangup, map[string]any{"reason": "user_hangup"})
-	require.NoError(t, testbed.WaitFor(ctx, func() (bool, error) {
-		metrics, err := bot.Metrics()
-		return err == nil && !strings.Contains(metrics, "voipbot_calls{"), err
-	}), "the call ends")
+	waitNoCalls(t, bot)
 
 	// The call's record says how it went.
 	stopBot(t, bot)
@@ -232,4 +230,99 @@ func TestGoPeerCallsBot(t *testing.T) {
 	require.Equal(t, p.partyID, c.PeerPartyID)
 	require.False(t, c.ConnectedAt.IsZero(), "connected time recorded")
 	require.False(t, c.Missed)
+}
+
+// connectGoPeer has p call the bot and waits until the bot's echo comes
+// back; it returns the bot's answer.
+func connectGoPeer(t *testing.T, ctx context.Context, p *goPeer, bot id.UserID) *callevent.Answer {
+	t.Helper()
+	p.invite(ctx, bot)
+	ans := p.waitCallEvent(ctx, bot, callevent.TypeAnswer).(*callevent.Answer)
+	p.applyAnswer(ans)
+	require.NoError(t, p.sendAudioUntilEchoed(ctx, 10), "our stats: %s", p.rtpStats())
+	return ans
+}
+
+// TestGoPeerLegacyAndOddClients: what js-sdk never sends but other clients
+// do — a version 0 call (no party IDs; declined and ended by hangup), and
+// famedly's base64 party IDs with its camelCase hangup reason.
+func TestGoPeerLegacyAndOddClients(t *testing.T) {
+	setup := newBotSetup(t, hs, callMedia)
+	bot := setup.start(t)
+	alice := newUser(t, hs, "alice", false)
+	room := inviteBot(t, alice, setup.UserID, false)
+	ctx := ctxFor(t)
+
+	v0 := newGoPeer(t, alice, room)
+	v0.version = callevent.Version0
+	v0.callID = "legacy-call-0"
+	ans := connectGoPeer(t, ctx, v0, setup.UserID)
+	require.Equal(t, callevent.Version0, ans.Version, "a v0 call is answered as v0")
+	require.Empty(t, ans.PartyID, "v0 has no party IDs")
+	v0.send(ctx, callevent.TypeHangup, map[string]any{})
+	waitNoCalls(t, bot)
+
+	famedly := newGoPeer(t, alice, room)
+	famedly.partyID = "q+/Z0aB9cD4=" // base64, outside the spec's grammar
+	connectGoPeer(t, ctx, famedly, setup.UserID)
+	famedly.send(ctx, callevent.TypeHangup, map[string]any{"reason": "userHangup"})
+	waitNoCalls(t, bot)
+
+	stopBot(t, bot)
+	st := openBotDB(t, setup.Dir+"/voipbot.db")
+	c, err := st.Call(ctx, room, v0.callID)
+	require.NoError(t, err)
+	require.Equal(t, "0", c.Version)
+	require.Equal(t, "user_hangup", c.HangupReason, "an absent reason is user_hangup")
+	c, err = st.Call(ctx, room, famedly.callID)
+	require.NoError(t, err)
+	require.Equal(t, famedly.partyID, c.PeerPartyID)
+	require.Equal(t, "userHangup", c.HangupReason)
+}
+
+// TestGoPeerIgnoredInvitesAndSpoofing: an invite too close to its lifetime
+// does not ring; another user cannot hang up alice's call by naming her
+// party ID (a party is a user and a party ID).
+func TestGoPeerIgnoredInvitesAndSpoofing(t *testing.T) {
+	setup := newBotSetup(t, hs, callMedia)
+	bot := setup.start(t)
+	alice := newUser(t, hs, "alice", false)
+	eve := newUser(t, hs, "mallory", false) // "eve" would make a password under 8 characters
+	room := inviteBot(t, alice, setup.UserID, false)
+	ctx := ctxFor(t)
+	_, err := alice.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: eve.UserID})
+	require.NoError(t, err)
+	_, err = eve.JoinRoom(ctx, room.String(), nil)
+	require.NoError(t, err)
+
+	// Lifetime 2.5 s: within the 3 s grace the moment it is sent.
+	stale := newGoPeer(t, alice, room)
+	stale.callID = "stale-call"
+	offer, err := stale.pc.CreateOffer(nil)
+	require.NoError(t, err)
+	require.NoError(t, stale.pc.SetLocalDescription(offer))
+	stale.send(ctx, callevent.TypeInvite, map[string]any{"lifetime": 2500, "offer": map[string]any{"type": "offer", "sdp": offer.SDP}})
+	// The room's events are handled in order: once the bot replied to a
+	// later command, it has decided about the invite.
+	status := body(command(t, alice, room, setup.UserID, "!voip status"))
+	require.Contains(t, status, "Active calls: 0", "the stale invite did not ring")
+
+	p := newGoPeer(t, alice, room)
+	connectGoPeer(t, ctx, p, setup.UserID)
+	_, err = eve.SendMessageEvent(ctx, room, event.Type{Type: string(callevent.TypeHangup), Class: event.MessageEventType},
+		map[string]any{"call_id": p.callID, "party_id": p.partyID, "version": "1", "reason": "user_hangup"})
+	require.NoError(t, err)
+	status = body(command(t, alice, room, setup.UserID, "!voip status"))
+	require.Contains(t, status, "call with "+alice.UserID.String()+": connected", "eve's spoofed hangup is ignored:\n%s", status)
+	p.send(ctx, callevent.TypeHangup, map[string]any{"reason": "user_hangup"})
+	waitNoCalls(t, bot)
+}
+
+// waitNoCalls waits until the bot has no active call.
+func waitNoCalls(t *testing.T, bot *testbed.Bot) {
+	t.Helper()
+	require.NoError(t, testbed.WaitFor(ctxFor(t), func() (bool, error) {
+		metrics, err := bot.Metrics()
+		return err == nil && !strings.Contains(metrics, "voipbot_calls{"), err
+	}), "the call ends")
 }
