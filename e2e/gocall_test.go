@@ -33,7 +33,7 @@ const callMedia = `media:
 // bot's, which can also send what js-sdk never would (version 0 invites,
 // odd party IDs, stale invites).
 type goPeer struct {
-	t       *testing.T
+	t       testing.TB
 	u       *testbed.User
 	room    id.RoomID
 	callID  string
@@ -47,7 +47,7 @@ type goPeer struct {
 	got      chan struct{} // signalled on every packet received
 }
 
-func newGoPeer(t *testing.T, u *testbed.User, room id.RoomID) *goPeer {
+func newGoPeer(t testing.TB, u *testbed.User, room id.RoomID) *goPeer {
 	t.Helper()
 	var se webrtc.SettingEngine
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })

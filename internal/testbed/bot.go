@@ -167,3 +167,6 @@ func (b *Bot) LogTail() string {
 	}
 	return logs
 }
+
+// PID is the bot process's ID.
+func (b *Bot) PID() int { return b.cmd.Process.Pid }
