@@ -124,7 +124,7 @@ func (cm *callManager) handleEvent(ctx context.Context, evt *matrix.Event) error
 	if r == nil {
 		cm.dropPending(key, evt.Sender, content)
 		if _, isCand := content.(*callevent.Candidates); isCand {
-			cm.early[key] = append(cm.early[key], earlyEvent{sender: evt.Sender, content: content, at: cm.now()})
+			cm.keepEarly(key, earlyEvent{sender: evt.Sender, content: content, at: cm.now()})
 		}
 	}
 	cm.mu.Unlock()
@@ -135,6 +135,30 @@ func (cm *callManager) handleEvent(ctx context.Context, evt *matrix.Event) error
 	age := evt.Age(cm.now())
 	r.post(func() { r.input(r.m.RemoteAged(evt.Sender, content, age)) })
 	return nil
+}
+
+// Limits of the early-candidate buffer: most candidates for unknown calls
+// belong to calls between other members, whose invites we ignore.
+const (
+	earlyMaxAge   = time.Minute
+	earlyMaxCalls = 256
+	earlyMaxBatch = 64
+)
+
+// keepEarly buffers candidates for a call whose invite has not come (yet),
+// within bounds. Called with mu held.
+func (cm *callManager) keepEarly(key callKey, e earlyEvent) {
+	for k, list := range cm.early {
+		if e.at.Sub(list[0].at) > earlyMaxAge {
+			delete(cm.early, k)
+		}
+	}
+	if _, ok := cm.early[key]; !ok && len(cm.early) >= earlyMaxCalls {
+		return
+	}
+	if len(cm.early[key]) < earlyMaxBatch {
+		cm.early[key] = append(cm.early[key], e)
+	}
 }
 
 // dropPending forgets a pending invite that the same batch answered,

@@ -447,3 +447,24 @@ func TestManagerToneSource(t *testing.T) {
 		}
 	}
 }
+
+// Candidates for calls the bot never hears the invite of (calls between
+// other members) are kept only for a while and within bounds.
+func TestEarlyCandidatesAreBounded(t *testing.T) {
+	e := newManagerEnv(t, CallsConfig{})
+	now := time.Unix(1_700_000_000, 0)
+	e.cm.now = func() time.Time { return now }
+	cand := map[string]any{"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"}
+	for i := range earlyMaxCalls + 10 {
+		e.deliver(alice, callevent.TypeCandidates, map[string]any{"call_id": fmt.Sprintf("other-%d", i), "party_id": "A", "version": "1",
+			"candidates": []any{cand}}, 0)
+	}
+	e.cm.mu.Lock()
+	assert.Len(t, e.cm.early, earlyMaxCalls)
+	e.cm.mu.Unlock()
+	now = now.Add(2 * earlyMaxAge)
+	e.deliver(alice, callevent.TypeCandidates, map[string]any{"call_id": "late", "party_id": "A", "version": "1", "candidates": []any{cand}}, 0)
+	e.cm.mu.Lock()
+	assert.Len(t, e.cm.early, 1, "old entries dropped")
+	e.cm.mu.Unlock()
+}
