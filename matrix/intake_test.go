@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -260,4 +261,47 @@ func TestEventAge(t *testing.T) {
 	now := time.Now()
 	evt := &Event{Event: &event.Event{Unsigned: event.Unsigned{Age: 1500}}, ReceivedAt: now.Add(-2 * time.Second)}
 	require.Equal(t, 3500*time.Millisecond, evt.Age(now))
+}
+
+// Each room's share of a sync response ends with a batch-end call, after its
+// last event was handled: the call code rings invites only then.
+func TestBatchEndFollowsEachRoomsLastEvent(t *testing.T) {
+	st, _ := openStore(t)
+	in := newTestIntake(t, st)
+	var mu sync.Mutex
+	var seen []string
+	ends := make(chan struct{}, 16)
+	in.on(event.EventMessage, nil, func(_ context.Context, evt *Event) error {
+		mu.Lock()
+		seen = append(seen, string(evt.RoomID)+" "+evt.Content.AsMessage().Body)
+		mu.Unlock()
+		return nil
+	})
+	in.batchEnds = append(in.batchEnds, func(_ context.Context, room id.RoomID) {
+		mu.Lock()
+		seen = append(seen, string(room)+" end")
+		mu.Unlock()
+		ends <- struct{}{}
+	})
+	require.NoError(t, in.commit(context.Background(), batch(textEvent("!a:x", 0), textEvent("!b:x", 0), textEvent("!a:x", 1))))
+	require.NoError(t, in.commit(context.Background(), batch(textEvent("!a:x", 2))))
+	for range 3 {
+		select {
+		case <-ends:
+		case <-time.After(10 * time.Second):
+			t.Fatal("batch ends missing")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var a, b []string
+	for _, s := range seen {
+		if strings.HasPrefix(s, "!a:x") {
+			a = append(a, s)
+		} else {
+			b = append(b, s)
+		}
+	}
+	require.Equal(t, []string{"!a:x 0", "!a:x 1", "!a:x end", "!a:x 2", "!a:x end"}, a)
+	require.Equal(t, []string{"!b:x 0", "!b:x end"}, b)
 }
