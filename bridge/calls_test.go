@@ -258,7 +258,7 @@ func TestManagerBusy(t *testing.T) {
 	e.nextOf(callevent.TypeAnswer)
 	e.deliver("@bob:hs", callevent.TypeInvite, inviteContent("1700000000001bbbbbbbbbbbbbbbb", "BOB", newPionPeer(t).offer(t)), 0)
 	e.batchEnd()
-	h := e.nextOf(callevent.TypeHangup).content.(*callevent.Hangup)
+	h := e.nextOf(callevent.TypeReject).content.(*callevent.Reject)
 	assert.Equal(t, callevent.ReasonUserBusy, h.Reason)
 	assert.Equal(t, "1700000000001bbbbbbbbbbbbbbbb", h.CallID)
 	var notice sent
@@ -289,13 +289,15 @@ func TestManagerGlare(t *testing.T) {
 			}
 			e.deliver(alice, callevent.TypeInvite, inviteContent(theirs, "ALICE", newPionPeer(t).offer(t)), 0)
 			e.batchEnd()
-			h := e.nextOf(callevent.TypeHangup).content.(*callevent.Hangup)
-			assert.Equal(t, callevent.ReasonReplaced, h.Reason)
 			if oursLesser {
-				assert.Equal(t, theirs, h.CallID, "theirs is hung up")
+				h := e.nextOf(callevent.TypeReject).content.(*callevent.Reject)
+				assert.Equal(t, callevent.ReasonReplaced, h.Reason)
+				assert.Equal(t, theirs, h.CallID, "theirs is declined")
 				require.Eventually(t, func() bool { return e.cm.Active() == 1 }, 5*time.Second, time.Millisecond, "ours goes on")
 				return
 			}
+			h := e.nextOf(callevent.TypeHangup).content.(*callevent.Hangup)
+			assert.Equal(t, callevent.ReasonReplaced, h.Reason)
 			assert.Equal(t, r.m.CallID, h.CallID, "ours is hung up")
 			ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
 			assert.Equal(t, theirs, ans.CallID, "theirs is answered on the user's behalf")

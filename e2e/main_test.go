@@ -53,7 +53,12 @@ func runMain(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "Dendrite %s ready at %s in %s\n", testbed.DendriteVersion, hs.URL, time.Since(start).Round(time.Millisecond))
 	defer hs.Stop()
-	return m.Run()
+	code := m.Run()
+	if err = closeJSBrowser(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: closing the browser:", err)
+		code = 1
+	}
+	return code
 }
 
 func ctxFor(t *testing.T) context.Context {

@@ -68,6 +68,10 @@ func describe(effects []Effect) []string {
 			switch c := e.Content.(type) {
 			case *callevent.Hangup:
 				s += "(" + string(c.Reason) + ")"
+			case *callevent.Reject:
+				if c.Reason != "" {
+					s += "(" + string(c.Reason) + ")"
+				}
 			case *callevent.SelectAnswer:
 				s += "(" + c.SelectedPartyID + ")"
 			case *callevent.Candidates:
@@ -271,6 +275,15 @@ func TestMachine(t *testing.T) {
 			want:  []string{"send m.call.hangup(user_hangup)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
 			state: StateEnded,
 		}, {
+			name: "busy v0 call: hangup user_busy",
+			start: func(t *testing.T) *Machine {
+				m, _ := NewInbound(opts(), alice, invite(Party{User: alice}, callevent.Version0), 0)
+				return m
+			},
+			step:  func(m *Machine) ([]Effect, error) { return m.Busy("at capacity") },
+			want:  []string{"send m.call.hangup(user_busy)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
+			state: StateEnded,
+		}, {
 			name: "v0 caller without party id: its candidates and hangup are honoured",
 			start: func(t *testing.T) *Machine {
 				m, _ := NewInbound(opts(), alice, invite(Party{User: alice}, callevent.Version0), 0)
@@ -282,9 +295,9 @@ func TestMachine(t *testing.T) {
 			state: StateEnded,
 			check: func(t *testing.T, m *Machine) { assert.Equal(t, callevent.ReasonUserHangup, m.HangupReason) },
 		}, {
-			name: "busy: hangup user_busy, missed", start: ringing,
+			name: "busy: reject with reason user_busy, missed", start: ringing,
 			step:  func(m *Machine) ([]Effect, error) { return m.Busy("at capacity") },
-			want:  []string{"send m.call.hangup(user_busy)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
+			want:  []string{"send m.call.reject(user_busy)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
 			state: StateEnded, check: func(t *testing.T, m *Machine) { assert.True(t, m.Missed) },
 		}, {
 			name: "ICE fails: restart it with a negotiate offer", start: answered,
@@ -475,9 +488,9 @@ func TestMachine(t *testing.T) {
 			want:  []string{"send m.call.hangup(replaced)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from invite_sent"},
 			state: StateEnded,
 		}, {
-			name: "glare won by us: their ringing call is hung up as replaced", start: ringing,
+			name: "glare won by us: their ringing call is rejected as replaced", start: ringing,
 			step:  func(m *Machine) ([]Effect, error) { return m.Replaced("ours") },
-			want:  []string{"send m.call.hangup(replaced)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
+			want:  []string{"send m.call.reject(replaced)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
 			state: StateEnded,
 		}, {
 			name: "we hang up a connected call", start: calling, steps: []step{remote(aliceA, answer(aliceA)), connected},

@@ -69,14 +69,27 @@ func (m *Machine) Answer() ([]Effect, error) {
 	return append(out, m.flushPending(m.Peer.PartyID)...), nil
 }
 
-// Busy declines a ringing call because the bot cannot take another: hangup
-// with user_busy (what a bridge to a phone network does), recorded as missed.
+// Busy declines a ringing call because the bot cannot take another, with
+// reason user_busy (what a bridge to a phone network does), recorded as
+// missed.
 func (m *Machine) Busy(why string) ([]Effect, error) {
 	if m.State != StateRinging {
 		return nil, fmt.Errorf("cannot decline a call in state %s as busy", m.State)
 	}
 	m.Missed = true
-	return m.end(ByLocal, callevent.ReasonUserBusy, why, m.hangupEvent(callevent.ReasonUserBusy)), nil
+	return m.end(ByLocal, callevent.ReasonUserBusy, why, m.decline(callevent.ReasonUserBusy)), nil
+}
+
+// decline is how a ringing call is turned down: m.call.reject for a
+// version 1 invite — a caller that has taken no answer yet ignores hangups
+// from parties it has not chosen (matrix-js-sdk does), but honours a reject
+// from anyone — carrying the reason as matrix-js-sdk reads it; a hangup for
+// version 0.
+func (m *Machine) decline(reason callevent.HangupReason) Effect {
+	if m.Version == callevent.Version0 {
+		return m.hangupEvent(reason)
+	}
+	return Send{Type: callevent.TypeReject, Content: &callevent.Reject{Common: m.common(), Reason: reason}}
 }
 
 // Hangup ends the call from our side: a ringing version 1 call is rejected,
@@ -106,8 +119,11 @@ func (m *Machine) Replaced(by string) ([]Effect, error) {
 		return nil, ErrEnded
 	}
 	why := "replaced by the call " + by
-	if m.State == StateCreateOffer {
+	switch m.State {
+	case StateCreateOffer:
 		return m.end(ByLocal, callevent.ReasonReplaced, why), nil
+	case StateRinging:
+		return m.end(ByLocal, callevent.ReasonReplaced, why, m.decline(callevent.ReasonReplaced)), nil
 	}
 	return m.end(ByLocal, callevent.ReasonReplaced, why, m.hangupEvent(callevent.ReasonReplaced)), nil
 }

@@ -232,15 +232,35 @@ func (c *Client) WaitRoom(ctx context.Context, roomID, membership string) error 
 // media and the peer connection; the call then goes through invite_sent,
 // connecting and connected (see WaitState).
 func (c *Client) PlaceCall(ctx context.Context, roomID, invitee string, video bool) (*Call, error) {
+	return c.PlaceCallWith(ctx, roomID, PlaceOptions{Invitee: invitee, Video: video})
+}
+
+// PlaceOptions describe a call for PlaceCallWith.
+type PlaceOptions struct {
+	// Invitee is the m.call.invite's invitee (needed in rooms of more than
+	// two members); "" leaves it out.
+	Invitee string
+	// Video adds the camera.
+	Video bool
+	// CallID replaces the call ID js-sdk makes up (the time in ms and 16
+	// random alphanumerics), e.g. to decide a glare: the lesser ID wins.
+	CallID string
+}
+
+// PlaceCallWith places a call as PlaceCall does, with more options.
+func (c *Client) PlaceCallWith(ctx context.Context, roomID string, opts PlaceOptions) (*Call, error) {
 	var res struct {
 		callInfo
 		PlacedAt float64 `json:"placedAt"`
 	}
-	var inv any
-	if invitee != "" {
-		inv = invitee
+	var inv, callID any
+	if opts.Invitee != "" {
+		inv = opts.Invitee
 	}
-	if err := c.invoke(ctx, "placeCall", &res, roomID, inv, video); err != nil {
+	if opts.CallID != "" {
+		callID = opts.CallID
+	}
+	if err := c.invoke(ctx, "placeCall", &res, roomID, inv, opts.Video, callID); err != nil {
 		return nil, err
 	}
 	call := c.call(res.Call)
@@ -249,6 +269,62 @@ func (c *Client) PlaceCall(ctx context.Context, roomID, invitee string, video bo
 	call.mu.Unlock()
 	call.apply(&message{callInfo: res.callInfo})
 	return call, nil
+}
+
+// pageTimeout is how long a wait in the page may take: until ctx's
+// deadline (0, no limit, without one), so that the page does not keep
+// waiting after the test has given up.
+func pageTimeout(ctx context.Context) int64 {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	return max(time.Until(deadline).Milliseconds(), 1)
+}
+
+// WaitMember waits until the client's sync has user in the room with the
+// given membership ("join", "invite", "leave", "ban").
+func (c *Client) WaitMember(ctx context.Context, roomID, user, membership string) error {
+	return c.invoke(ctx, "waitMember", nil, roomID, user, membership, pageTimeout(ctx))
+}
+
+// SendText sends a plain text message (m.text) into a room, encrypted if
+// the room is, and returns its event ID.
+func (c *Client) SendText(ctx context.Context, roomID, body string) (string, error) {
+	var eventID string
+	err := c.invoke(ctx, "sendText", &eventID, roomID, body)
+	return eventID, err
+}
+
+// MessageMatch selects a message for WaitMessage; empty fields match
+// anything.
+type MessageMatch struct {
+	Sender string `json:"sender,omitempty"`
+	// Contains is a substring of the body.
+	Contains string `json:"contains,omitempty"`
+	// InReplyTo is the event the message replies to.
+	InReplyTo string `json:"inReplyTo,omitempty"`
+}
+
+// Message is an m.room.message as the client has it (decrypted).
+type Message struct {
+	EventID   string `json:"eventId"`
+	Sender    string `json:"sender"`
+	Body      string `json:"body"`
+	MsgType   string `json:"msgtype"`
+	InReplyTo string `json:"inReplyTo"`
+	// Encrypted says the message came encrypted.
+	Encrypted bool `json:"encrypted"`
+}
+
+// WaitMessage waits until the room's live timeline (since the client
+// started) has an m.room.message that matches, and returns the first one.
+func (c *Client) WaitMessage(ctx context.Context, roomID string, match MessageMatch) (*Message, error) {
+	var msg Message
+	if err := c.invoke(ctx, "waitMessage", &msg, roomID, match, pageTimeout(ctx)); err != nil {
+		return nil, err
+	}
+	return &msg, nil
 }
 
 // WaitIncoming returns the next incoming call not returned before (in the

@@ -267,6 +267,41 @@ func TestIgnoreIncoming(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestMessagesMembersAndCallID: text messages and their replies, waiting
+// for a member, and a call placed with a call ID of the test's choosing.
+func TestMessagesMembersAndCallID(t *testing.T) {
+	a, b, room, _ := pair(t, false, jsclient.IncomingNotify)
+	ctx := ctxFor(t)
+	require.NoError(t, a.WaitMember(ctx, room, b.UserID, "join"))
+	sent, err := a.SendText(ctx, room, "hello from a")
+	require.NoError(t, err)
+	msg, err := b.WaitMessage(ctx, room, jsclient.MessageMatch{Sender: a.UserID, Contains: "from a"})
+	require.NoError(t, err)
+	require.Equal(t, sent, msg.EventID)
+	require.Equal(t, "m.text", msg.MsgType)
+	require.Equal(t, "hello from a", msg.Body)
+	// A message that never comes: the page gives up with the context.
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = b.WaitMessage(short, room, jsclient.MessageMatch{Contains: "never sent"})
+	require.Error(t, err)
+
+	callID := "0000000000001" + "ChosenCallId0000"
+	ca, err := a.PlaceCallWith(ctx, room, jsclient.PlaceOptions{CallID: callID})
+	require.NoError(t, err)
+	require.Equal(t, callID, ca.ID())
+	cb, err := b.WaitIncoming(ctx)
+	require.NoError(t, err)
+	require.Equal(t, callID, cb.ID())
+	require.NoError(t, cb.Answer(ctx))
+	_, err = ca.WaitState(ctx, jsclient.StateConnected)
+	require.NoError(t, err)
+	hangup(t, ca, cb)
+	// The ID is the page's to check: a second call with it is refused.
+	_, err = a.PlaceCallWith(ctx, room, jsclient.PlaceOptions{CallID: callID})
+	require.ErrorContains(t, err, "is taken")
+}
+
 // roomEventTypes lists the types of the room's latest events as the server
 // stores them (before any decryption).
 func roomEventTypes(t *testing.T, opts jsclient.ClientOptions, room string) []string {

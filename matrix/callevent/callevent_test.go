@@ -151,14 +151,15 @@ func TestGolden(t *testing.T) {
 	tests := map[string]Content{
 		"invite": &Invite{Common: common, Offer: SessionDescription{Type: SDPOffer, SDP: "v=0\r\n"}, Lifetime: 60000,
 			Invitee: "@alice:localhost", Capabilities: &Capabilities{}, StreamMetadata: withStreams},
-		"answer":     &Answer{Common: common, Answer: SessionDescription{Type: SDPAnswer, SDP: "v=0\r\n"}, Capabilities: &Capabilities{}, StreamMetadata: withStreams},
-		"answer-v0":  &Answer{Common: Common{CallID: "legacy", Version: Version0}, Answer: SessionDescription{Type: SDPAnswer, SDP: "v=0\r\n"}},
-		"candidates": &Candidates{Common: common, Candidates: []Candidate{{Candidate: "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host", SDPMid: ptr("0"), SDPMLineIndex: ptr[uint16](0)}, EndOfCandidates()}},
-		"select":     &SelectAnswer{Common: common, SelectedPartyID: "JSDEVICE"},
-		"reject":     &Reject{Common: common},
-		"negotiate":  &Negotiate{Common: common, Description: SessionDescription{Type: SDPAnswer, SDP: "v=0\r\n"}, Lifetime: 10000, StreamMetadata: withStreams},
-		"hangup":     &Hangup{Common: common, Reason: ReasonUserBusy},
-		"metadata":   &SDPStreamMetadataChanged{Common: common, StreamMetadata: withStreams},
+		"answer":      &Answer{Common: common, Answer: SessionDescription{Type: SDPAnswer, SDP: "v=0\r\n"}, Capabilities: &Capabilities{}, StreamMetadata: withStreams},
+		"answer-v0":   &Answer{Common: Common{CallID: "legacy", Version: Version0}, Answer: SessionDescription{Type: SDPAnswer, SDP: "v=0\r\n"}},
+		"candidates":  &Candidates{Common: common, Candidates: []Candidate{{Candidate: "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host", SDPMid: ptr("0"), SDPMLineIndex: ptr[uint16](0)}, EndOfCandidates()}},
+		"select":      &SelectAnswer{Common: common, SelectedPartyID: "JSDEVICE"},
+		"reject":      &Reject{Common: common},
+		"reject-busy": &Reject{Common: common, Reason: ReasonUserBusy},
+		"negotiate":   &Negotiate{Common: common, Description: SessionDescription{Type: SDPAnswer, SDP: "v=0\r\n"}, Lifetime: 10000, StreamMetadata: withStreams},
+		"hangup":      &Hangup{Common: common, Reason: ReasonUserBusy},
+		"metadata":    &SDPStreamMetadataChanged{Common: common, StreamMetadata: withStreams},
 	}
 	for name, c := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -134,6 +134,10 @@ func (c *SelectAnswer) validate() error {
 // declined with a hangup.
 type Reject struct {
 	Common
+	// Reason is not in the spec, which gives rejects none; matrix-js-sdk
+	// reports it to its user when present (else user_hangup), so the bot
+	// sends one when it declines for a reason (user_busy, replaced).
+	Reason HangupReason `json:"reason,omitempty"`
 }
 
 func (*Reject) validate() error { return nil }

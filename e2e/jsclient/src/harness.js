@@ -227,10 +227,117 @@ async function waitRoom(roomId, membership) {
     });
 }
 
-async function placeCall(roomId, invitee, video) {
+// placeCall places a call; callId, if given, replaces the one js-sdk made
+// up (for glare tests: the lesser call ID wins).
+// waitUntil resolves with check()'s first result that is not undefined,
+// re-checking on every event that subscribe hooks it to, or rejects after
+// timeoutMs (0: never).
+function waitUntil(what, timeoutMs, subscribe, check) {
+    return new Promise((resolve, reject) => {
+        let done = false;
+        let timer = null;
+        const unsubscribe = [];
+        const finish = (fn, value) => {
+            if (done) return;
+            done = true;
+            if (timer) clearTimeout(timer);
+            for (const off of unsubscribe) off();
+            fn(value);
+        };
+        const attempt = () => {
+            try {
+                const value = check();
+                if (value !== undefined) finish(resolve, value);
+            } catch (e) {
+                finish(reject, e);
+            }
+        };
+        subscribe((name) => {
+            client.on(name, attempt);
+            unsubscribe.push(() => client.off(name, attempt));
+        });
+        if (timeoutMs > 0) {
+            timer = setTimeout(() => finish(reject, new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+        }
+        attempt();
+    });
+}
+
+// waitMember waits until the client's sync has userId in the room with the
+// given membership.
+async function waitMember(roomId, userId, membership, timeoutMs) {
+    await waitUntil(
+        `${userId} to be ${membership} in ${roomId}`,
+        timeoutMs,
+        (on) => {
+            on(sdk.RoomMemberEvent.Membership);
+            on(sdk.RoomStateEvent.Members);
+            on(sdk.ClientEvent.Room);
+            on(sdk.ClientEvent.Sync);
+        },
+        () => (client.getRoom(roomId)?.getMember(userId)?.membership === membership ? true : undefined),
+    );
+    return null;
+}
+
+// sendText sends an m.text message (encrypted in an encrypted room) and
+// returns its event ID.
+async function sendText(roomId, body) {
+    const res = await client.sendMessage(roomId, { msgtype: "m.text", body });
+    return res.event_id;
+}
+
+function messageInfo(ev) {
+    const content = ev.getContent();
+    return {
+        eventId: ev.getId(),
+        sender: ev.getSender(),
+        body: content.body ?? "",
+        msgtype: content.msgtype ?? "",
+        inReplyTo: content["m.relates_to"]?.["m.in_reply_to"]?.event_id ?? "",
+        encrypted: ev.isEncrypted(),
+    };
+}
+
+// waitMessage waits until the room's live timeline has an m.room.message
+// (decrypted, in an encrypted room) that matches: from sender, its body
+// containing contains, replying to inReplyTo (each if given). Messages that
+// arrived before the call count.
+async function waitMessage(roomId, match, timeoutMs) {
+    const matches = (ev) => {
+        if (ev.getType() !== "m.room.message") return false;
+        const info = messageInfo(ev);
+        return (
+            (!match.sender || info.sender === match.sender) &&
+            (!match.contains || info.body.includes(match.contains)) &&
+            (!match.inReplyTo || info.inReplyTo === match.inReplyTo)
+        );
+    };
+    return waitUntil(
+        `a message in ${roomId} matching ${JSON.stringify(match)}`,
+        timeoutMs,
+        (on) => {
+            on(sdk.RoomEvent.Timeline);
+            on(sdk.MatrixEventEvent.Decrypted);
+            on(sdk.ClientEvent.Sync);
+        },
+        () => {
+            const room = client.getRoom(roomId);
+            if (!room) return undefined;
+            const ev = room.getLiveTimeline().getEvents().find(matches);
+            return ev ? messageInfo(ev) : undefined;
+        },
+    );
+}
+
+async function placeCall(roomId, invitee, video, callId) {
     const placedAt = now();
     const call = sdk.createNewMatrixCall(client, roomId, invitee ? { invitee } : undefined);
     if (!call) throw new Error("createNewMatrixCall returned null (VoIP unsupported here)");
+    if (callId) {
+        if (calls.has(callId)) throw new Error(`call ID ${callId} is taken`);
+        call.callId = callId;
+    }
     track(call);
     // placeVoiceCall/placeVideoCall resolve once the local media is there
     // and the peer connection exists; failures end the call (an error event
@@ -334,6 +441,9 @@ window.harness = {
     createRoom,
     joinRoom,
     waitRoom,
+    waitMember,
+    sendText,
+    waitMessage,
     placeCall,
     answer,
     reject,
