@@ -61,14 +61,14 @@ func runMain(m *testing.M) int {
 	return code
 }
 
-func ctxFor(t *testing.T) context.Context {
+func ctxFor(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), testbed.Timeout)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // newUser registers a fresh user and logs it in on its own device.
-func newUser(t *testing.T, h *testbed.Dendrite, name string, encrypted bool) *testbed.User {
+func newUser(t testing.TB, h *testbed.Dendrite, name string, encrypted bool) *testbed.User {
 	t.Helper()
 	ctx := ctxFor(t)
 	localpart := fmt.Sprintf("%s%d", name, userSeq.Add(1))
@@ -92,7 +92,7 @@ type botSetup struct {
 
 // newBotSetup registers a bot account on h and writes a config for it;
 // extra YAML is appended.
-func newBotSetup(t *testing.T, h *testbed.Dendrite, extra string) *botSetup {
+func newBotSetup(t testing.TB, h *testbed.Dendrite, extra string) *botSetup {
 	t.Helper()
 	localpart := fmt.Sprintf("voipbot%d", userSeq.Add(1))
 	password := "pw-" + localpart
@@ -108,7 +108,7 @@ func newBotSetup(t *testing.T, h *testbed.Dendrite, extra string) *botSetup {
 	return s
 }
 
-func (s *botSetup) writeConfig(t *testing.T, h *testbed.Dendrite, botSection, pickle, extra string) {
+func (s *botSetup) writeConfig(t testing.TB, h *testbed.Dendrite, botSection, pickle, extra string) {
 	t.Helper()
 	require.NoError(t, writeBotConfig(s, h, botSection, pickle, "trace", extra))
 }
@@ -132,7 +132,7 @@ logging:
 
 // start runs the bot and waits until it is ready. The test fails if the bot
 // does not stop cleanly at the end or if any secret appears in its log.
-func (s *botSetup) start(t *testing.T, env ...string) *testbed.Bot {
+func (s *botSetup) start(t testing.TB, env ...string) *testbed.Bot {
 	t.Helper()
 	bot, err := testbed.StartBot(botBinary, s.Dir, s.Config, s.HTTPAddr, env)
 	require.NoError(t, err)
@@ -151,7 +151,7 @@ func (s *botSetup) start(t *testing.T, env ...string) *testbed.Bot {
 }
 
 // stop stops the bot, requiring a clean exit.
-func stopBot(t *testing.T, bot *testbed.Bot) {
+func stopBot(t testing.TB, bot *testbed.Bot) {
 	t.Helper()
 	code, err := bot.Stop()
 	require.NoError(t, err)
@@ -159,7 +159,7 @@ func stopBot(t *testing.T, bot *testbed.Bot) {
 	require.Contains(t, bot.Logs(), "voipbot stopped")
 }
 
-func (s *botSetup) assertNoSecrets(t *testing.T, bot *testbed.Bot) {
+func (s *botSetup) assertNoSecrets(t testing.TB, bot *testbed.Bot) {
 	t.Helper()
 	logs := bot.Logs()
 	require.NotEmpty(t, logs)
@@ -178,7 +178,7 @@ func (s *botSetup) addAccessToken(t *testing.T) string {
 
 // inviteBot creates a room as u (encrypted if asked), invites the bot and
 // waits until the bot has joined.
-func inviteBot(t *testing.T, u *testbed.User, bot id.UserID, encrypted bool) id.RoomID {
+func inviteBot(t testing.TB, u *testbed.User, bot id.UserID, encrypted bool) id.RoomID {
 	t.Helper()
 	ctx := ctxFor(t)
 	req := &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bot}}
@@ -196,7 +196,7 @@ func inviteBot(t *testing.T, u *testbed.User, bot id.UserID, encrypted bool) id.
 }
 
 // command sends a text message and waits for the bot's reply to it.
-func command(t *testing.T, u *testbed.User, room id.RoomID, bot id.UserID, text string) *event.Event {
+func command(t testing.TB, u *testbed.User, room id.RoomID, bot id.UserID, text string) *event.Event {
 	t.Helper()
 	ctx := ctxFor(t)
 	sent, err := u.SendText(ctx, room, text)
@@ -221,7 +221,7 @@ func hasLine(text, prefix string) bool {
 }
 
 // waitMetric waits until /metrics has a line (series and value).
-func waitMetric(t *testing.T, bot *testbed.Bot, line string) {
+func waitMetric(t testing.TB, bot *testbed.Bot, line string) {
 	t.Helper()
 	var last string
 	err := testbed.WaitFor(ctxFor(t), func() (bool, error) {
