@@ -49,6 +49,7 @@ type callRunner struct {
 	source      MediaMode
 	media       *voip.Bridge
 	sources     []*voip.SourceLeg
+	tracks      []*voip.InboundTrack // the peer's, as they came
 	timers      map[call.Timer]*time.Timer
 	// settled is closed when the call reaches connected or ends, for
 	// whoever waits on it (the place-call command, tests).
@@ -389,6 +390,35 @@ func (r *callRunner) closeMedia() {
 	}
 }
 
+// inboundTrack applies the peer's stream metadata to a track it sends: with
+// metadata, only user-media streams are the call's media (a screen share
+// or an unlisted stream is not echoed); without, the first stream is.
+func (r *callRunner) inboundTrack(t *voip.InboundTrack) {
+	r.tracks = append(r.tracks, t)
+	streams := r.m.RemoteStreams()
+	if streams == nil || r.media == nil {
+		return
+	}
+	info, listed := streams[t.StreamID]
+	log := r.log.Debug().Str("stream", t.StreamID).Str("kind", t.Kind.String())
+	switch {
+	case !listed || !info.Known():
+		log.Msg("Ignoring a stream the peer's metadata does not list")
+	case info.Purpose == callevent.PurposeUserMedia:
+		if err := r.media.Select(t); err != nil {
+			r.log.Warn().Err(err).Msg("Selecting the peer's user-media stream")
+		}
+	default:
+		log.Str("purpose", string(info.Purpose)).Msg("Not echoing a screen share")
+		// Keep a user-media stream of the same kind selected.
+		for _, other := range r.tracks {
+			if other.Kind == t.Kind && streams[other.StreamID].Purpose == callevent.PurposeUserMedia {
+				_ = r.media.Select(other)
+			}
+		}
+	}
+}
+
 // snapshot reads the call's view from any goroutine.
 func (r *callRunner) snapshot() callView {
 	r.viewMu.Lock()
@@ -459,7 +489,9 @@ func (s sessionEvents) OnLocalCandidates(cands []webrtc.ICECandidateInit, done b
 	s.r.post(func() { s.r.input(s.r.m.LocalCandidates(converted, done)) })
 }
 
-func (sessionEvents) OnTrack(*voip.InboundTrack) {}
+func (s sessionEvents) OnTrack(t *voip.InboundTrack) {
+	s.r.post(func() { s.r.inboundTrack(t) })
+}
 
 func (s sessionEvents) OnConnectionState(st webrtc.PeerConnectionState) {
 	switch st {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -469,4 +470,74 @@ func TestEarlyCandidatesAreBounded(t *testing.T) {
 	e.cm.mu.Lock()
 	assert.Len(t, e.cm.early, 1, "old entries dropped")
 	e.cm.mu.Unlock()
+}
+
+// With stream metadata, the peer's user-media stream is what the echo sends
+// back, not its screen share, whichever comes first.
+func TestManagerEchoFollowsStreamMetadata(t *testing.T) {
+	e := newManagerEnv(t, CallsConfig{})
+	var se webrtc.SettingEngine
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetIncludeLoopbackCandidate(true)
+	me := &webrtc.MediaEngine{}
+	require.NoError(t, me.RegisterDefaultCodecs())
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pc.Close() })
+	opus := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+	screen, err := webrtc.NewTrackLocalStaticRTP(opus, "screen-audio", "screen")
+	require.NoError(t, err)
+	cam, err := webrtc.NewTrackLocalStaticRTP(opus, "cam-audio", "cam")
+	require.NoError(t, err)
+	for _, tr := range []*webrtc.TrackLocalStaticRTP{screen, cam} {
+		_, err = pc.AddTrack(tr)
+		require.NoError(t, err)
+	}
+	got := make(chan byte, 256)
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			select {
+			case got <- pkt.Payload[0]:
+			default:
+			}
+		}
+	})
+	p := &pionPeer{pc: pc}
+	invite := inviteContent("1700000000000aaaaaaaaaaaaaaaa", "ALICE", p.offer(t))
+	invite["sdp_stream_metadata"] = map[string]any{
+		"cam":    map[string]any{"purpose": "m.usermedia"},
+		"screen": map[string]any{"purpose": "m.screenshare"},
+	}
+	e.deliver(alice, callevent.TypeInvite, invite, 0)
+	e.batchEnd()
+	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
+	require.NoError(t, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Answer.SDP}))
+
+	// Both streams send (the screen's first); what comes back must settle
+	// on the camera's marker.
+	camBack := 0
+	for seq := uint16(0); camBack < 10; seq++ {
+		for _, s := range []struct {
+			tr     *webrtc.TrackLocalStaticRTP
+			marker byte
+		}{{screen, 0x5C}, {cam, 0xCA}} {
+			_ = s.tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: []byte{s.marker, 1, 2, 3}})
+		}
+		select {
+		case m := <-got:
+			if m == 0xCA {
+				camBack++
+			} else {
+				camBack = 0 // the screen share may be echoed only until the camera's track is known
+			}
+		case <-time.After(20 * time.Millisecond):
+		case <-e.ctx.Done():
+			t.Fatal("test context ended")
+		}
+		require.Less(t, seq, uint16(500), "the camera's stream never became the echo")
+	}
 }

@@ -633,3 +633,56 @@ func rawRoomEvents(t *testing.T, opts jsclient.ClientOptions, room string) []raw
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&page))
 	return page.Chunk
 }
+
+// TestJSToneSourceAndHold: in a room set to the tone source, a js-sdk video
+// call hears the tone and sees the test pattern; js-sdk puts the bot on hold
+// (m.call.negotiate, sendonly) and the bot shows it, then resumes.
+func TestJSToneSourceAndHold(t *testing.T) {
+	setup, bot := startCallBot(t, "")
+	js, _ := newJSUser(t, "jstone", false, jsclient.IncomingNotify)
+	room := jsRoomWithBot(t, js, setup.UserID, false)
+	ctx := ctxFor(t)
+	reply := jsCommand(t, js, room, setup.UserID, "!voip source tone")
+	require.Contains(t, reply.Body, "now get **tone**")
+
+	call, err := js.PlaceCall(ctx, room, "", true)
+	require.NoError(t, err)
+	waitConnected(t, call)
+	requireJSMedia(t, call, true)
+	stats, err := call.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "video/VP8", stats.Video.InboundCodec, "the test pattern")
+
+	require.NoError(t, call.SetRemoteOnHold(ctx, true))
+	status := jsCommand(t, js, room, setup.UserID, "!voip status")
+	for !strings.Contains(status.Body, "on hold") {
+		// The command and the negotiate travel separately: ask until the
+		// bot has seen the hold (each reply is a round trip, not a sleep).
+		require.NoError(t, ctx.Err(), "the bot never showed the hold:\n%s", status.Body)
+		status = jsCommand(t, js, room, setup.UserID, "!voip status")
+	}
+	require.Contains(t, status.Body, "sending tone")
+	require.NoError(t, call.SetRemoteOnHold(ctx, false))
+	require.NoError(t, call.Hangup(ctx, ""))
+	waitEnded(t, call)
+	waitBotIdle(t, bot)
+}
+
+// TestJSBotCallsJSEncrypted: the bot places a call in an encrypted room;
+// js-sdk (Rust crypto) decrypts the invite, answers, and media flows.
+func TestJSBotCallsJSEncrypted(t *testing.T) {
+	setup, bot := startCallBot(t, "")
+	js, _ := newJSUser(t, "jscryptin", true, jsclient.IncomingNotify)
+	room := jsRoomWithBot(t, js, setup.UserID, true)
+	ctx := ctxFor(t)
+
+	jsCommand(t, js, room, setup.UserID, "!voip call")
+	call, err := js.WaitIncoming(ctx)
+	require.NoError(t, err)
+	require.NoError(t, call.Answer(ctx))
+	waitConnected(t, call)
+	requireJSMedia(t, call, false)
+	require.NoError(t, call.Hangup(ctx, ""))
+	waitEnded(t, call)
+	waitBotIdle(t, bot)
+}

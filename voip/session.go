@@ -416,11 +416,12 @@ func (s *Session) drainRTCP(sender *webrtc.RTPSender, track *OutboundTrack) {
 // addInbound runs on the op queue for each remote track.
 func (s *Session) addInbound(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	in := &InboundTrack{
-		Kind:  t.Kind(),
-		Codec: t.Codec(),
-		ID:    t.ID(),
-		Leg:   s.id,
-		ssrc:  uint32(t.SSRC()),
+		Kind:     t.Kind(),
+		Codec:    t.Codec(),
+		ID:       t.ID(),
+		StreamID: t.StreamID(),
+		Leg:      s.id,
+		ssrc:     uint32(t.SSRC()),
 		read: func(b []byte) (int, error) {
 			n, _, err := t.Read(b)
 			return n, err

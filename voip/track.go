@@ -21,8 +21,11 @@ type InboundTrack struct {
 	// stream, 0 if none was negotiated.
 	DTMFPayloadType uint8
 	ID              string
-	Leg             string
-	ssrc            uint32
+	// StreamID is the sender's MediaStream id (the SDP's msid), by which
+	// Matrix stream metadata names what a stream is for.
+	StreamID string
+	Leg      string
+	ssrc     uint32
 
 	read     func(b []byte) (int, error)
 	keyframe func() // asks the sender for a keyframe; nil if it cannot
