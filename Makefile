@@ -30,10 +30,10 @@ test: lint unit
 lint: $(LINT)
 	$(LINT) run ./...
 
+# unit also tests the live Opus encoder (cgo, -tags opus), which the default
+# build replaces by embedded tones.
 unit: $(DENDRITE)
 	DENDRITE_BIN=$(DENDRITE) $(GO) test -tags $(TAGS) -race -count=1 -timeout 30m ./...
-	# The live Opus encoder (cgo), which the default build replaces by
-	# embedded tones.
 	$(GO) test -tags $(TAGS),opus -race -count=1 ./voip/media/...
 
 ## bench: every benchmark, each with its baseline measured in the same run
