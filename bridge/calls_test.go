@@ -541,3 +541,53 @@ func TestManagerEchoFollowsStreamMetadata(t *testing.T) {
 		require.Less(t, seq, uint16(500), "the camera's stream never became the echo")
 	}
 }
+
+// The peer leaving the room ends its call; nothing is sent.
+func TestManagerPeerLeaves(t *testing.T) {
+	e := newManagerEnv(t, CallsConfig{})
+	e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000aaaaaaaaaaaaaaaa", "ALICE", newPionPeer(t).offer(t)), 0)
+	e.batchEnd()
+	e.nextOf(callevent.TypeAnswer)
+	key := string(alice)
+	leave := &matrix.Event{Event: &event.Event{Type: event.StateMember, Sender: alice, RoomID: testRoom, StateKey: &key,
+		Content: event.Content{Parsed: &event.MemberEventContent{Membership: event.MembershipLeave}}}}
+	require.True(t, e.cm.isPeerLeaving(leave.Event))
+	require.NoError(t, e.cm.handleLeave(e.ctx, leave))
+	require.Eventually(t, func() bool {
+		c, err := e.st.Call(e.ctx, testRoom, "1700000000000aaaaaaaaaaaaaaaa")
+		return err == nil && c != nil && c.State == store.CallStateEnded && c.HangupBy == "remote"
+	}, 5*time.Second, 10*time.Millisecond)
+	for {
+		select {
+		case s := <-e.mx.sent:
+			require.Equal(t, callevent.TypeCandidates, s.typ, "nothing but trickled candidates is sent")
+			continue
+		default:
+		}
+		break
+	}
+}
+
+// Calls a previous run left active are hung up and recorded as ended.
+func TestManagerEndsStaleCalls(t *testing.T) {
+	e := newManagerEnv(t, CallsConfig{})
+	require.NoError(t, e.st.PutCall(e.ctx, &store.Call{RoomID: testRoom, CallID: "stale1", OurPartyID: string(botDev),
+		PeerUserID: alice, PeerPartyID: "ALICE", Direction: store.CallInbound, Version: "1", State: "connected"}))
+	require.NoError(t, e.st.PutCall(e.ctx, &store.Call{RoomID: testRoom, CallID: "stale0", OurPartyID: string(botDev),
+		PeerUserID: alice, Direction: store.CallInbound, Version: "0", State: "ringing"}))
+	require.NoError(t, e.cm.endStale(e.ctx))
+	hangups := map[string]*callevent.Hangup{}
+	for range 2 {
+		h := e.nextOf(callevent.TypeHangup).content.(*callevent.Hangup)
+		hangups[h.CallID] = h
+	}
+	assert.Equal(t, string(botDev), hangups["stale1"].PartyID)
+	assert.Empty(t, hangups["stale0"].PartyID, "v0: no party id")
+	assert.Equal(t, callevent.Version0, hangups["stale0"].Version)
+	for _, id := range []string{"stale0", "stale1"} {
+		c, err := e.st.Call(e.ctx, testRoom, id)
+		require.NoError(t, err)
+		assert.Equal(t, store.CallStateEnded, c.State)
+		assert.Equal(t, "the bot restarted during the call", c.StateReason)
+	}
+}
