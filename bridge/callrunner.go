@@ -302,15 +302,22 @@ func (r *callRunner) acceptOffer(sdp string) {
 		r.input(r.m.MediaError(err))
 		return
 	}
-	sess := r.sess
+	r.describe("making the answer", r.sess.CreateAnswer, r.m.LocalDescription)
+}
+
+// describe makes a local description off the queue (it waits up to
+// gatherWait for candidates) and hands the result back to the machine on
+// the queue: to done, or as a media error.
+func (r *callRunner) describe(what string, describeFn func(context.Context, time.Duration) (webrtc.SessionDescription, error),
+	done func(sdp string) ([]call.Effect, error)) {
 	go func() {
-		desc, err := sess.CreateAnswer(r.ctx, gatherWait)
+		desc, err := describeFn(r.ctx, gatherWait)
 		r.post(func() {
 			if err != nil {
-				r.input(r.m.MediaError(fmt.Errorf("making the answer: %w", err)))
+				r.input(r.m.MediaError(fmt.Errorf("%s: %w", what, err)))
 				return
 			}
-			r.input(r.m.LocalDescription(desc.SDP))
+			r.input(done(desc.SDP))
 		})
 	}()
 }
@@ -329,17 +336,7 @@ func (r *callRunner) acceptNegotiation(e call.AcceptNegotiation) {
 		r.input(r.m.MediaError(fmt.Errorf("applying the peer's negotiate offer: %w", err)))
 		return
 	}
-	sess := r.sess
-	go func() {
-		desc, err := sess.CreateAnswer(r.ctx, gatherWait)
-		r.post(func() {
-			if err != nil {
-				r.input(r.m.MediaError(fmt.Errorf("answering the peer's negotiate offer: %w", err)))
-				return
-			}
-			r.input(r.m.NegotiationAnswer(desc.SDP))
-		})
-	}()
+	r.describe("answering the peer's negotiate offer", r.sess.CreateAnswer, r.m.NegotiationAnswer)
 }
 
 func (r *callRunner) makeOffer() {
@@ -358,16 +355,10 @@ func (r *callRunner) makeOffer() {
 		return
 	}
 	sess := r.sess
-	go func() {
-		desc, err := sess.CreateOffer(r.ctx, voip.OfferOptions{GatherWait: gatherWait})
-		r.post(func() {
-			if err != nil {
-				r.input(r.m.MediaError(fmt.Errorf("making the offer: %w", err)))
-				return
-			}
-			r.input(r.m.LocalDescription(desc.SDP))
-		})
-	}()
+	offer := func(ctx context.Context, wait time.Duration) (webrtc.SessionDescription, error) {
+		return sess.CreateOffer(ctx, voip.OfferOptions{GatherWait: wait})
+	}
+	r.describe("making the offer", offer, r.m.LocalDescription)
 }
 
 // closeMedia closes the session and the sources, then their bridge: a

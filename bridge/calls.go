@@ -378,14 +378,7 @@ func (cm *callManager) Place(room id.RoomID, invitee id.UserID, video bool) (*ca
 
 // Hangup hangs up every call in room; it returns how many.
 func (cm *callManager) Hangup(room id.RoomID) int {
-	cm.mu.Lock()
-	var rs []*callRunner
-	for key, r := range cm.calls {
-		if key.room == room {
-			rs = append(rs, r)
-		}
-	}
-	cm.mu.Unlock()
+	rs := cm.callsIn(room)
 	for _, r := range rs {
 		r.post(func() { r.input(r.m.Hangup(callevent.ReasonUserHangup, "hung up by command")) })
 	}
@@ -394,14 +387,7 @@ func (cm *callManager) Hangup(room id.RoomID) int {
 
 // Describe lists the calls in room, a line each, for the status command.
 func (cm *callManager) Describe(room id.RoomID) []string {
-	cm.mu.Lock()
-	var rs []*callRunner
-	for key, r := range cm.calls {
-		if key.room == room {
-			rs = append(rs, r)
-		}
-	}
-	cm.mu.Unlock()
+	rs := cm.callsIn(room)
 	slices.SortFunc(rs, func(a, b *callRunner) int { return a.snapshot().created.Compare(b.snapshot().created) })
 	var out []string
 	for _, r := range rs {
@@ -427,6 +413,19 @@ func (cm *callManager) Describe(room id.RoomID) []string {
 		out = append(out, line)
 	}
 	return out
+}
+
+// callsIn lists the calls in room.
+func (cm *callManager) callsIn(room id.RoomID) []*callRunner {
+	cm.mu.Lock()
+	defer cm.mu.Unlock()
+	var rs []*callRunner
+	for key, r := range cm.calls {
+		if key.room == room {
+			rs = append(rs, r)
+		}
+	}
+	return rs
 }
 
 // Active is the number of calls not yet ended.

@@ -148,6 +148,17 @@ type pionPeer struct {
 }
 
 func newPionPeer(t testing.TB) *pionPeer {
+	pc := newLoopbackPC(t)
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "a", "peer")
+	require.NoError(t, err)
+	_, err = pc.AddTrack(track)
+	require.NoError(t, err)
+	return &pionPeer{pc: pc}
+}
+
+// newLoopbackPC is a plain pion peer connection on loopback, closed with
+// the test.
+func newLoopbackPC(t testing.TB) *webrtc.PeerConnection {
 	var se webrtc.SettingEngine
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	se.SetIncludeLoopbackCandidate(true)
@@ -156,11 +167,7 @@ func newPionPeer(t testing.TB) *pionPeer {
 	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "a", "peer")
-	require.NoError(t, err)
-	_, err = pc.AddTrack(track)
-	require.NoError(t, err)
-	return &pionPeer{pc: pc}
+	return pc
 }
 
 // offer returns a complete offer (all candidates in it).
@@ -340,14 +347,8 @@ func BenchmarkInviteToAnswer(b *testing.B) {
 }
 
 func rawAnswer(b *testing.B, offer string) {
-	var se webrtc.SettingEngine
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetIncludeLoopbackCandidate(true)
-	me := &webrtc.MediaEngine{}
-	require.NoError(b, me.RegisterDefaultCodecs())
-	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
-	require.NoError(b, err)
-	defer pc.Close()
+	pc := newLoopbackPC(b)
+	defer pc.Close() // now, as the bot's calls are closed each round
 	require.NoError(b, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}))
 	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "a", "raw")
 	require.NoError(b, err)
@@ -476,14 +477,7 @@ func TestEarlyCandidatesAreBounded(t *testing.T) {
 // back, not its screen share, whichever comes first.
 func TestManagerEchoFollowsStreamMetadata(t *testing.T) {
 	e := newManagerEnv(t, CallsConfig{})
-	var se webrtc.SettingEngine
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetIncludeLoopbackCandidate(true)
-	me := &webrtc.MediaEngine{}
-	require.NoError(t, me.RegisterDefaultCodecs())
-	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = pc.Close() })
+	pc := newLoopbackPC(t)
 	opus := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
 	screen, err := webrtc.NewTrackLocalStaticRTP(opus, "screen-audio", "screen")
 	require.NoError(t, err)
