@@ -363,13 +363,14 @@ func (cm *callManager) Place(room id.RoomID, invitee id.UserID, video bool) (*ca
 	}
 	o := cm.options(room, callID)
 	o.Video = video
+	m, effects := call.NewOutbound(o, invitee)
+	r := newCallRunner(cm, m) // reads the room's settings: not under mu
 	cm.mu.Lock()
 	if busy := cm.busyReason(room, nil); busy != "" {
 		cm.mu.Unlock()
+		r.cancel()
 		return nil, fmt.Errorf("the bot is busy: %s", busy)
 	}
-	m, effects := call.NewOutbound(o, invitee)
-	r := newCallRunner(cm, m)
 	cm.calls[callKey{room, callID}] = r
 	cm.mu.Unlock()
 	r.post(func() { r.input(effects, nil) })
