@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/bridge/call"
+	"github.com/voipbot/voipbot/internal/opqueue"
 	"github.com/voipbot/voipbot/matrix/callevent"
 	"github.com/voipbot/voipbot/store"
 	"github.com/voipbot/voipbot/voip"
@@ -38,7 +39,7 @@ const (
 type callRunner struct {
 	calls *callManager
 	m     *call.Machine
-	q     *opQueue
+	q     *opqueue.Queue
 	log   zerolog.Logger
 	// ctx is cancelled when the call has ended and its queue drained.
 	ctx    context.Context
@@ -86,7 +87,7 @@ func newCallRunner(cm *callManager, m *call.Machine) *callRunner {
 		view:    viewOf(m),
 		calls:   cm,
 		m:       m,
-		q:       newOpQueue(),
+		q:       opqueue.New(),
 		log:     cm.log.With().Stringer("room_id", m.Room).Str("call_id", m.CallID).Logger(),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -97,7 +98,7 @@ func newCallRunner(cm *callManager, m *call.Machine) *callRunner {
 
 // post runs fn on the call's queue.
 func (r *callRunner) post(fn func()) {
-	if !r.q.post(fn) {
+	if !r.q.Post(fn) {
 		r.log.Debug().Msg("Call input after the call's queue closed")
 	}
 }
@@ -445,9 +446,9 @@ func (r *callRunner) changed(from call.State) {
 			delete(r.timers, t)
 		}
 		r.calls.ended(r)
-		r.q.close()
+		r.q.Close()
 		go func() {
-			<-r.q.done()
+			<-r.q.Done()
 			r.cancel()
 		}()
 	}

@@ -530,7 +530,7 @@ func (cm *callManager) shutdown(ctx context.Context) {
 	}
 	for _, r := range rs {
 		select {
-		case <-r.q.done():
+		case <-r.q.Done():
 		case <-ctx.Done():
 			cm.log.Warn().Int("calls", len(rs)).Msg("Calls still ending at shutdown; the next start ends them")
 			return

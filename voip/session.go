@@ -15,6 +15,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/voipbot/voipbot/internal/opqueue"
 )
 
 // Handler receives a session's events. Calls come one at a time, in order,
@@ -56,8 +58,8 @@ type Session struct {
 	id      string
 	log     zerolog.Logger
 	pc      *webrtc.PeerConnection
-	ops     *opQueue
-	events  *opQueue
+	ops     *opqueue.Queue
+	events  *opqueue.Queue
 	handler Handler
 	stats   atomic.Pointer[stats.Getter]
 
@@ -104,8 +106,8 @@ func (e *Engine) NewSession(id string, h Handler, opts SessionOptions) (*Session
 	s := &Session{
 		id:             id,
 		log:            e.log.With().Str("leg", id).Logger(),
-		ops:            newOpQueue(),
-		events:         newOpQueue(),
+		ops:            opqueue.New(),
+		events:         opqueue.New(),
 		handler:        h,
 		described:      map[string]bool{},
 		gatherComplete: make(chan struct{}),
@@ -117,26 +119,26 @@ func (e *Engine) NewSession(id string, h Handler, opts SessionOptions) (*Session
 	}
 	api, err := e.newAPI(opts, func(g stats.Getter) { s.stats.Store(&g) })
 	if err != nil {
-		s.ops.close()
-		s.events.close()
+		s.ops.CloseAndWait()
+		s.events.CloseAndWait()
 		return nil, err
 	}
 	s.pc, err = api.NewPeerConnection(webrtc.Configuration{ICEServers: opts.ICEServers})
 	if err != nil {
-		s.ops.close()
-		s.events.close()
+		s.ops.CloseAndWait()
+		s.events.CloseAndWait()
 		return nil, fmt.Errorf("creating peer connection: %w", err)
 	}
 	// pion callbacks only post to the queues: they must never block.
-	s.pc.OnICECandidate(func(c *webrtc.ICECandidate) { s.ops.post(func() { s.localCandidate(c) }) })
-	s.pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { s.ops.post(func() { s.addInbound(t, r) }) })
+	s.pc.OnICECandidate(func(c *webrtc.ICECandidate) { s.ops.Post(func() { s.localCandidate(c) }) })
+	s.pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { s.ops.Post(func() { s.addInbound(t, r) }) })
 	s.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		s.events.post(func() { s.handler.OnConnectionState(st) })
+		s.events.Post(func() { s.handler.OnConnectionState(st) })
 		if st == webrtc.PeerConnectionStateClosed || st == webrtc.PeerConnectionStateFailed {
 			s.markDone()
 		}
 	})
-	s.pc.OnNegotiationNeeded(func() { s.events.post(s.handler.OnNegotiationNeeded) })
+	s.pc.OnNegotiationNeeded(func() { s.events.Post(s.handler.OnNegotiationNeeded) })
 	e.reporter.add(s)
 	return s, nil
 }
@@ -150,7 +152,7 @@ func (s *Session) PeerConnection() *webrtc.PeerConnection { return s.pc }
 // SetCandidateBatch sets how long local candidates collect before they are
 // handed out together (0: each as it is found). Matrix trickles in batches.
 func (s *Session) SetCandidateBatch(ctx context.Context, d time.Duration) error {
-	return s.ops.do(ctx, func() error {
+	return s.ops.Do(ctx, func() error {
 		s.batchDelay = d
 		return nil
 	})
@@ -168,7 +170,7 @@ type OfferOptions struct {
 // it, with the candidates gathered within opts.GatherWait.
 func (s *Session) CreateOffer(ctx context.Context, opts OfferOptions) (webrtc.SessionDescription, error) {
 	var desc webrtc.SessionDescription
-	err := s.ops.do(ctx, func() error {
+	err := s.ops.Do(ctx, func() error {
 		offer, err := s.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: opts.ICERestart})
 		if err != nil {
 			return fmt.Errorf("creating offer: %w", err)
@@ -188,7 +190,7 @@ func (s *Session) CreateOffer(ctx context.Context, opts OfferOptions) (webrtc.Se
 // description and returns it, with the candidates gathered within
 // gatherWait.
 func (s *Session) CreateAnswer(ctx context.Context, gatherWait time.Duration) (webrtc.SessionDescription, error) {
-	err := s.ops.do(ctx, func() error {
+	err := s.ops.Do(ctx, func() error {
 		answer, err := s.pc.CreateAnswer(nil)
 		if err != nil {
 			return fmt.Errorf("creating answer: %w", err)
@@ -209,7 +211,7 @@ func (s *Session) CreateAnswer(ctx context.Context, gatherWait time.Duration) (w
 func (s *Session) describeLocal(ctx context.Context, wait time.Duration) (webrtc.SessionDescription, error) {
 	if wait > 0 {
 		var complete chan struct{}
-		if err := s.ops.do(ctx, func() error { complete = s.gatherComplete; return nil }); err != nil {
+		if err := s.ops.Do(ctx, func() error { complete = s.gatherComplete; return nil }); err != nil {
 			return webrtc.SessionDescription{}, err
 		}
 		timer := time.NewTimer(wait)
@@ -221,7 +223,7 @@ func (s *Session) describeLocal(ctx context.Context, wait time.Duration) (webrtc
 		timer.Stop()
 	}
 	var desc webrtc.SessionDescription
-	err := s.ops.do(ctx, func() error {
+	err := s.ops.Do(ctx, func() error {
 		local := s.pc.LocalDescription()
 		if local == nil {
 			return errors.New("no local description")
@@ -243,7 +245,7 @@ func (s *Session) describeLocal(ctx context.Context, wait time.Duration) (webrtc
 // SetRemoteDescription applies the remote offer or answer, then the remote
 // candidates that arrived before it.
 func (s *Session) SetRemoteDescription(ctx context.Context, desc webrtc.SessionDescription) error {
-	return s.ops.do(ctx, func() error {
+	return s.ops.Do(ctx, func() error {
 		if err := s.pc.SetRemoteDescription(desc); err != nil {
 			return fmt.Errorf("setting remote %s: %w", desc.Type, err)
 		}
@@ -261,7 +263,7 @@ func (s *Session) SetRemoteDescription(ctx context.Context, desc webrtc.SessionD
 
 // Rollback abandons a local offer (glare: the other side's offer wins).
 func (s *Session) Rollback(ctx context.Context) error {
-	return s.ops.do(ctx, func() error {
+	return s.ops.Do(ctx, func() error {
 		return s.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
 	})
 }
@@ -269,7 +271,7 @@ func (s *Session) Rollback(ctx context.Context) error {
 // AddRemoteCandidates adds remote candidates, keeping them until the remote
 // description is set. An empty candidate (end of candidates) is skipped.
 func (s *Session) AddRemoteCandidates(ctx context.Context, candidates []webrtc.ICECandidateInit) error {
-	return s.ops.do(ctx, func() error {
+	return s.ops.Do(ctx, func() error {
 		for _, c := range candidates {
 			if strings.TrimSpace(c.Candidate) == "" {
 				continue
@@ -289,7 +291,7 @@ func (s *Session) AddRemoteCandidates(ctx context.Context, candidates []webrtc.I
 
 // RestartICE makes an offer with new ICE credentials.
 func (s *Session) RestartICE(ctx context.Context, gatherWait time.Duration) (webrtc.SessionDescription, error) {
-	s.ops.post(func() {
+	s.ops.Post(func() {
 		s.gatheringDone = false
 		s.described = map[string]bool{}
 		s.localReleased = false
@@ -327,7 +329,7 @@ func (s *Session) scheduleLocal() {
 		s.handOutLocal(false)
 	case s.batchTimer == nil:
 		s.batchTimer = time.AfterFunc(s.batchDelay, func() {
-			s.ops.post(func() {
+			s.ops.Post(func() {
 				s.batchTimer = nil
 				if s.localReleased && len(s.localPending) > 0 {
 					s.handOutLocal(false)
@@ -352,14 +354,14 @@ func (s *Session) handOutLocal(done bool) {
 			s.batchTimer = nil
 		}
 	}
-	s.events.post(func() { s.handler.OnLocalCandidates(batch, done) })
+	s.events.Post(func() { s.handler.OnLocalCandidates(batch, done) })
 }
 
 // AddOutbound adds a track the session sends. Before an offer it adds a
 // new transceiver; after a remote offer it takes the offer's transceiver of
 // the same kind.
 func (s *Session) AddOutbound(ctx context.Context, track *OutboundTrack) error {
-	return s.ops.do(ctx, func() error {
+	return s.ops.Do(ctx, func() error {
 		sender, err := s.pc.AddTrack(track)
 		if err != nil {
 			return fmt.Errorf("adding %s track: %w", track.Kind(), err)
@@ -376,7 +378,7 @@ func (s *Session) AddOutbound(ctx context.Context, track *OutboundTrack) error {
 // AddReceiver asks to receive a kind of media without sending any (a
 // recvonly transceiver), for offers from a leg that only listens.
 func (s *Session) AddReceiver(ctx context.Context, kind webrtc.RTPCodecType) error {
-	return s.ops.do(ctx, func() error {
+	return s.ops.Do(ctx, func() error {
 		_, err := s.pc.AddTransceiverFromKind(kind, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
 		return err
 	})
@@ -456,7 +458,7 @@ func (s *Session) addInbound(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	for _, fn := range listeners {
 		fn(in)
 	}
-	s.events.post(func() { s.handler.OnTrack(in) })
+	s.events.Post(func() { s.handler.OnTrack(in) })
 }
 
 // requestKeyframe sends a PLI, at most one per pliInterval per stream.
@@ -530,13 +532,13 @@ func (s *Session) Close() error {
 	s.engine.reporter.remove(s)
 	s.markDone()
 	err := s.pc.Close()
-	s.ops.post(func() {
+	s.ops.Post(func() {
 		if s.batchTimer != nil {
 			s.batchTimer.Stop()
 		}
 	})
-	s.ops.close()
-	s.events.close()
+	s.ops.CloseAndWait()
+	s.events.CloseAndWait()
 	s.routines.Wait()
 	s.mu.Lock()
 	for _, t := range s.inbound {

@@ -63,14 +63,14 @@ func TestLocalCandidatesAreHeldThenBatchedThenEnded(t *testing.T) {
 
 	// Before a description was returned, candidates wait: the peer could
 	// not use them.
-	require.NoError(t, s.ops.do(c, func() error {
+	require.NoError(t, s.ops.Do(c, func() error {
 		s.localCandidate(hostCandidate(1001))
 		require.Len(t, s.localPending, 1)
 		return nil
 	}))
 	// Released (as describeLocal does), they come; those gathered close
 	// together come in one batch.
-	require.NoError(t, s.ops.do(c, func() error {
+	require.NoError(t, s.ops.Do(c, func() error {
 		s.localReleased = true
 		s.localCandidate(hostCandidate(1002))
 		s.scheduleLocal()
@@ -84,7 +84,7 @@ func TestLocalCandidatesAreHeldThenBatchedThenEnded(t *testing.T) {
 
 	// The end of gathering hands out what is pending at once, with the end
 	// marker, once.
-	require.NoError(t, s.ops.do(c, func() error {
+	require.NoError(t, s.ops.Do(c, func() error {
 		s.localCandidate(hostCandidate(1003))
 		s.localCandidate(nil)
 		s.localCandidate(nil)
@@ -117,12 +117,12 @@ func TestTrickledCandidatesBeforeTheDescriptionAreKept(t *testing.T) {
 	}
 	trickled = append(trickled, webrtc.ICECandidateInit{Candidate: "candidate:garbage"}, webrtc.ICECandidateInit{Candidate: ""})
 	require.NoError(t, b.s.AddRemoteCandidates(c, trickled))
-	require.NoError(t, b.s.ops.do(c, func() error {
+	require.NoError(t, b.s.ops.Do(c, func() error {
 		require.Len(t, b.s.pendingRemote, len(lines)+1, "kept until the description, the end marker skipped")
 		return nil
 	}))
 	require.NoError(t, b.s.SetRemoteDescription(c, withoutCandidates(offer)))
-	require.NoError(t, b.s.ops.do(c, func() error {
+	require.NoError(t, b.s.ops.Do(c, func() error {
 		require.Empty(t, b.s.pendingRemote)
 		return nil
 	}))
