@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -105,9 +106,10 @@ const (
 )
 
 // ParseMessage reads one datagram. It never panics and never allocates much
-// more than the datagram's size, whatever the bytes.
+// more than the datagram's size, whatever the bytes. The message's byte
+// fields point into a copy of data, so the caller may reuse its buffer.
 func ParseMessage(data []byte) (*Message, error) {
-	o, err := decodeMP(data)
+	o, err := decodeMP(bytes.Clone(data))
 	if err != nil {
 		return nil, err
 	}

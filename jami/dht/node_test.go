@@ -1,0 +1,133 @@
+package dht
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/transport/v4/test"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func ctxFor(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// localNetwork starts n Go nodes on 127.0.0.1, each bootstrapped from the
+// first.
+func localNetwork(t testing.TB, n int) []*Node {
+	ctx := ctxFor(t)
+	nodes := make([]*Node, n)
+	for i := range nodes {
+		node, err := New(Config{Listen4: "127.0.0.1:0"}, zerolog.Nop())
+		require.NoError(t, err)
+		node.Start(context.Background())
+		t.Cleanup(func() { _ = node.Close() })
+		nodes[i] = node
+		if i > 0 {
+			require.NoError(t, node.Bootstrap(ctx, nodes[0].Addr4()))
+		}
+	}
+	// A second round, as a node that joined early knows few of the later.
+	for _, node := range nodes[1:] {
+		require.NoError(t, node.Bootstrap(ctx, nodes[0].Addr4()))
+	}
+	return nodes
+}
+
+func TestPingAndBootstrap(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	nodes := localNetwork(t, 3)
+	id, err := nodes[1].Ping(ctxFor(t), nodes[2].Addr4())
+	require.NoError(t, err)
+	assert.Equal(t, nodes[2].ID(), id)
+	assert.GreaterOrEqual(t, nodes[2].Stats().Good4, 1)
+	_, err = nodes[1].Ping(ctxFor(t), netip.MustParseAddrPort("127.0.0.1:9"))
+	assert.ErrorIs(t, err, ErrTimeout)
+}
+
+func TestPutGetAcrossNodes(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	nodes := localNetwork(t, 20)
+	ctx := ctxFor(t)
+	a, _ := testKeys(t)
+
+	key := HashString("voipbot-test")
+	res, err := nodes[3].Put(ctx, key, &Value{ID: 11, Data: []byte("plain")})
+	require.NoError(t, err)
+	assert.Positive(t, res.Stored)
+
+	signed := &Value{ID: 12, Type: TypeUserData, Data: bytes.Repeat([]byte("s"), 1500)}
+	require.NoError(t, signed.Sign(a))
+	_, err = nodes[4].Put(ctx, key, signed)
+	require.NoError(t, err, "a value over one datagram goes in parts")
+
+	for i, node := range nodes {
+		values, err := node.Get(ctx, key)
+		require.NoError(t, err, "node %d", i)
+		got := map[uint64][]byte{}
+		for _, v := range values {
+			got[v.ID] = v.Data
+		}
+		assert.Equal(t, []byte("plain"), got[11], "node %d", i)
+		assert.Equal(t, signed.Data, got[12], "node %d", i)
+	}
+}
+
+func TestEditPolicy(t *testing.T) {
+	a, b := testKeys(t)
+	s := newStorage()
+	now := time.Now()
+	key := HashString("k")
+	v1 := &Value{ID: 1, Data: []byte("v1"), Seq: 2}
+	require.NoError(t, v1.Sign(a))
+	res, _ := s.put(key, v1, now, now)
+	assert.Equal(t, storeNew, res)
+	older := &Value{ID: 1, Data: []byte("older"), Seq: 1}
+	require.NoError(t, older.Sign(a))
+	res, _ = s.put(key, older, now, now)
+	assert.Equal(t, storeRefused, res, "seq must not decrease")
+	other := &Value{ID: 1, Data: []byte("other owner"), Seq: 9}
+	require.NoError(t, other.Sign(b))
+	res, _ = s.put(key, other, now, now)
+	assert.Equal(t, storeRefused, res, "only the owner edits")
+	newer := &Value{ID: 1, Data: []byte("newer"), Seq: 3}
+	require.NoError(t, newer.Sign(a))
+	res, _ = s.put(key, newer, now, now)
+	assert.Equal(t, storeReplaced, res)
+	forged := &Value{ID: 2, Data: []byte("x"), Seq: 3}
+	require.NoError(t, forged.Sign(a))
+	forged.Data = []byte("y")
+	res, _ = s.put(key, forged, now, now)
+	assert.Equal(t, storeRefused, res, "bad signature")
+	cert := CertificateValue([]byte("not pem"))
+	res, _ = s.put(key, cert, now, now)
+	assert.Equal(t, storeRefused, res, "a certificate only at its key's id")
+}
+
+func TestListenGetsUpdates(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	nodes := localNetwork(t, 10)
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	defer cancel()
+	key := HashString("listen-here")
+	got := make(chan *Value, 16)
+	require.NoError(t, nodes[7].Listen(ctx, key, func(v *Value) { got <- v }))
+	for i := range 3 {
+		_, err := nodes[2].Put(ctx, key, &Value{ID: uint64(100 + i), Data: []byte(fmt.Sprint(i))})
+		require.NoError(t, err)
+		select {
+		case v := <-got:
+			assert.Equal(t, uint64(100+i), v.ID)
+		case <-ctx.Done():
+			t.Fatal("no update")
+		}
+	}
+}
