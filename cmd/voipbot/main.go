@@ -42,7 +42,7 @@ func cli(args, environ []string, stdout, stderr *os.File) int {
 	showVersion := flags.Bool("v", false, "print the version and exit")
 	healthcheck := flags.Bool("healthcheck", false, "ask the running bot's /health (at http.listen) and exit 0 if it is ready (for container health checks)")
 	flags.Usage = func() {
-		_, _ = fmt.Fprintf(stderr, "Usage: voipbot [-c config.yaml] [-e [path] | -g | -healthcheck | -v]\n\n")
+		_, _ = fmt.Fprintf(stderr, "Usage: voipbot [-c config.yaml] [-e [path] | -g | -healthcheck | -v]\n       voipbot dht [flags] <command> (voipbot dht -h for the DHT commands)\n\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -65,6 +65,8 @@ func cli(args, environ []string, stdout, stderr *os.File) int {
 		}
 		_, _ = fmt.Fprintf(stdout, "Wrote the example configuration to %s.\n", path)
 		return 0
+	case flags.NArg() > 0 && flags.Arg(0) == "dht":
+		return dhtCLI(flags.Args()[1:], stdout, stderr)
 	case flags.NArg() > 0:
 		flags.Usage()
 		return 2

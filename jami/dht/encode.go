@@ -20,12 +20,17 @@ const (
 type Sender struct {
 	ID      InfoHash
 	Network uint32
+	// Client adds "s": true (a node that only asks).
+	Client bool
 }
 
 // header writes the top-level map header: n fields plus "n" when the
-// network is not 0.
+// network is not 0, plus "s" for a client.
 func (s Sender) header(p *packer, n int) {
 	if s.Network != 0 {
+		n++
+	}
+	if s.Client {
 		n++
 	}
 	p.mapLen(n)
@@ -46,6 +51,10 @@ func (s Sender) trailer(p *packer, query string, tid uint32, y string) {
 	if s.Network != 0 {
 		p.str("n")
 		p.uint(uint64(s.Network))
+	}
+	if s.Client {
+		p.str("s")
+		p.bool(true)
 	}
 }
 
@@ -188,6 +197,10 @@ func (s Sender) valueParts(tid uint32, packed [][]byte) [][]byte {
 			if s.Network != 0 {
 				p.str("n")
 				p.uint(uint64(s.Network))
+			}
+			if s.Client {
+				p.str("s")
+				p.bool(true)
 			}
 			p.str("y")
 			p.str("p")

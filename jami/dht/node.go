@@ -33,6 +33,9 @@ type Config struct {
 	// family); at least one.
 	Listen4, Listen6 string
 	Network          uint32
+	// Client: the node only asks (a command-line run); it says so, so that
+	// other nodes keep it out of their routing tables.
+	Client bool
 }
 
 // Node is a DHT node: it answers other nodes and makes requests of them.
@@ -84,7 +87,7 @@ func New(cfg Config, log zerolog.Logger) (*Node, error) {
 	}
 	n := &Node{
 		cfg:     cfg,
-		self:    Sender{ID: cfg.ID, Network: cfg.Network},
+		self:    Sender{ID: cfg.ID, Network: cfg.Network, Client: cfg.Client},
 		log:     log.With().Str("dht_id", cfg.ID.String()[:8]).Logger(),
 		table4:  newTable(cfg.ID),
 		table6:  newTable(cfg.ID),
@@ -293,8 +296,14 @@ func (n *Node) handle(m *Message, from netip.AddrPort) {
 	case KindValueUpdate:
 		return // version 0 listeners: we listen with version 1
 	}
-	if !m.ID.IsZero() {
-		n.tableFor(from).seen(NodeInfo{ID: m.ID, Addr: from}, false, now)
+	// A client node (one that only asks) does not enter the table; a new
+	// node is pinged, so that it becomes good and is told to others.
+	if !m.ID.IsZero() && !m.IsClient && n.tableFor(from).seen(NodeInfo{ID: m.ID, Addr: from}, false, now) {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			_, _ = n.Ping(n.ctx, from)
+		}()
 	}
 	if len(m.ValueSizes) > 0 {
 		// A put or update whose values follow in parts.
@@ -389,10 +398,10 @@ func (n *Node) closestRecords(target InfoHash, want Want, from netip.AddrPort, n
 		}
 	}
 	if want&Want4 != 0 {
-		n4 = packNodes(n.table4.closest(target, bucketSize, now), false)
+		n4 = packNodes(n.table4.closest(target, bucketSize, now, true), false)
 	}
 	if want&Want6 != 0 {
-		n6 = packNodes(n.table6.closest(target, bucketSize, now), true)
+		n6 = packNodes(n.table6.closest(target, bucketSize, now, true), true)
 	}
 	return n4, n6
 }

@@ -46,8 +46,8 @@ type table struct {
 func newTable(self InfoHash) *table { return &table{self: self} }
 
 // seen records that a node sent us something (replied: a reply to our
-// request). It returns false when the node was not added (bucket full of
-// good nodes).
+// request). It returns whether the node is new to the table (false too when
+// it was not added: its bucket is full of good nodes).
 func (t *table) seen(n NodeInfo, replied bool, now time.Time) bool {
 	if n.ID == t.self || !n.Addr.IsValid() {
 		return false
@@ -61,7 +61,7 @@ func (t *table) seen(n NodeInfo, replied bool, now time.Time) bool {
 			if replied {
 				k.lastReply, k.failures = now, 0
 			}
-			return true
+			return false
 		}
 	}
 	k := &knownNode{NodeInfo: n, lastSeen: now}
@@ -94,19 +94,20 @@ func (t *table) failed(id InfoHash) {
 	}
 }
 
-// closest returns up to n nodes closest to target, good ones first.
-func (t *table) closest(target InfoHash, n int, now time.Time) []NodeInfo {
+// closest returns up to n nodes closest to target, good ones first; with
+// goodOnly, only nodes that answered us lately (what we tell others).
+func (t *table) closest(target InfoHash, n int, now time.Time, goodOnly bool) []NodeInfo {
 	t.mu.Lock()
-	var all []*knownNode
+	var all []knownNode // copies: the read loop updates the table's nodes
 	for _, b := range t.buckets {
 		for _, k := range b {
-			if k.failures < maxPending {
-				all = append(all, k)
+			if k.failures < maxPending && (!goodOnly || k.good(now)) {
+				all = append(all, *k)
 			}
 		}
 	}
 	t.mu.Unlock()
-	slices.SortFunc(all, func(a, b *knownNode) int {
+	slices.SortFunc(all, func(a, b knownNode) int {
 		if ga, gb := a.good(now), b.good(now); ga != gb {
 			if ga {
 				return -1

@@ -77,7 +77,7 @@ func (n *Node) lookup(ctx context.Context, target InfoHash, get bool) (*lookupRe
 		}
 	}
 	for _, t := range []*table{n.table4, n.table6} {
-		for _, ni := range t.closest(target, searchNodes, now) {
+		for _, ni := range t.closest(target, searchNodes, now, false) {
 			add(ni)
 		}
 	}
