@@ -191,3 +191,49 @@ func TestInteropSignedEncryptedAndCertificates(t *testing.T) {
 	pv = untilPeer(t, ctx, peer, "for-peer", func(v dhtnode.Value) bool { return v.Text() == "secret-for-peer" })
 	require.True(t, pv.Decrypted)
 }
+
+// TestLocalNetwork: 50 of our nodes and 3 dhtnode processes form one DHT:
+// every value put (by ours or by dhtnode) is found by every node.
+func TestLocalNetwork(t *testing.T) {
+	ctx := interopContext(t)
+	n := dhtnode.NewTestNetwork(t)
+	peers, err := n.StartN(ctx, 3, dhtnode.Options{NoRateLimit: true})
+	require.NoError(t, err)
+	const ours = 50
+	nodes := make([]*dht.Node, ours)
+	for i := range nodes {
+		node, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String()}, zerolog.Nop())
+		require.NoError(t, err)
+		node.Start(context.Background())
+		t.Cleanup(func() { _ = node.Close() })
+		nodes[i] = node
+		boot := []netip.AddrPort{peers[i%len(peers)].Addr()}
+		if i > 0 {
+			boot = append(boot, nodes[i-1].Addr4())
+		}
+		require.NoError(t, node.Bootstrap(ctx, boot...))
+	}
+	for _, node := range nodes {
+		require.NoError(t, node.Bootstrap(ctx, peers[0].Addr()), "second round: learn the later nodes")
+	}
+
+	keys := map[string]string{}
+	for i := range 8 {
+		k := "net-key-" + string(rune('a'+i))
+		keys[k] = "value-" + string(rune('a'+i))
+		if i%4 == 3 {
+			_, err = peers[i%len(peers)].Put(ctx, k, keys[k])
+		} else {
+			_, err = nodes[(i*7)%ours].Put(ctx, dht.HashString(k), &dht.Value{ID: dht.RandomValueID(), Data: []byte(keys[k])})
+		}
+		require.NoError(t, err)
+	}
+	for k, want := range keys {
+		for i, node := range nodes {
+			untilGo(t, ctx, k+" from our node "+string(rune('0'+i%10)), func() ([]*dht.Value, error) { return node.Get(ctx, dht.HashString(k)) }, dataIs(want))
+		}
+		for _, p := range peers {
+			untilPeer(t, ctx, p, k, func(v dhtnode.Value) bool { return v.Text() == want })
+		}
+	}
+}
