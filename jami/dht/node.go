@@ -58,6 +58,7 @@ type Node struct {
 	// listens are our subscriptions, by socket id.
 	listens map[uint32]*subscription
 	sid     uint32
+	perm    permanents
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -230,6 +231,7 @@ func (n *Node) maintain() {
 			}
 			n.mu.Unlock()
 			n.renewListens(now)
+			n.keepAlive(now)
 		}
 	}
 }

@@ -131,3 +131,35 @@ func TestListenGetsUpdates(t *testing.T) {
 		}
 	}
 }
+
+// A permanent value outlives the nodes that stored it: a refresh keeps it
+// at nodes that have it, and a node that lost it gets it put again.
+func TestPermanentPutSurvivesStorageLoss(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	nodes := localNetwork(t, 8)
+	ctx := ctxFor(t)
+	key := HashString("permanent")
+	v := &Value{ID: 5, Type: TypeICECandidate, Data: []byte("keep me")} // 1 min life: refreshed at 30 s
+	_, err := nodes[1].PutPermanent(ctx, key, v)
+	require.NoError(t, err)
+	n, err := nodes[1].Refresh(ctx, key, 5)
+	require.NoError(t, err)
+	assert.Positive(t, n)
+	assert.Len(t, nodes[1].Permanent()[key], 1)
+
+	// Every storing node forgets everything (as after a restart).
+	for _, node := range nodes {
+		node.store.clear()
+	}
+	values, err := nodes[6].Get(ctx, key)
+	require.NoError(t, err)
+	require.Empty(t, values)
+	// The keep-alive finds the refresh refused (404) and puts it again.
+	nodes[1].keepAlive(time.Now().Add(time.Hour))
+	require.Eventually(t, func() bool {
+		values, err := nodes[6].Get(ctx, key)
+		return err == nil && len(values) == 1
+	}, 20*time.Second, 50*time.Millisecond)
+	nodes[1].CancelPermanent(key, 5)
+	assert.Empty(t, nodes[1].Permanent())
+}

@@ -233,3 +233,10 @@ func (s *storage) stats() (hashes, values int) {
 	}
 	return len(s.hashes), values
 }
+
+// clear forgets everything stored (tests: a node that restarted).
+func (s *storage) clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hashes = map[InfoHash]*storedHash{}
+}
