@@ -170,9 +170,15 @@ func sortedCandidates(cands map[netip.AddrPort]*candidate, target InfoHash) []*c
 // Get returns the values stored at hash. Signed values whose signature does
 // not verify are dropped, as SecureDht does.
 func (n *Node) Get(ctx context.Context, hash InfoHash) ([]*Value, error) {
+	values, _, err := n.GetHops(ctx, hash)
+	return values, err
+}
+
+// GetHops is Get, also saying how many rounds of requests the search took.
+func (n *Node) GetHops(ctx context.Context, hash InfoHash) ([]*Value, int, error) {
 	res, err := n.lookup(ctx, hash, true)
 	if err != nil {
-		return nil, fmt.Errorf("getting %s: %w", hash, err)
+		return nil, 0, fmt.Errorf("getting %s: %w", hash, err)
 	}
 	out := res.values[:0]
 	for _, v := range res.values {
@@ -181,7 +187,7 @@ func (n *Node) Get(ctx context.Context, hash InfoHash) ([]*Value, error) {
 		}
 		out = append(out, v)
 	}
-	return out, nil
+	return out, res.hops, nil
 }
 
 // PutResult says where a value went.
