@@ -44,7 +44,7 @@ func BenchmarkLocalNetwork(b *testing.B) {
 			runtime.ReadMemStats(&before)
 			nodes := make([]*dht.Node, size)
 			for i := range nodes {
-				node, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String()}, zerolog.Nop())
+				node, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String(), MaxPeerRequestsPerSec: -1}, zerolog.Nop())
 				require.NoError(b, err)
 				node.Start(context.Background())
 				b.Cleanup(func() { _ = node.Close() })
@@ -120,7 +120,7 @@ func BenchmarkAnswerRate(b *testing.B) {
 	require.NoError(b, err)
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
-	ours, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String()}, zerolog.Nop())
+	ours, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String(), MaxRequestsPerSec: -1, MaxPeerRequestsPerSec: -1}, zerolog.Nop()) // as dhtnode -U
 	require.NoError(b, err)
 	ours.Start(context.Background())
 	defer ours.Close()

@@ -35,7 +35,7 @@ func interopContext(t *testing.T) context.Context {
 // goNode starts our node on the test side of the namespace's veth pair and
 // bootstraps it from peer.
 func goNode(t *testing.T, ctx context.Context, n *dhtnode.Network, peer *dhtnode.Node) *dht.Node {
-	node, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String()}, zerolog.Nop())
+	node, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String(), MaxPeerRequestsPerSec: -1}, zerolog.Nop())
 	require.NoError(t, err)
 	node.Start(context.Background())
 	t.Cleanup(func() { _ = node.Close() })
@@ -202,7 +202,7 @@ func TestLocalNetwork(t *testing.T) {
 	const ours = 50
 	nodes := make([]*dht.Node, ours)
 	for i := range nodes {
-		node, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String()}, zerolog.Nop())
+		node, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String(), MaxPeerRequestsPerSec: -1}, zerolog.Nop())
 		require.NoError(t, err)
 		node.Start(context.Background())
 		t.Cleanup(func() { _ = node.Close() })

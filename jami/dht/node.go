@@ -36,7 +36,19 @@ type Config struct {
 	// Client: the node only asks (a command-line run); it says so, so that
 	// other nodes keep it out of their routing tables.
 	Client bool
+	// MaxRequestsPerSec and MaxPeerRequestsPerSec limit the requests the
+	// node answers, in all and per source IP address (OpenDHT's
+	// max_req_per_sec and max_peer_req_per_sec); 0 takes the default, a
+	// negative value means no limit (dhtnode -U). Replies are not limited.
+	MaxRequestsPerSec     int
+	MaxPeerRequestsPerSec int
 }
+
+// Default request limits.
+const (
+	DefaultMaxRequestsPerSec     = 8192
+	DefaultMaxPeerRequestsPerSec = 1024
+)
 
 // Node is a DHT node: it answers other nodes and makes requests of them.
 type Node struct {
@@ -59,6 +71,7 @@ type Node struct {
 	listens map[uint32]*subscription
 	sid     uint32
 	perm    permanents
+	limits  rateLimits
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -86,6 +99,12 @@ func New(cfg Config, log zerolog.Logger) (*Node, error) {
 	if cfg.ID.IsZero() {
 		cfg.ID = RandomHash()
 	}
+	if cfg.MaxRequestsPerSec == 0 {
+		cfg.MaxRequestsPerSec = DefaultMaxRequestsPerSec
+	}
+	if cfg.MaxPeerRequestsPerSec == 0 {
+		cfg.MaxPeerRequestsPerSec = DefaultMaxPeerRequestsPerSec
+	}
 	n := &Node{
 		cfg:     cfg,
 		self:    Sender{ID: cfg.ID, Network: cfg.Network, Client: cfg.Client},
@@ -96,6 +115,7 @@ func New(cfg Config, log zerolog.Logger) (*Node, error) {
 		pending: map[uint32]*request{},
 		partial: map[partialKey]*partialMsg{},
 		listens: map[uint32]*subscription{},
+		limits:  rateLimits{global: cfg.MaxRequestsPerSec, perPeer: cfg.MaxPeerRequestsPerSec, peers: map[netip.Addr]int{}},
 	}
 	_, _ = rand.Read(n.secrets[0][:])
 	_, _ = rand.Read(n.secrets[1][:])
@@ -297,6 +317,10 @@ func (n *Node) handle(m *Message, from netip.AddrPort) {
 		return
 	case KindValueUpdate:
 		return // version 0 listeners: we listen with version 1
+	}
+	// A request: from a node (not ourselves), within the rate limits.
+	if m.ID.IsZero() || m.ID == n.cfg.ID || !n.limits.allow(from.Addr(), now) {
+		return
 	}
 	// A client node (one that only asks) does not enter the table; a new
 	// node is pinged, so that it becomes good and is told to others.

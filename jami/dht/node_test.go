@@ -26,7 +26,7 @@ func localNetwork(t testing.TB, n int) []*Node {
 	ctx := ctxFor(t)
 	nodes := make([]*Node, n)
 	for i := range nodes {
-		node, err := New(Config{Listen4: "127.0.0.1:0"}, zerolog.Nop())
+		node, err := New(Config{Listen4: "127.0.0.1:0", MaxPeerRequestsPerSec: -1}, zerolog.Nop()) // every node has the same IP
 		require.NoError(t, err)
 		node.Start(context.Background())
 		t.Cleanup(func() { _ = node.Close() })
@@ -162,4 +162,27 @@ func TestPermanentPutSurvivesStorageLoss(t *testing.T) {
 	}, 20*time.Second, 50*time.Millisecond)
 	nodes[1].CancelPermanent(key, 5)
 	assert.Empty(t, nodes[1].Permanent())
+}
+
+// A source over its request limit is not answered until the next second;
+// other sources still are.
+func TestRateLimit(t *testing.T) {
+	now := time.Unix(1000, 0)
+	r := rateLimits{global: 5, perPeer: 2, peers: map[netip.Addr]int{}}
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	assert.True(t, r.allow(a, now))
+	assert.True(t, r.allow(a, now))
+	assert.False(t, r.allow(a, now), "a is over its 2 per second")
+	assert.True(t, r.allow(b, now))
+	assert.True(t, r.allow(b, now))
+	assert.False(t, r.allow(netip.MustParseAddr("192.0.2.3"), now.Add(time.Millisecond)) && r.allow(netip.MustParseAddr("192.0.2.4"), now), "the global limit of 5")
+	assert.True(t, r.allow(a, now.Add(time.Second)), "a new second")
+	unlimited := rateLimits{global: -1, perPeer: -1}
+	for range 10000 {
+		require.True(t, unlimited.allow(a, now))
+	}
+	assert.True(t, martian(netip.MustParseAddrPort("224.0.0.1:4222")))
+	assert.True(t, martian(netip.MustParseAddrPort("[fe80::1]:4222")))
+	assert.True(t, martian(netip.MustParseAddrPort("127.0.0.1:0")))
+	assert.False(t, martian(netip.MustParseAddrPort("127.0.0.1:4222")))
 }

@@ -184,17 +184,17 @@ func unpackNodes(raw []byte, v6 bool, from netip.AddrPort) []NodeInfo {
 }
 
 // martian says whether an address cannot be a node's (OpenDHT's
-// isMartian): port 0, unspecified, multicast, 0.0.0.0/8, link-local v6.
+// isMartian): port 0; IPv4 0.0.0.0/8 and 224.0.0.0/3 (multicast and
+// reserved); IPv6 multicast, link-local, unspecified and v4-mapped.
 // Loopback is allowed (local networks and tests).
 func martian(a netip.AddrPort) bool {
 	ip := a.Addr()
-	switch {
-	case a.Port() == 0, !ip.IsValid(), ip.IsUnspecified(), ip.IsMulticast():
-		return true
-	case ip.Is4() && ip.As4()[0] == 0:
-		return true
-	case ip.Is6() && !ip.Is4In6() && ip.IsLinkLocalUnicast():
+	if a.Port() == 0 || !ip.IsValid() {
 		return true
 	}
-	return false
+	if ip.Is4() {
+		b := ip.As4()[0]
+		return b == 0 || b&0xE0 == 0xE0
+	}
+	return ip.IsMulticast() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.Is4In6()
 }
