@@ -217,3 +217,32 @@ func TestCallRecords(t *testing.T) {
 	err = s.PutCall(ctx, &Call{RoomID: "!unknown:x", CallID: "4", Direction: CallInbound, State: "ringing"})
 	require.Error(t, err, "a call in a room the bot never was in violates the foreign key")
 }
+
+func TestDHTState(t *testing.T) {
+	ctx := context.Background()
+	st := openTest(t)
+	n, err := st.DHTNode(ctx)
+	require.NoError(t, err)
+	require.Nil(t, n, "nothing before the first start")
+	require.NoError(t, st.PutDHTNode(ctx, &DHTNode{NodeID: []byte{1, 2}, KeyPEM: "key", CertPEM: "cert"}))
+	n, err = st.DHTNode(ctx)
+	require.NoError(t, err)
+	require.Equal(t, &DHTNode{NodeID: []byte{1, 2}, KeyPEM: "key", CertPEM: "cert"}, n)
+
+	require.NoError(t, st.PutDHTValue(ctx, DHTValue{Hash: []byte{9}, ValueID: 1 << 63, Packed: []byte("v1")}))
+	require.NoError(t, st.PutDHTValue(ctx, DHTValue{Hash: []byte{9}, ValueID: 1 << 63, Packed: []byte("v2")}))
+	values, err := st.DHTValues(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []DHTValue{{Hash: []byte{9}, ValueID: 1 << 63, Packed: []byte("v2")}}, values, "the full 64-bit id survives")
+	require.NoError(t, st.DeleteDHTValue(ctx, []byte{9}, 1<<63))
+	values, err = st.DHTValues(ctx)
+	require.NoError(t, err)
+	require.Empty(t, values)
+
+	now := time.UnixMilli(time.Now().UnixMilli())
+	require.NoError(t, st.ReplaceDHTPeers(ctx, []DHTPeer{{Address: "192.0.2.1:4222", NodeID: []byte{1}, LastSeen: now}}))
+	require.NoError(t, st.ReplaceDHTPeers(ctx, []DHTPeer{{Address: "192.0.2.2:4222", NodeID: []byte{2}, LastSeen: now}}))
+	peers, err := st.DHTPeers(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []DHTPeer{{Address: "192.0.2.2:4222", NodeID: []byte{2}, LastSeen: now}}, peers)
+}

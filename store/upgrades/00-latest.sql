@@ -1,4 +1,4 @@
--- v0 -> v2: Latest revision
+-- v0 -> v3: Latest revision
 
 -- The bot's own Matrix login. One row: a second user in the same database is
 -- refused, because the crypto store next to it belongs to this device.
@@ -81,3 +81,28 @@ CREATE TABLE call (
     FOREIGN KEY (room_id) REFERENCES room (room_id) ON DELETE CASCADE
 );
 CREATE INDEX call_active_idx ON call (state) WHERE state <> 'ended';
+
+-- The bot's DHT node (one row): its id and the SecureDht identity it signs
+-- and decrypts with, so that a restart is the same node to the network.
+CREATE TABLE dht_node (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    node_id   BLOB    NOT NULL,
+    key_pem   TEXT    NOT NULL,
+    cert_pem  TEXT    NOT NULL
+);
+
+-- Values the bot keeps on the DHT (permanent puts), to announce again
+-- after a restart.
+CREATE TABLE dht_value (
+    hash     BLOB    NOT NULL,
+    value_id INTEGER NOT NULL,
+    packed   BLOB    NOT NULL,
+    PRIMARY KEY (hash, value_id)
+);
+
+-- Nodes that answered lately: a fast bootstrap after a restart.
+CREATE TABLE dht_peer (
+    address   TEXT    PRIMARY KEY,
+    node_id   BLOB    NOT NULL,
+    last_seen INTEGER NOT NULL
+);
