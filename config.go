@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/voipbot/voipbot/bridge"
+	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
 	"github.com/voipbot/voipbot/voip"
@@ -33,6 +34,7 @@ type Config struct {
 	Matrix   matrix.Config `yaml:",inline"`
 	Bridge   bridge.Config `yaml:",inline"`
 	Media    voip.Config   `yaml:"media"`
+	Jami     jami.Config   `yaml:"jami"`
 	Database store.Config  `yaml:"database"`
 	HTTP     web.Config    `yaml:"http"`
 	Logging  LoggingConfig `yaml:"logging"`
@@ -112,7 +114,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, err := range []error{
-		c.Matrix.Validate(), c.Bridge.Validate(), c.Media.Validate(), c.Database.Validate(), c.HTTP.Validate(), c.Logging.Validate(),
+		c.Matrix.Validate(), c.Bridge.Validate(), c.Media.Validate(), c.Jami.Validate(), c.Database.Validate(), c.HTTP.Validate(), c.Logging.Validate(),
 	} {
 		if err != nil {
 			errs = append(errs, err)

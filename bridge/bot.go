@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
 	"github.com/voipbot/voipbot/voip"
@@ -36,6 +37,7 @@ type Bot struct {
 	commands []command
 	counts   *prometheus.CounterVec
 	calls    *callManager
+	dht      *dhtService // nil unless jami.enabled
 }
 
 // New creates the bridge and registers its handlers and metrics; call it
@@ -64,8 +66,15 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 }
 
 // Start ends the calls a previous run left active (their media died with
-// it); call it once the Matrix client is logged in.
-func (b *Bot) Start(ctx context.Context) error {
+// it), and starts the DHT node if jami.enabled; call it once the Matrix
+// client is logged in.
+func (b *Bot) Start(ctx context.Context, jamiCfg jami.Config) error {
+	if jamiCfg.Enabled {
+		var err error
+		if b.dht, err = startDHT(ctx, jamiCfg, b.store, b.log); err != nil {
+			return fmt.Errorf("starting the DHT node: %w", err)
+		}
+	}
 	if err := b.calls.endStale(ctx); err != nil {
 		return fmt.Errorf("ending calls left from the last run: %w", err)
 	}
@@ -77,9 +86,13 @@ func (b *Bot) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop hangs up every call and waits, up to ctx, until they have ended.
+// Stop hangs up every call and waits, up to ctx, until they have ended;
+// then it stops the DHT node.
 func (b *Bot) Stop(ctx context.Context) {
 	b.calls.shutdown(ctx)
+	if b.dht != nil {
+		b.dht.Stop(ctx)
+	}
 }
 
 // callCollector reports calls by state from the database at scrape time, so

@@ -114,7 +114,7 @@ func (b *Bot) status(ctx context.Context, evt *matrix.Event, _ []string) (string
 		b.build.Version, b.build.Commit, b.build.BuildTime,
 		time.Since(b.started).Round(time.Second),
 		b.mx.Mode(), b.mx.DeviceID(), encryption,
-		rooms, active, b.media.Describe()) + b.describeCalls(evt.RoomID), nil
+		rooms, active, b.media.Describe()) + b.describeDHT() + b.describeCalls(evt.RoomID), nil
 }
 
 func (b *Bot) describeCalls(room id.RoomID) string {
@@ -203,4 +203,11 @@ func (b *Bot) setSource(ctx context.Context, evt *matrix.Event, args []string) (
 		return "", err
 	}
 	return fmt.Sprintf("Calls in this room now get **%s** (calls already going on keep theirs).", b.calls.sourceFor(ctx, evt.RoomID)), nil
+}
+
+func (b *Bot) describeDHT() string {
+	if b.dht == nil {
+		return "\n* DHT: off (jami.enabled)"
+	}
+	return "\n* DHT: " + b.dht.Describe()
 }

@@ -73,7 +73,7 @@ func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log z
 			}
 			return fmt.Errorf("starting Matrix client: %w", err)
 		}
-		if err := bot.Start(gctx); err != nil {
+		if err := bot.Start(gctx, cfg.Jami); err != nil {
 			return err
 		}
 		return mx.Run(gctx)

@@ -588,3 +588,25 @@ func (n *Node) Stats() Stats {
 	s.StoredKeys, s.StoredValues = n.store.stats()
 	return s
 }
+
+// GoodNode is a node that answered lately.
+type GoodNode struct {
+	NodeInfo
+	LastReply time.Time
+}
+
+// GoodNodes lists the nodes that answered lately (to remember them for the
+// next start).
+func (n *Node) GoodNodes() []GoodNode {
+	now := time.Now()
+	var out []GoodNode
+	for _, t := range []*table{n.table4, n.table6} {
+		for _, k := range t.good(now) {
+			out = append(out, GoodNode{NodeInfo: k.NodeInfo, LastReply: k.lastReply})
+		}
+	}
+	return out
+}
+
+// ClearStorage forgets what other nodes stored here (as a restart would).
+func (n *Node) ClearStorage() { n.store.clear() }

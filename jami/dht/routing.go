@@ -198,3 +198,18 @@ func martian(a netip.AddrPort) bool {
 	}
 	return ip.IsMulticast() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || ip.Is4In6()
 }
+
+// good lists the nodes that answered lately, with when.
+func (t *table) good(now time.Time) []knownNode {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []knownNode
+	for _, b := range t.buckets {
+		for _, k := range b {
+			if k.good(now) {
+				out = append(out, *k)
+			}
+		}
+	}
+	return out
+}

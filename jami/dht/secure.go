@@ -7,23 +7,21 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Identity is a SecureDht identity: a private key and, for announcing it,
 // its certificate chain in PEM (leaf first).
 type Identity struct {
-	Key      *rsa.PrivateKey
-	CertPEM  []byte
-	keyID    InfoHash
-	hasKeyID bool
+	Key     *rsa.PrivateKey
+	CertPEM []byte
+	once    sync.Once
+	keyID   InfoHash
 }
 
 // KeyID is the identity's public-key id (where its certificate lives).
 func (id *Identity) KeyID() InfoHash {
-	if !id.hasKeyID {
-		id.keyID, _ = PublicKeyID(&id.Key.PublicKey)
-		id.hasKeyID = true
-	}
+	id.once.Do(func() { id.keyID, _ = PublicKeyID(&id.Key.PublicKey) })
 	return id.keyID
 }
 

@@ -1,0 +1,263 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/voipbot/voipbot/jami"
+	"github.com/voipbot/voipbot/jami/dht"
+	"github.com/voipbot/voipbot/store"
+)
+
+// How often the good peers are saved, and how many are kept.
+const (
+	dhtPeerSaveInterval = 5 * time.Minute
+	dhtPeersKept        = 64
+)
+
+// dhtKeyBits is the size of the node's RSA key, as Jami's (tests make it
+// smaller: a 4096-bit key takes seconds to make).
+var dhtKeyBits = 4096
+
+// dhtService runs the bot's DHT node with its state in the database: the
+// node id and identity (so a restart is the same node), the values it keeps
+// announced, and the peers that answered lately (a fast bootstrap).
+type dhtService struct {
+	cfg    jami.Config
+	store  *store.Store
+	log    zerolog.Logger
+	node   *dht.Node
+	secure *dht.Secure
+	ident  *dht.Identity
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+// startDHT loads (or creates) the node's identity, binds its socket and
+// joins the network in the background.
+func startDHT(ctx context.Context, cfg jami.Config, st *store.Store, log zerolog.Logger) (*dhtService, error) {
+	s := &dhtService{cfg: cfg, store: st, log: log.With().Str("component", "dht").Logger()}
+	saved, err := st.DHTNode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var id dht.InfoHash
+	if saved == nil {
+		if saved, err = s.newIdentity(ctx); err != nil {
+			return nil, err
+		}
+	}
+	copy(id[:], saved.NodeID)
+	block, _ := pem.Decode([]byte(saved.KeyPEM))
+	if block == nil {
+		return nil, errors.New("the stored DHT key is not PEM")
+	}
+	key, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("reading the stored DHT key: %w", err)
+	}
+	s.ident = &dht.Identity{Key: key, CertPEM: []byte(saved.CertPEM)}
+	nodeCfg := dht.Config{ID: id, Network: cfg.Network}
+	if host, _, _ := net.SplitHostPort(cfg.Listen); strings.Contains(host, ":") {
+		nodeCfg.Listen6 = cfg.Listen
+	} else {
+		nodeCfg.Listen4 = cfg.Listen
+	}
+	if s.node, err = dht.New(nodeCfg, s.log); err != nil {
+		return nil, err
+	}
+	s.secure = dht.NewSecure(s.node, s.ident)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.node.Start(runCtx)
+	s.wg.Add(1)
+	go s.run(runCtx)
+	return s, nil
+}
+
+// newIdentity makes and stores a node id, an RSA key and a self-signed
+// certificate for it (SecureDht announces the certificate at the key's id).
+func (s *dhtService) newIdentity(ctx context.Context) (*store.DHTNode, error) {
+	s.log.Info().Int("bits", dhtKeyBits).Msg("Creating the DHT node's identity (once)")
+	key, err := rsa.GenerateKey(rand.Reader, dhtKeyBits)
+	if err != nil {
+		return nil, fmt.Errorf("making the DHT key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 63))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "voipbot"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("making the DHT certificate: %w", err)
+	}
+	id := dht.RandomHash()
+	n := &store.DHTNode{
+		NodeID:  id[:],
+		KeyPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})),
+		CertPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+	}
+	if err = s.store.PutDHTNode(ctx, n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// run joins the network, announces the certificate and the stored values,
+// and saves the good peers now and then, until stopped.
+func (s *dhtService) run(ctx context.Context) {
+	defer s.wg.Done()
+	for delay := time.Second; ctx.Err() == nil; delay = min(2*delay, 5*time.Minute) {
+		if err := s.join(ctx); err == nil {
+			break
+		} else {
+			s.log.Warn().Err(err).Dur("retry_in", delay).Msg("Cannot join the DHT yet")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+	s.announce(ctx)
+	tick := time.NewTicker(dhtPeerSaveInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.savePeers(ctx)
+		}
+	}
+}
+
+// join bootstraps from the remembered peers and the configured nodes.
+func (s *dhtService) join(ctx context.Context) error {
+	var addrs []netip.AddrPort
+	peers, err := s.store.DHTPeers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range peers[:min(len(peers), 16)] {
+		if a, err := netip.ParseAddrPort(p.Address); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	for _, b := range s.cfg.Bootstrap {
+		host, port, err := net.SplitHostPort(b)
+		if err != nil {
+			continue // validated at start
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			s.log.Warn().Err(err).Str("node", b).Msg("Cannot resolve a DHT bootstrap node")
+			continue
+		}
+		for _, ip := range ips {
+			addrs = append(addrs, netip.AddrPortFrom(ip.Unmap(), uint16(p)))
+		}
+	}
+	if len(addrs) == 0 {
+		return errors.New("no node to bootstrap from")
+	}
+	joinCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err = s.node.Bootstrap(joinCtx, addrs...); err != nil {
+		return err
+	}
+	st := s.node.Stats()
+	s.log.Info().Int("nodes", st.Nodes4+st.Nodes6).Int("good", st.Good4+st.Good6).Stringer("node_id", s.node.ID()).
+		Stringer("key_id", s.ident.KeyID()).Msg("Joined the DHT")
+	s.savePeers(ctx)
+	return nil
+}
+
+// announce keeps our certificate and the stored values announced.
+func (s *dhtService) announce(ctx context.Context) {
+	putCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := s.node.PutPermanent(putCtx, s.ident.KeyID(), dht.CertificateValue(s.ident.CertPEM)); err != nil {
+		s.log.Warn().Err(err).Msg("Announcing the DHT certificate failed")
+	}
+	values, err := s.store.DHTValues(ctx)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("Reading the values to announce")
+		return
+	}
+	for _, sv := range values {
+		v, err := dht.UnpackValue(sv.Packed)
+		if err != nil {
+			s.log.Warn().Err(err).Msg("Dropping a stored DHT value that cannot be read")
+			continue
+		}
+		var h dht.InfoHash
+		copy(h[:], sv.Hash)
+		if _, err = s.node.PutPermanent(putCtx, h, v); err != nil {
+			s.log.Warn().Err(err).Stringer("key", h).Msg("Announcing a stored DHT value failed; the keep-alive tries again")
+		}
+	}
+}
+
+// PutPermanent puts a value, keeps it announced, and remembers it across
+// restarts.
+func (s *dhtService) PutPermanent(ctx context.Context, hash dht.InfoHash, v *dht.Value) error {
+	if err := s.store.PutDHTValue(ctx, store.DHTValue{Hash: hash[:], ValueID: v.ID, Packed: v.Pack()}); err != nil {
+		return err
+	}
+	_, err := s.node.PutPermanent(ctx, hash, v)
+	return err
+}
+
+func (s *dhtService) savePeers(ctx context.Context) {
+	good := s.node.GoodNodes()
+	peers := make([]store.DHTPeer, 0, min(len(good), dhtPeersKept))
+	for _, g := range good[:min(len(good), dhtPeersKept)] {
+		peers = append(peers, store.DHTPeer{Address: g.Addr.String(), NodeID: g.ID[:], LastSeen: g.LastReply})
+	}
+	if len(peers) == 0 {
+		return
+	}
+	if err := s.store.ReplaceDHTPeers(ctx, peers); err != nil {
+		s.log.Warn().Err(err).Msg("Saving the DHT peers failed")
+	}
+}
+
+// Describe is a line for the status command.
+func (s *dhtService) Describe() string {
+	st := s.node.Stats()
+	return fmt.Sprintf("node `%s`, key `%s`, %d nodes known (%d good), %d values stored for others",
+		s.node.ID(), s.ident.KeyID(), st.Nodes4+st.Nodes6, st.Good4+st.Good6, st.StoredValues)
+}
+
+// Stop saves the peers and closes the node.
+func (s *dhtService) Stop(ctx context.Context) {
+	s.savePeers(ctx)
+	s.cancel()
+	_ = s.node.Close()
+	s.wg.Wait()
+}

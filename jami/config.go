@@ -1,0 +1,34 @@
+// Package jami is the bot's side of the Jami network: the configuration of
+// its DHT node (jami/dht) and, later, Jami accounts and calls.
+package jami
+
+import (
+	"errors"
+	"fmt"
+	"net"
+)
+
+// Config is the jami section of the configuration file.
+type Config struct {
+	Enabled   bool     `yaml:"enabled"`
+	Listen    string   `yaml:"listen"`
+	Bootstrap []string `yaml:"bootstrap"`
+	Network   uint32   `yaml:"network"`
+}
+
+// Validate reports every problem, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("jami.listen: %q is not host:port: %w", c.Listen, err))
+	}
+	if c.Enabled && len(c.Bootstrap) == 0 {
+		errs = append(errs, errors.New("jami.bootstrap: at least one node to join the DHT through (Jami's is bootstrap.jami.net:4222)"))
+	}
+	for i, b := range c.Bootstrap {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			errs = append(errs, fmt.Errorf("jami.bootstrap[%d]: %q is not host:port: %w", i, b, err))
+		}
+	}
+	return errors.Join(errs...)
+}
