@@ -1,4 +1,9 @@
 // Command voipbot runs the voipbot Matrix VoIP bridge.
+//
+// Jami's (GnuTLS-made) certificates often have negative serial numbers,
+// which crypto/x509 refuses since Go 1.23 unless told otherwise:
+//
+//go:debug x509negativeserial=1
 package main
 
 import (
