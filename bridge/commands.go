@@ -27,6 +27,7 @@ func (b *Bot) commandTable() []command {
 		{name: "status", summary: "show version, uptime, rooms and active calls", run: b.status},
 		{name: "call", summary: "call you (or `call @user:server`) in this room; add `video` for a video call", run: b.call},
 		{name: "hangup", summary: "hang up the bot's calls in this room", run: b.hangup},
+		{name: "jami", summary: "show the bot's Jami ID, for Jami users to add it", run: b.jamiID},
 		{name: "source", summary: "show or set what the bot sends into calls in this room: `source echo|tone|silence|file|default`", run: b.setSource},
 	}
 }
@@ -210,4 +211,13 @@ func (b *Bot) describeDHT() string {
 		return "\n* DHT: off (jami.enabled)"
 	}
 	return "\n* DHT: " + b.dht.Describe()
+}
+
+// jamiID shows the bot's Jami account.
+func (b *Bot) jamiID(context.Context, *matrix.Event, []string) (string, error) {
+	if b.dht == nil {
+		return "The bot is not on the Jami network (`jami.enabled` is off in its configuration).", nil
+	}
+	return fmt.Sprintf("The bot's Jami ID is `%s` (device `%s`). In Jami, add it as a contact by this ID.\n\n* DHT: %s",
+		b.dht.account.ID(), b.dht.ident.KeyID(), b.dht.Describe()), nil
 }

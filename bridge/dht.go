@@ -2,14 +2,11 @@ package bridge
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/netip"
 	"strconv"
@@ -30,48 +27,40 @@ const (
 	dhtPeersKept        = 64
 )
 
-// dhtKeyBits is the size of the node's RSA key, as Jami's (tests make it
-// smaller: a 4096-bit key takes seconds to make).
-var dhtKeyBits = 4096
-
 // dhtService runs the bot's DHT node with its state in the database: the
 // node id and identity (so a restart is the same node), the values it keeps
 // announced, and the peers that answered lately (a fast bootstrap).
 type dhtService struct {
-	cfg    jami.Config
-	store  *store.Store
-	log    zerolog.Logger
-	node   *dht.Node
-	secure *dht.Secure
-	ident  *dht.Identity
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
+	cfg     jami.Config
+	store   *store.Store
+	log     zerolog.Logger
+	node    *dht.Node
+	secure  *dht.Secure
+	ident   *dht.Identity
+	account *jami.Account
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
 }
 
-// startDHT loads (or creates) the node's identity, binds its socket and
-// joins the network in the background.
+// startDHT loads (or creates) the bot's Jami account and device, binds the
+// node's socket and joins the network in the background.
 func startDHT(ctx context.Context, cfg jami.Config, st *store.Store, log zerolog.Logger) (*dhtService, error) {
 	s := &dhtService{cfg: cfg, store: st, log: log.With().Str("component", "dht").Logger()}
 	saved, err := st.DHTNode(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var id dht.InfoHash
 	if saved == nil {
 		if saved, err = s.newIdentity(ctx); err != nil {
 			return nil, err
 		}
 	}
+	if s.account, err = loadAccount(saved); err != nil {
+		return nil, err
+	}
+	s.ident = s.account.DeviceIdentity()
+	var id dht.InfoHash
 	copy(id[:], saved.NodeID)
-	block, _ := pem.Decode([]byte(saved.KeyPEM))
-	if block == nil {
-		return nil, errors.New("the stored DHT key is not PEM")
-	}
-	key, err := x509.ParsePKCS1PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("reading the stored DHT key: %w", err)
-	}
-	s.ident = &dht.Identity{Key: key, CertPEM: []byte(saved.CertPEM)}
 	nodeCfg := dht.Config{ID: id, Network: cfg.Network}
 	if host, _, _ := net.SplitHostPort(cfg.Listen); strings.Contains(host, ":") {
 		nodeCfg.Listen6 = cfg.Listen
@@ -90,32 +79,56 @@ func startDHT(ctx context.Context, cfg jami.Config, st *store.Store, log zerolog
 	return s, nil
 }
 
-// newIdentity makes and stores a node id, an RSA key and a self-signed
-// certificate for it (SecureDht announces the certificate at the key's id).
-func (s *dhtService) newIdentity(ctx context.Context) (*store.DHTNode, error) {
-	s.log.Info().Int("bits", dhtKeyBits).Msg("Creating the DHT node's identity (once)")
-	key, err := rsa.GenerateKey(rand.Reader, dhtKeyBits)
+// loadAccount reads the stored Jami account and device.
+func loadAccount(saved *store.DHTNode) (*jami.Account, error) {
+	acc, err := jami.ImportArchive(saved.AccountArchive, "")
 	if err != nil {
-		return nil, fmt.Errorf("making the DHT key: %w", err)
+		return nil, fmt.Errorf("reading the stored Jami account: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 63))
+	block, _ := pem.Decode([]byte(saved.KeyPEM))
+	if block == nil {
+		return nil, errors.New("the stored device key is not PEM")
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("reading the stored device key: %w", err)
+	}
+	var ok bool
+	if acc.DeviceKey, ok = key.(*rsa.PrivateKey); !ok {
+		return nil, fmt.Errorf("the stored device key is a %T, not RSA", key)
+	}
+	cert, _ := pem.Decode([]byte(saved.CertPEM))
+	if cert == nil {
+		return nil, errors.New("the stored device certificate is not PEM")
+	}
+	if acc.DeviceCert, err = x509.ParseCertificate(cert.Bytes); err != nil {
+		return nil, fmt.Errorf("reading the stored device certificate: %w", err)
+	}
+	return acc, nil
+}
+
+// newIdentity makes and stores a node id and a Jami account with this
+// device (RSA-4096 keys take a few seconds, once).
+func (s *dhtService) newIdentity(ctx context.Context) (*store.DHTNode, error) {
+	s.log.Info().Msg("Creating the bot's Jami account and device (once)")
+	acc, err := jami.NewAccount("voipbot")
+	if err != nil {
+		return nil, fmt.Errorf("making the Jami account: %w", err)
+	}
+	archive, err := acc.Export("")
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: "voipbot"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(acc.DeviceKey)
 	if err != nil {
-		return nil, fmt.Errorf("making the DHT certificate: %w", err)
+		return nil, err
 	}
 	id := dht.RandomHash()
 	n := &store.DHTNode{
-		NodeID:  id[:],
-		KeyPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})),
-		CertPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		NodeID:         id[:],
+		AccountArchive: archive,
+		KeyPEM:         string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})),
+		CertPEM:        string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: acc.DeviceCert.Raw})),
 	}
 	if err = s.store.PutDHTNode(ctx, n); err != nil {
 		return nil, err
@@ -192,7 +205,7 @@ func (s *dhtService) join(ctx context.Context) error {
 	}
 	st := s.node.Stats()
 	s.log.Info().Int("nodes", st.Nodes4+st.Nodes6).Int("good", st.Good4+st.Good6).Stringer("node_id", s.node.ID()).
-		Stringer("key_id", s.ident.KeyID()).Msg("Joined the DHT")
+		Stringer("jami_id", s.account.ID()).Stringer("device", s.ident.KeyID()).Msg("Joined the DHT")
 	s.savePeers(ctx)
 	return nil
 }
@@ -201,8 +214,16 @@ func (s *dhtService) join(ctx context.Context) error {
 func (s *dhtService) announce(ctx context.Context) {
 	putCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	// The device's certificate chain at its key id, and the announcement
+	// that it belongs to the account at the account id: what a Jami device
+	// looks up to call the bot.
 	if _, err := s.node.PutPermanent(putCtx, s.ident.KeyID(), dht.CertificateValue(s.ident.CertPEM)); err != nil {
-		s.log.Warn().Err(err).Msg("Announcing the DHT certificate failed")
+		s.log.Warn().Err(err).Msg("Announcing the device certificate failed")
+	}
+	if ann, err := s.account.DeviceAnnouncement(); err != nil {
+		s.log.Warn().Err(err).Msg("Making the device announcement failed")
+	} else if _, err = s.node.PutPermanent(putCtx, s.account.ID(), ann); err != nil {
+		s.log.Warn().Err(err).Msg("Announcing the device failed")
 	}
 	values, err := s.store.DHTValues(ctx)
 	if err != nil {
@@ -250,8 +271,8 @@ func (s *dhtService) savePeers(ctx context.Context) {
 // Describe is a line for the status command.
 func (s *dhtService) Describe() string {
 	st := s.node.Stats()
-	return fmt.Sprintf("node `%s`, key `%s`, %d nodes known (%d good), %d values stored for others",
-		s.node.ID(), s.ident.KeyID(), st.Nodes4+st.Nodes6, st.Good4+st.Good6, st.StoredValues)
+	return fmt.Sprintf("Jami ID `%s`, node `%s`, %d nodes known (%d good), %d values stored for others",
+		s.account.ID(), s.node.ID(), st.Nodes4+st.Nodes6, st.Good4+st.Good6, st.StoredValues)
 }
 
 // Stop saves the peers and closes the node.

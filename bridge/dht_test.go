@@ -18,7 +18,7 @@ import (
 // The bot's DHT node keeps its id and key across restarts, remembers the
 // peers that answered, and announces its values again after a restart.
 func TestDHTServiceRestart(t *testing.T) {
-	dhtKeyBits = 2048
+	jami.KeyBits = 2048 // 4096-bit keys take seconds to make
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	boot, err := dht.New(dht.Config{Listen4: "127.0.0.1:0", MaxPeerRequestsPerSec: -1}, zerolog.Nop())
@@ -38,15 +38,25 @@ func TestDHTServiceRestart(t *testing.T) {
 
 	s, err := startDHT(ctx, cfg, st, zerolog.Nop())
 	require.NoError(t, err)
-	firstID, firstKey := s.node.ID(), s.ident.KeyID()
+	firstID, firstKey, jamiID := s.node.ID(), s.ident.KeyID(), s.account.ID()
 	require.Eventually(t, func() bool { peers, _ := st.DHTPeers(ctx); return len(peers) > 0 }, 20*time.Second, 20*time.Millisecond, "joined and remembered its peers")
 	key := dht.HashString("kept")
 	require.NoError(t, s.PutPermanent(ctx, key, &dht.Value{ID: 42, Data: []byte("kept across restarts")}))
-	// The certificate is announced at the key id.
+	// The device certificate is announced at the device's key id, and the
+	// device announcement, signed by the account key, at the Jami ID.
 	require.NoError(t, client.Bootstrap(ctx, boot.Addr4()))
 	require.Eventually(t, func() bool {
 		values, err := client.Get(ctx, firstKey)
 		return err == nil && len(values) == 1 && values[0].Type == dht.TypeCertificate
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		values, err := client.Get(ctx, jamiID)
+		if err != nil || len(values) != 1 || values[0].Verify() != nil {
+			return false
+		}
+		ann, err := jami.ParseAnnouncement(values[0].Data)
+		owner, _ := dht.PublicKeyID(values[0].Owner)
+		return err == nil && ann.Device == firstKey && owner == jamiID
 	}, 20*time.Second, 20*time.Millisecond)
 	s.Stop(ctx)
 
@@ -57,7 +67,8 @@ func TestDHTServiceRestart(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Stop(ctx)
 	assert.Equal(t, firstID, s.node.ID(), "same node id")
-	assert.Equal(t, firstKey, s.ident.KeyID(), "same key")
+	assert.Equal(t, firstKey, s.ident.KeyID(), "same device")
+	assert.Equal(t, jamiID, s.account.ID(), "same Jami account")
 	require.Eventually(t, func() bool {
 		values, err := client.Get(ctx, key)
 		return err == nil && len(values) == 1 && string(values[0].Data) == "kept across restarts"

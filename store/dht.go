@@ -8,18 +8,19 @@ import (
 	"time"
 )
 
-// DHTNode is the bot's DHT node identity: its node id, and the key and
-// certificate (PEM) it signs and decrypts with.
+// DHTNode is the bot's DHT node identity: its node id, its Jami account
+// (archive), and its device's key and certificate chain (PEM).
 type DHTNode struct {
-	NodeID  []byte
-	KeyPEM  string
-	CertPEM string
+	NodeID         []byte
+	AccountArchive []byte
+	KeyPEM         string
+	CertPEM        string
 }
 
 // DHTNode returns the stored node identity, or nil before the first start.
 func (s *Store) DHTNode(ctx context.Context) (*DHTNode, error) {
 	var n DHTNode
-	err := s.db.QueryRow(ctx, "SELECT node_id, key_pem, cert_pem FROM dht_node WHERE singleton=1").Scan(&n.NodeID, &n.KeyPEM, &n.CertPEM)
+	err := s.db.QueryRow(ctx, "SELECT node_id, account_archive, key_pem, cert_pem FROM dht_node WHERE singleton=1").Scan(&n.NodeID, &n.AccountArchive, &n.KeyPEM, &n.CertPEM)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	} else if err != nil {
@@ -31,9 +32,10 @@ func (s *Store) DHTNode(ctx context.Context) (*DHTNode, error) {
 // PutDHTNode stores the node identity.
 func (s *Store) PutDHTNode(ctx context.Context, n *DHTNode) error {
 	_, err := s.db.Exec(ctx, `
-		INSERT INTO dht_node (singleton, node_id, key_pem, cert_pem) VALUES (1, $1, $2, $3)
-		ON CONFLICT (singleton) DO UPDATE SET node_id=excluded.node_id, key_pem=excluded.key_pem, cert_pem=excluded.cert_pem`,
-		n.NodeID, n.KeyPEM, n.CertPEM)
+		INSERT INTO dht_node (singleton, node_id, account_archive, key_pem, cert_pem) VALUES (1, $1, $2, $3, $4)
+		ON CONFLICT (singleton) DO UPDATE SET node_id=excluded.node_id, account_archive=excluded.account_archive,
+			key_pem=excluded.key_pem, cert_pem=excluded.cert_pem`,
+		n.NodeID, n.AccountArchive, n.KeyPEM, n.CertPEM)
 	if err != nil {
 		return fmt.Errorf("storing the DHT node identity: %w", err)
 	}

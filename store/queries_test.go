@@ -224,10 +224,10 @@ func TestDHTState(t *testing.T) {
 	n, err := st.DHTNode(ctx)
 	require.NoError(t, err)
 	require.Nil(t, n, "nothing before the first start")
-	require.NoError(t, st.PutDHTNode(ctx, &DHTNode{NodeID: []byte{1, 2}, KeyPEM: "key", CertPEM: "cert"}))
+	require.NoError(t, st.PutDHTNode(ctx, &DHTNode{NodeID: []byte{1, 2}, AccountArchive: []byte("archive"), KeyPEM: "key", CertPEM: "cert"}))
 	n, err = st.DHTNode(ctx)
 	require.NoError(t, err)
-	require.Equal(t, &DHTNode{NodeID: []byte{1, 2}, KeyPEM: "key", CertPEM: "cert"}, n)
+	require.Equal(t, &DHTNode{NodeID: []byte{1, 2}, AccountArchive: []byte("archive"), KeyPEM: "key", CertPEM: "cert"}, n)
 
 	require.NoError(t, st.PutDHTValue(ctx, DHTValue{Hash: []byte{9}, ValueID: 1 << 63, Packed: []byte("v1")}))
 	require.NoError(t, st.PutDHTValue(ctx, DHTValue{Hash: []byte{9}, ValueID: 1 << 63, Packed: []byte("v2")}))
