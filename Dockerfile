@@ -38,7 +38,8 @@ ENV VOIPBOT_HTTP_LISTEN=0.0.0.0:29333
 # port is enough; announce the host's public address with
 # -e VOIPBOT_MEDIA_PUBLIC_IPS=… when the container sits behind Docker's NAT.
 ENV VOIPBOT_MEDIA_UDP_MUX_PORT=29334
-EXPOSE 29333 29334/udp
+# 4222/udp: the Jami DHT node, when jami.enabled.
+EXPOSE 29333 29334/udp 4222/udp
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["/usr/local/bin/voipbot", "-c", "/data/config.yaml", "-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/voipbot"]
