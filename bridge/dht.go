@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,13 +108,38 @@ func loadAccount(saved *store.DHTNode) (*jami.Account, error) {
 	return acc, nil
 }
 
+// firstAccount is the account of the first start: imported from the
+// configured archive (with a new device for the bot), or new.
+func (s *dhtService) firstAccount() (*jami.Account, error) {
+	if s.cfg.Archive == "" {
+		s.log.Info().Msg("Creating the bot's Jami account and device (once)")
+		acc, err := jami.NewAccount("voipbot")
+		if err != nil {
+			return nil, fmt.Errorf("making the Jami account: %w", err)
+		}
+		return acc, nil
+	}
+	data, err := os.ReadFile(s.cfg.Archive)
+	if err != nil {
+		return nil, fmt.Errorf("jami.archive: %w", err)
+	}
+	acc, err := jami.ImportArchive(data, s.cfg.ArchivePassword)
+	if err != nil {
+		return nil, fmt.Errorf("jami.archive %s: %w", s.cfg.Archive, err)
+	}
+	if err = acc.NewDevice("voipbot"); err != nil {
+		return nil, err
+	}
+	s.log.Info().Stringer("jami_id", acc.ID()).Msg("Imported the Jami account from jami.archive, with a new device for the bot")
+	return acc, nil
+}
+
 // newIdentity makes and stores a node id and a Jami account with this
 // device (RSA-4096 keys take a few seconds, once).
 func (s *dhtService) newIdentity(ctx context.Context) (*store.DHTNode, error) {
-	s.log.Info().Msg("Creating the bot's Jami account and device (once)")
-	acc, err := jami.NewAccount("voipbot")
+	acc, err := s.firstAccount()
 	if err != nil {
-		return nil, fmt.Errorf("making the Jami account: %w", err)
+		return nil, err
 	}
 	archive, err := acc.Export("")
 	if err != nil {

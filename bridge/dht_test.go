@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -74,4 +75,39 @@ func TestDHTServiceRestart(t *testing.T) {
 		return err == nil && len(values) == 1 && string(values[0].Data) == "kept across restarts"
 	}, 20*time.Second, 50*time.Millisecond)
 	assert.Contains(t, s.Describe(), firstID.String())
+}
+
+// An operator's existing Jami account is imported from its archive at the
+// first start, with a device of the bot's own.
+func TestDHTServiceImportsArchive(t *testing.T) {
+	jami.KeyBits = 2048
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	acc, err := jami.NewAccount("phone")
+	require.NoError(t, err)
+	archive, err := acc.Export("secret")
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "account.gz")
+	require.NoError(t, os.WriteFile(path, archive, 0o600))
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "v.db")}, zerolog.Nop())
+	require.NoError(t, err)
+	defer st.Close()
+	cfg := jami.Config{Enabled: true, Listen: "127.0.0.1:0", Bootstrap: []string{"127.0.0.1:9"}, Archive: path, ArchivePassword: "secret"}
+	s, err := startDHT(ctx, cfg, st, zerolog.Nop())
+	require.NoError(t, err)
+	defer s.Stop(ctx)
+	assert.Equal(t, acc.ID(), s.account.ID(), "the same Jami account")
+	assert.NotEqual(t, acc.DeviceID(), s.ident.KeyID(), "a device of the bot's own")
+	require.NoError(t, s.account.VerifyChain())
+
+	cfg.ArchivePassword = "wrong"
+	_, err = startDHT(ctx, cfg, newStoreT(t), zerolog.Nop())
+	assert.ErrorContains(t, err, "does not open with this password")
+}
+
+func newStoreT(t *testing.T) *store.Store {
+	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(t.TempDir(), "v.db")}, zerolog.Nop())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }

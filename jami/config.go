@@ -14,6 +14,11 @@ type Config struct {
 	Listen    string   `yaml:"listen"`
 	Bootstrap []string `yaml:"bootstrap"`
 	Network   uint32   `yaml:"network"`
+	// Archive is a Jami account archive to take the bot's account from at
+	// its first start (instead of making a new one); ArchivePassword opens
+	// it if it is encrypted.
+	Archive         string `yaml:"archive"`
+	ArchivePassword string `yaml:"archive_password"`
 }
 
 // Validate reports every problem, each naming its key.
