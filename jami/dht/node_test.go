@@ -186,3 +186,21 @@ func TestRateLimit(t *testing.T) {
 	assert.True(t, martian(netip.MustParseAddrPort("127.0.0.1:0")))
 	assert.False(t, martian(netip.MustParseAddrPort("127.0.0.1:4222")))
 }
+
+// Others cannot make a node hold more than maxStoredBytes.
+func TestStorageByteCap(t *testing.T) {
+	s := newStorage()
+	now := time.Now()
+	big := bytes.Repeat([]byte("x"), MaxValueSize-64)
+	stored := 0
+	for i := range maxStoredBytes/len(big) + 10 {
+		res, _ := s.put(HashString(fmt.Sprint(i)), &Value{ID: 1, Data: big}, now, now)
+		if res == storeNew {
+			stored++
+		}
+	}
+	assert.Less(t, stored, maxStoredBytes/len(big)+10)
+	assert.LessOrEqual(t, s.bytes, maxStoredBytes)
+	s.expire(now.Add(time.Hour))
+	assert.Zero(t, s.bytes, "expired values free their bytes")
+}

@@ -11,7 +11,10 @@ import (
 const (
 	maxValuesPerHash = 64
 	maxStoredHashes  = 16384
-	listenExpiry     = 30 * time.Second
+	// maxStoredBytes caps what others can make us hold (OpenDHT's
+	// max_store_size is of this order).
+	maxStoredBytes = 64 << 20
+	listenExpiry   = 30 * time.Second
 )
 
 // expiryOf is how long a value of a type lives without a refresh
@@ -33,6 +36,7 @@ func expiryOf(t ValueType) time.Duration {
 
 type storedValue struct {
 	v       *Value
+	size    int
 	created time.Time
 	expires time.Time
 }
@@ -52,6 +56,7 @@ type storedHash struct {
 type storage struct {
 	mu     sync.Mutex
 	hashes map[InfoHash]*storedHash
+	bytes  int // the packed size of everything stored
 }
 
 func newStorage() *storage { return &storage{hashes: map[InfoHash]*storedHash{}} }
@@ -108,20 +113,24 @@ func (s *storage) put(hash InfoHash, v *Value, created, now time.Time) (storeRes
 		if sv.v.ID != v.ID {
 			continue
 		}
-		if bytes.Equal(sv.v.Pack(), v.Pack()) {
+		packed := v.Pack()
+		if bytes.Equal(sv.v.Pack(), packed) {
 			sv.expires = expires
 			return storeSame, nil
 		}
-		if !policyCheck(hash, v, sv.v) {
+		if !policyCheck(hash, v, sv.v) || s.bytes-sv.size+len(packed) > maxStoredBytes {
 			return storeRefused, nil
 		}
-		sv.v, sv.created, sv.expires = v, created, expires
+		s.bytes += len(packed) - sv.size
+		sv.v, sv.size, sv.created, sv.expires = v, len(packed), created, expires
 		return storeReplaced, s.liveListeners(sh, now)
 	}
-	if !policyCheck(hash, v, nil) || len(sh.values) >= maxValuesPerHash {
+	size := len(v.Pack())
+	if !policyCheck(hash, v, nil) || len(sh.values) >= maxValuesPerHash || s.bytes+size > maxStoredBytes {
 		return storeRefused, nil
 	}
-	sh.values = append(sh.values, &storedValue{v: v, created: created, expires: expires})
+	s.bytes += size
+	sh.values = append(sh.values, &storedValue{v: v, size: size, created: created, expires: expires})
 	return storeNew, s.liveListeners(sh, now)
 }
 
@@ -208,6 +217,8 @@ func (s *storage) expire(now time.Time) {
 		for _, sv := range sh.values {
 			if sv.expires.After(now) {
 				values = append(values, sv)
+			} else {
+				s.bytes -= sv.size
 			}
 		}
 		sh.values = values
@@ -239,4 +250,5 @@ func (s *storage) clear() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hashes = map[InfoHash]*storedHash{}
+	s.bytes = 0
 }
