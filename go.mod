@@ -3,6 +3,7 @@ module github.com/voipbot/voipbot
 go 1.26.0
 
 require (
+	github.com/godbus/dbus/v5 v5.1.0
 	github.com/mattn/go-isatty v0.0.20
 	github.com/pion/ice/v4 v4.4.2
 	github.com/pion/interceptor v0.1.48

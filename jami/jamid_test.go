@@ -1,0 +1,81 @@
+//go:build linux
+
+package jami_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/voipbot/voipbot/internal/dhtnode"
+	"github.com/voipbot/voipbot/internal/jamid"
+	"github.com/voipbot/voipbot/jami"
+	"github.com/voipbot/voipbot/jami/dht"
+)
+
+// TestJamidFindsOurDevice: a real Jami device (Debian's jami-daemon 13.7.0)
+// on a local DHT with our node finds the bot's account: calling our Jami ID,
+// it reads the device announcement at the account id, gets our device's
+// certificate at its key id, and sends our device an encrypted, signed
+// connection request at SHA-1("peer:" + device id), which we decrypt.
+func TestJamidFindsOurDevice(t *testing.T) {
+	jamid.RequireInstalled(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	n := dhtnode.NewTestNetwork(t)
+	require.NoError(t, jamid.DisableIPv6(n.Link))
+	peer, err := n.Start(ctx, dhtnode.Options{NoRateLimit: true})
+	require.NoError(t, err)
+
+	// The bot's side: a Jami account, its device on our DHT node.
+	jami.KeyBits = 2048 // the structure matters here; 4096-bit keys take seconds
+	acc, err := jami.NewAccount("voipbot")
+	require.NoError(t, err)
+	node, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String(), MaxPeerRequestsPerSec: -1}, zerolog.Nop())
+	require.NoError(t, err)
+	node.Start(context.Background())
+	t.Cleanup(func() { _ = node.Close() })
+	require.NoError(t, node.Bootstrap(ctx, peer.Addr()))
+	secure := dht.NewSecure(node, acc.DeviceIdentity())
+	_, err = node.PutPermanent(ctx, acc.DeviceID(), dht.CertificateValue(acc.DeviceChainPEM()))
+	require.NoError(t, err)
+	ann, err := acc.DeviceAnnouncement()
+	require.NoError(t, err)
+	_, err = node.PutPermanent(ctx, acc.ID(), ann)
+	require.NoError(t, err)
+	requests := make(chan *dht.Value, 8)
+	peerKey := dht.HashString("peer:" + acc.DeviceID().String())
+	require.NoError(t, secure.Listen(ctx, peerKey, func(v *dht.Value) { requests <- v }))
+
+	// The Jami side.
+	d := jamid.NewTestDaemon(t, ctx, jamid.Options{Link: n.Link})
+	jamiAcc, err := d.AddAccount(ctx, jamid.LoopbackAccount(peer.Addr().String()))
+	require.NoError(t, err)
+	require.NoError(t, d.WaitRegistered(ctx, jamiAcc))
+
+	// jamid can pin our device certificate from the DHT …
+	require.NoError(t, d.FindCertificate(ctx, jamiAcc, acc.DeviceID().String()))
+	// … finds our account's device when it calls us …
+	lookup, err := d.FindAccount(ctx, jamiAcc, acc.ID().String())
+	require.NoError(t, err)
+	require.True(t, lookup.Found, "jamid found no device for %s: %s", acc.ID(), lookup.Evidence)
+
+	// … and asks our device for a connection: a value encrypted for our
+	// device key and signed by its own, with Jami's user type.
+	select {
+	case v := <-requests:
+		require.Equal(t, "peer_request", v.UserType)
+		require.True(t, v.Signed())
+		sender, err := dht.PublicKeyID(v.Owner)
+		require.NoError(t, err)
+		device, err := d.DeviceKeyID(ctx, jamiAcc)
+		require.NoError(t, err)
+		require.Equal(t, device, sender.String(), "signed by jamid's device")
+	case <-ctx.Done():
+		t.Fatal("no connection request reached our device")
+	}
+}
