@@ -21,6 +21,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/voipbot/voipbot"
+	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/jami/dht"
 )
 
@@ -40,12 +42,12 @@ Commands (keys are strings, hashed with SHA-1 as dhtnode does, or 40 hex digits)
 
 // dhtCLI runs `voipbot dht …`: the first tool for debugging a DHT (and what
 // the interop tests drive). It prints values and errors plainly.
-func dhtCLI(args []string, stdout, stderr io.Writer) int {
+func dhtCLI(args []string, configured jami.Config, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("voipbot dht", flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	bootstrap := flags.String("bootstrap", "", "node to join, host:port (comma-separated for several)")
+	bootstrap := flags.String("bootstrap", strings.Join(configured.Bootstrap, ","), "node to join, host:port (comma-separated for several; default: jami.bootstrap of the configuration)")
 	listen := flags.String("listen", "0.0.0.0:0", "UDP address of this node")
-	network := flags.Uint("network", 0, "network id (Jami's is 0)")
+	network := flags.Uint("network", uint(configured.Network), "network id (Jami's is 0; default: jami.network)")
 	timeout := flags.Duration("timeout", 30*time.Second, "how long a command may take (not listen)")
 	keyBits := flags.Int("key-bits", 4096, "size of this run's RSA key for signed and encrypted values (Jami's are 4096)")
 	flags.Usage = func() { _, _ = fmt.Fprint(stderr, dhtUsage) }
@@ -146,7 +148,7 @@ func runDHT(ctx context.Context, o dhtOptions, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if bootstrap == "" {
-		return fmt.Errorf("%w: -bootstrap host:port is needed", errUsage)
+		return fmt.Errorf("%w: -bootstrap host:port is needed (or jami.bootstrap in the configuration)", errUsage)
 	}
 	var addrs []netip.AddrPort
 	for _, b := range strings.Split(bootstrap, ",") {
@@ -224,6 +226,20 @@ func runDHT(ctx context.Context, o dhtOptions, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// configuredDHT is the jami section of the configuration file, if there is
+// one that loads: its bootstrap nodes and network are the defaults of
+// `voipbot dht`. The commands work without any configuration.
+func configuredDHT(path string, environ []string) jami.Config {
+	if _, err := os.Stat(path); err != nil {
+		return jami.Config{}
+	}
+	cfg, err := voipbot.Load(path, environ)
+	if err != nil {
+		return jami.Config{}
+	}
+	return cfg.Jami
 }
 
 // keyOf reads a key: 40 hex digits as a hash, anything else hashed.

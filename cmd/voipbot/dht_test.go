@@ -47,6 +47,12 @@ func TestDHTCommands(t *testing.T) {
 	code, _, errOut = runCLI(t, dir, nil, "dht", "-listen", "127.0.0.1:0", "get", "x")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "-bootstrap host:port is needed")
+
+	// Without -bootstrap, the configuration's jami.bootstrap.
+	writeConfig(t, dir, "jami:\n  bootstrap: [\""+boot+"\"]\n")
+	code, out, errOut = runCLI(t, dir, nil, "dht", "-listen", "127.0.0.1:0", "get", "cli-key")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `plain: "hello"`)
 	code, _, errOut = runCLI(t, dir, nil, "dht", "-bootstrap", "127.0.0.1:1", "-listen", "127.0.0.1:0", "-timeout", "5s", "get", "x")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "no node answered")

@@ -71,7 +71,7 @@ func cli(args, environ []string, stdout, stderr *os.File) int {
 		_, _ = fmt.Fprintf(stdout, "Wrote the example configuration to %s.\n", path)
 		return 0
 	case flags.NArg() > 0 && flags.Arg(0) == "dht":
-		return dhtCLI(flags.Args()[1:], stdout, stderr)
+		return dhtCLI(flags.Args()[1:], configuredDHT(*configPath, environ), stdout, stderr)
 	case flags.NArg() > 0:
 		flags.Usage()
 		return 2

@@ -204,3 +204,28 @@ func TestStorageByteCap(t *testing.T) {
 	s.expire(now.Add(time.Hour))
 	assert.Zero(t, s.bytes, "expired values free their bytes")
 }
+
+// The same over IPv6: nodes on ::1 find each other's values (node lists in
+// "n6", compact 38-byte records).
+func TestIPv6Network(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	ctx := ctxFor(t)
+	var nodes []*Node
+	for i := range 6 {
+		node, err := New(Config{Listen6: "[::1]:0", MaxPeerRequestsPerSec: -1}, zerolog.Nop())
+		require.NoError(t, err)
+		node.Start(context.Background())
+		t.Cleanup(func() { _ = node.Close() })
+		nodes = append(nodes, node)
+		if i > 0 {
+			require.NoError(t, node.Bootstrap(ctx, nodes[0].Addr6()))
+		}
+	}
+	_, err := nodes[2].Put(ctx, HashString("v6"), &Value{ID: 1, Data: []byte("over IPv6")})
+	require.NoError(t, err)
+	values, err := nodes[5].Get(ctx, HashString("v6"))
+	require.NoError(t, err)
+	require.Len(t, values, 1)
+	assert.Equal(t, []byte("over IPv6"), values[0].Data)
+	assert.Positive(t, nodes[5].Stats().Good6)
+}
