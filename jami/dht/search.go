@@ -284,7 +284,10 @@ func (s *subscription) deliver(values []*Value) {
 }
 
 func (n *Node) sendListens(ctx context.Context, sub *subscription) {
-	for _, c := range sub.nodes {
+	sub.mu.Lock()
+	nodes := sub.nodes
+	sub.mu.Unlock()
+	for _, c := range nodes {
 		go func() {
 			_, _ = n.request(ctx, c.Addr, func(tid uint32) [][]byte {
 				return [][]byte{n.self.Listen(tid, sub.hash, c.token, sub.sid, nil)}
@@ -305,7 +308,20 @@ func (n *Node) renewListens(now time.Time) {
 	}
 	n.mu.Unlock()
 	for _, s := range due {
-		n.sendListens(n.ctx, s)
+		// Search again: the closest nodes change as nodes come and go,
+		// and a listen at a node that left hears nothing.
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, listenRenewal)
+			defer cancel()
+			if res, err := n.lookup(ctx, s.hash, false); err == nil {
+				s.mu.Lock()
+				s.nodes = res.closest
+				s.mu.Unlock()
+			}
+			n.sendListens(n.ctx, s)
+		}()
 	}
 }
 
