@@ -18,6 +18,8 @@ import (
 	"io"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/voipbot/voipbot/jami/dht"
 )
 
 // Jami's account archive (jami-daemon accountarchive.cpp, archiver.cpp):
@@ -245,17 +247,7 @@ func parseKey(data []byte) (*rsa.PrivateKey, error) {
 // only with GODEBUG x509negativeserial=1: the voipbot binary sets it
 // (//go:debug in its main package).
 func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var ders [][]byte
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type == "CERTIFICATE" {
-			ders = append(ders, block.Bytes)
-		}
-	}
+	ders := dht.PEMCertificates(data)
 	if len(ders) == 0 {
 		ders = [][]byte{data}
 	}

@@ -4,9 +4,6 @@ package jamid
 
 import (
 	"context"
-	"crypto/sha1" //nolint:gosec // OpenDHT's public key ids are SHA-1.
-	"encoding/asn1"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -14,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/voipbot/voipbot/jami/dht"
 )
 
 // Account detail keys (jami/account_const.h) used here.
@@ -331,34 +330,23 @@ func (d *Daemon) DeviceKeyID(ctx context.Context, accountID string) (string, err
 }
 
 // PublicKeyID is OpenDHT's id of the public key of the first certificate
-// in PEM: SHA-1 of its DER SubjectPublicKeyInfo, in hex. It reads the DER
-// itself rather than with crypto/x509, which refuses the negative serial
-// numbers OpenDHT writes into half of its certificates (unless
-// GODEBUG=x509negativeserial=1).
+// in PEM (SHA-1 of its DER SubjectPublicKeyInfo), in hex. jami/dht reads the
+// key even from certificates with the negative serial numbers OpenDHT
+// writes, which crypto/x509 refuses.
 func PublicKeyID(pemData []byte) (string, error) {
 	block, _ := pem.Decode(pemData)
 	if block == nil || block.Type != "CERTIFICATE" {
 		return "", errors.New("no PEM certificate")
 	}
-	var cert struct {
-		TBS struct {
-			Version  asn1.RawValue `asn1:"optional,explicit,tag:0"`
-			Serial   asn1.RawValue
-			SigAlg   asn1.RawValue
-			Issuer   asn1.RawValue
-			Validity asn1.RawValue
-			Subject  asn1.RawValue
-			SPKI     asn1.RawValue
-			Rest     []asn1.RawValue `asn1:"optional"`
-		}
-		SigAlg asn1.RawValue
-		Sig    asn1.RawValue
+	pub, err := dht.CertificatePublicKey(block.Bytes)
+	if err != nil {
+		return "", err
 	}
-	if _, err := asn1.Unmarshal(block.Bytes, &cert); err != nil {
-		return "", fmt.Errorf("parsing the certificate: %w", err)
+	id, err := dht.PublicKeyID(pub)
+	if err != nil {
+		return "", err
 	}
-	sum := sha1.Sum(cert.TBS.SPKI.FullBytes) //nolint:gosec // OpenDHT's ids are SHA-1.
-	return hex.EncodeToString(sum[:]), nil
+	return id.String(), nil
 }
 
 // AddContact adds uri (a Jami ID) to account's contacts (addContact; in

@@ -32,21 +32,26 @@ func CertificateDERs(v *Value) ([][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificate value: %w", err)
 	}
+	out := PEMCertificates(data)
+	if len(out) == 0 {
+		return nil, errors.New("certificate value holds no certificate")
+	}
+	return out, nil
+}
+
+// PEMCertificates returns the DER of each CERTIFICATE block in PEM data.
+func PEMCertificates(data []byte) [][]byte {
 	var out [][]byte
 	for {
 		var block *pem.Block
 		block, data = pem.Decode(data)
 		if block == nil {
-			break
+			return out
 		}
 		if block.Type == "CERTIFICATE" {
 			out = append(out, block.Bytes)
 		}
 	}
-	if len(out) == 0 {
-		return nil, errors.New("certificate value holds no certificate")
-	}
-	return out, nil
 }
 
 // CertificatePublicKey returns a DER certificate's RSA key. GnuTLS-made
