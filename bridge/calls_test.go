@@ -19,6 +19,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/voipbot/voipbot/internal/impair"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/matrix/callevent"
 	"github.com/voipbot/voipbot/store"
@@ -68,14 +69,19 @@ type managerEnv struct {
 }
 
 func newManagerEnv(t testing.TB, cfg CallsConfig) *managerEnv {
+	return newManagerEnvWith(t, cfg, voip.Config{Interfaces: []string{"lo"}, IncludeLoopback: true,
+		ICEDisconnected: 5 * time.Second, ICEFailed: 10 * time.Second, ICEKeepalive: time.Second})
+}
+
+// newManagerEnvWith is newManagerEnv with the media engine's configuration.
+func newManagerEnvWith(t testing.TB, cfg CallsConfig, media voip.Config) *managerEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "v.db")}, zerolog.Nop())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	require.NoError(t, st.SetMembership(ctx, testRoom, store.MembershipJoin, alice))
-	engine, err := voip.NewEngine(voip.Config{Interfaces: []string{"lo"}, IncludeLoopback: true,
-		ICEDisconnected: 5 * time.Second, ICEFailed: 10 * time.Second, ICEKeepalive: time.Second}, zerolog.Nop())
+	engine, err := voip.NewEngine(media, zerolog.Nop())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = engine.Close() })
 	if cfg.Source == "" {
@@ -584,4 +590,49 @@ func TestManagerEndsStaleCalls(t *testing.T) {
 		assert.Equal(t, store.CallStateEnded, c.State)
 		assert.Equal(t, "the bot restarted during the call", c.StateReason)
 	}
+}
+
+// A call whose path dies is restarted, not hung up: the bot's connection
+// fails, it sends an ICE-restart offer as m.call.negotiate, the peer answers
+// it, and media connects again over the path that is left.
+func TestManagerICERestartAfterPathLoss(t *testing.T) {
+	e := newManagerEnvWith(t, CallsConfig{}, voip.Config{Interfaces: []string{"lo"}, IncludeLoopback: true,
+		ICEDisconnected: 500 * time.Millisecond, ICEFailed: time.Second, ICEKeepalive: 200 * time.Millisecond})
+	relay, err := impair.NewRelay(impair.Link{}, impair.Link{}, 1)
+	require.NoError(t, err)
+	p := newPionPeer(t) // side A of the relay; the bot is B
+	const callID = "1700000000000aaaaaaaaaaaaaaaa"
+	e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", impair.OnlyCandidate(p.offer(t), relay.AddrForB())), 0)
+	e.batchEnd()
+	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
+	require.NoError(t, p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer,
+		SDP: impair.OnlyCandidate(ans.Answer.SDP, relay.AddrForA())}))
+	waitReason := func(reason string) {
+		require.Eventually(t, func() bool {
+			c, err := e.st.Call(e.ctx, testRoom, callID)
+			return err == nil && c != nil && c.StateReason == reason
+		}, 20*time.Second, 10*time.Millisecond, "call reason %q", reason)
+	}
+	waitReason("media connected")
+
+	require.NoError(t, relay.Close()) // the only path is gone
+	var offer *callevent.Negotiate
+	for offer == nil {
+		s := e.next()
+		if n, ok := s.content.(*callevent.Negotiate); ok {
+			offer = n
+		} else {
+			require.NotEqual(t, callevent.TypeHangup, s.typ, "the bot hung up instead of restarting ICE")
+		}
+	}
+	require.Equal(t, callevent.SDPOffer, offer.Description.Type)
+	require.NoError(t, p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.Description.SDP}))
+	answer, err := p.pc.CreateAnswer(nil)
+	require.NoError(t, err)
+	gathered := webrtc.GatheringCompletePromise(p.pc)
+	require.NoError(t, p.pc.SetLocalDescription(answer))
+	<-gathered
+	e.deliver(alice, callevent.TypeNegotiate, map[string]any{"call_id": callID, "party_id": "ALICE", "version": "1", "lifetime": 10000,
+		"description": map[string]any{"type": "answer", "sdp": p.pc.LocalDescription().SDP}}, 0)
+	waitReason("media connected again")
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -291,7 +289,7 @@ func connectVia(t testing.TB, ctx context.Context, offerer, answerer *voip.Sessi
 	t.Helper()
 	offer, err := offerer.CreateOffer(ctx, voip.OfferOptions{GatherWait: 5 * time.Second})
 	require.NoError(t, err)
-	offer.SDP = onlyCandidate(offer.SDP, r.AddrForB())
+	offer.SDP = impair.OnlyCandidate(offer.SDP, r.AddrForB())
 	require.NoError(t, answerer.SetRemoteDescription(ctx, offer))
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
 		if c := answerer.NegotiatedCodecs(kind); len(c) > 0 && answerer.Outbound(kind) == nil {
@@ -300,31 +298,8 @@ func connectVia(t testing.TB, ctx context.Context, offerer, answerer *voip.Sessi
 	}
 	answer, err := answerer.CreateAnswer(ctx, 5*time.Second)
 	require.NoError(t, err)
-	answer.SDP = onlyCandidate(answer.SDP, r.AddrForA())
+	answer.SDP = impair.OnlyCandidate(answer.SDP, r.AddrForA())
 	require.NoError(t, offerer.SetRemoteDescription(ctx, answer))
-}
-
-// onlyCandidate replaces a description's candidates with one host
-// candidate at addr, in the first media section (the bundle's).
-func onlyCandidate(sdp string, addr netip.AddrPort) string {
-	var b strings.Builder
-	media := 0
-	for line := range strings.SplitSeq(strings.TrimSuffix(sdp, "\r\n"), "\r\n") {
-		if strings.HasPrefix(line, "a=candidate:") || line == "a=end-of-candidates" {
-			continue
-		}
-		if strings.HasPrefix(line, "m=") {
-			media++
-			if media == 2 {
-				fmt.Fprintf(&b, "a=candidate:1 1 udp 2130706431 %s %d typ host\r\n", addr.Addr(), addr.Port())
-			}
-		}
-		b.WriteString(line + "\r\n")
-	}
-	if media == 1 {
-		fmt.Fprintf(&b, "a=candidate:1 1 udp 2130706431 %s %d typ host\r\n", addr.Addr(), addr.Port())
-	}
-	return b.String()
 }
 
 // syntheticCamera is VP8 shaped like a webcam's without an encoder: 30
