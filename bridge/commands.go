@@ -132,7 +132,7 @@ func (b *Bot) describeCalls(room id.RoomID) string {
 }
 
 // call places a call from the bot: to the sender, or to the user named.
-func (b *Bot) call(_ context.Context, evt *matrix.Event, args []string) (string, error) {
+func (b *Bot) call(ctx context.Context, evt *matrix.Event, args []string) (string, error) {
 	invitee, video := evt.Sender, false
 	for _, a := range args {
 		switch {
@@ -150,6 +150,11 @@ func (b *Bot) call(_ context.Context, evt *matrix.Event, args []string) (string,
 	}
 	if invitee == b.mx.UserID() {
 		return "", errors.New("the bot cannot call itself")
+	}
+	if joined, err := b.mx.Joined(ctx, evt.RoomID, invitee); err != nil {
+		return "", err
+	} else if !joined {
+		return "", fmt.Errorf("%s is not in this room: a call rings only members", invitee)
 	}
 	r, err := b.calls.Place(evt.RoomID, invitee, video)
 	if err != nil {

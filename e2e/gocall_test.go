@@ -295,6 +295,10 @@ func TestGoPeerIgnoredInvitesAndSpoofing(t *testing.T) {
 	_, err = eve.JoinRoom(ctx, room.String(), nil)
 	require.NoError(t, err)
 
+	// The bot calls only members of the room.
+	reply := body(command(t, alice, room, setup.UserID, "!voip call @nobody-here:localhost"))
+	require.Contains(t, reply, "@nobody-here:localhost is not in this room")
+
 	// Lifetime 2.5 s: within the 3 s grace the moment it is sent.
 	stale := newGoPeer(t, alice, room)
 	stale.callID = "stale-call"

@@ -2,8 +2,10 @@ package matrix
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"maunium.net/go/mautrix/sqlstatestore"
@@ -32,4 +34,16 @@ func (c *Client) RoomIsPublic(ctx context.Context, room id.RoomID) (bool, error)
 		}
 	}
 	return rules.JoinRule == event.JoinRulePublic, nil
+}
+
+// Joined says whether user is joined to room, by the homeserver's room state.
+func (c *Client) Joined(ctx context.Context, room id.RoomID, user id.UserID) (bool, error) {
+	var m event.MemberEventContent
+	if err := c.cli.StateEvent(ctx, room, event.StateMember, user.String(), &m); err != nil {
+		if errors.Is(err, mautrix.MNotFound) {
+			return false, nil
+		}
+		return false, fmt.Errorf("reading %s's membership in %s: %w", user, room, err)
+	}
+	return m.Membership == event.MembershipJoin, nil
 }
