@@ -32,6 +32,9 @@ const (
 	sendTries = 5
 )
 
+// sendRetryDelay is the first wait between tries (tests shorten it).
+var sendRetryDelay = 500 * time.Millisecond
+
 // callRunner runs one call: its state machine, its media session and its
 // timers, all on one ordered queue. Everything that happens to the call —
 // a Matrix event, a media callback, a timer, a command — is posted to the
@@ -122,7 +125,9 @@ func (r *callRunner) input(effects []call.Effect, err error) {
 func (r *callRunner) apply(e call.Effect) {
 	switch e := e.(type) {
 	case call.Send:
-		r.send(e.Type, e.Content)
+		if err := r.send(e.Type, e.Content); err != nil && (e.Type == callevent.TypeInvite || e.Type == callevent.TypeAnswer) {
+			r.input(r.m.SignallingFailed(err))
+		}
 	case call.AcceptOffer:
 		r.acceptOffer(e.SDP)
 	case call.MakeOffer:
@@ -178,8 +183,8 @@ func (r *callRunner) apply(e call.Effect) {
 
 // send sends a call event, retrying failures with backoff. The call's queue
 // waits meanwhile: later events of the call must not overtake it.
-func (r *callRunner) send(t callevent.Type, c callevent.Content) {
-	delay := 500 * time.Millisecond
+func (r *callRunner) send(t callevent.Type, c callevent.Content) error {
+	delay := sendRetryDelay
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
 		evtID, err := r.calls.mx.SendCallEvent(ctx, r.m.Room, t, c)
@@ -189,11 +194,11 @@ func (r *callRunner) send(t callevent.Type, c callevent.Content) {
 				r.inviteEvent = evtID
 			}
 			r.log.Debug().Str("type", string(t)).Stringer("event_id", evtID).Msg("Sent call event")
-			return
+			return nil
 		}
 		if try == sendTries || r.ctx.Err() != nil {
 			r.log.Err(err).Str("type", string(t)).Int("tries", try).Msg("Giving up sending a call event")
-			return
+			return err
 		}
 		r.log.Warn().Err(err).Str("type", string(t)).Int("try", try).Msg("Sending a call event failed; retrying")
 		select {

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -46,11 +47,16 @@ type sent struct {
 type fakeMatrix struct {
 	public bool
 	sent   chan sent
+	// refuse makes sending an event type fail.
+	refuse map[callevent.Type]bool
 }
 
 func (f *fakeMatrix) UserID() id.UserID     { return testBot }
 func (f *fakeMatrix) DeviceID() id.DeviceID { return botDev }
 func (f *fakeMatrix) SendCallEvent(_ context.Context, room id.RoomID, t callevent.Type, c callevent.Content) (id.EventID, error) {
+	if f.refuse[t] {
+		return "", errors.New("M_FORBIDDEN: refused by the test")
+	}
 	f.sent <- sent{room: room, typ: t, content: c, at: time.Now()}
 	return id.EventID(fmt.Sprintf("$%s-%d", t, time.Now().UnixNano())), nil
 }
@@ -635,4 +641,21 @@ func TestManagerICERestartAfterPathLoss(t *testing.T) {
 	e.deliver(alice, callevent.TypeNegotiate, map[string]any{"call_id": callID, "party_id": "ALICE", "version": "1", "lifetime": 10000,
 		"description": map[string]any{"type": "answer", "sdp": p.pc.LocalDescription().SDP}}, 0)
 	waitReason("media connected again")
+}
+
+// An answer the homeserver will not take ends the call (after the retries)
+// rather than leaving it waiting for a connection that cannot come.
+func TestManagerAnswerCannotBeSent(t *testing.T) {
+	sendRetryDelay = time.Millisecond
+	t.Cleanup(func() { sendRetryDelay = 500 * time.Millisecond })
+	e := newManagerEnv(t, CallsConfig{})
+	e.mx.refuse = map[callevent.Type]bool{callevent.TypeAnswer: true}
+	const callID = "1700000000000aaaaaaaaaaaaaaaa"
+	e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", newPionPeer(t).offer(t)), 0)
+	e.batchEnd()
+	require.Eventually(t, func() bool {
+		c, err := e.st.Call(e.ctx, testRoom, callID)
+		return err == nil && c != nil && c.State == store.CallStateEnded && strings.Contains(c.StateReason, "could not be sent")
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return e.cm.Active() == 0 }, 5*time.Second, time.Millisecond)
 }

@@ -390,6 +390,15 @@ func TestMachine(t *testing.T) {
 			want:  []string{"send m.call.hangup(ice_failed)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
 			state: StateEnded,
 		}, {
+			name: "the answer cannot be sent: the call ends, nothing more is sent", start: answered,
+			step:  func(m *Machine) ([]Effect, error) { return m.SignallingFailed(errors.New("M_FORBIDDEN")) },
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
+			state: StateEnded,
+			check: func(t *testing.T, m *Machine) {
+				assert.Equal(t, callevent.ReasonUnknownError, m.HangupReason)
+				assert.Contains(t, m.Reason, "M_FORBIDDEN")
+			},
+		}, {
 			name: "local candidates are sent with the end marker", start: answered,
 			step: func(m *Machine) ([]Effect, error) {
 				return m.LocalCandidates([]callevent.Candidate{{Candidate: "l1"}}, true)

@@ -255,6 +255,16 @@ func (m *Machine) mediaFailed(why string) ([]Effect, error) {
 	return m.end(ByLocal, reason, why, m.hangupEvent(reason)), nil
 }
 
+// SignallingFailed: an invite or answer could not be sent (the homeserver
+// refused it or is unreachable, after retries). Without it the call cannot
+// go on; nothing more is sent.
+func (m *Machine) SignallingFailed(err error) ([]Effect, error) {
+	if m.Ended() {
+		return nil, ErrEnded
+	}
+	return m.end(ByLocal, callevent.ReasonUnknownError, "a call event could not be sent: "+err.Error()), nil
+}
+
 // MediaError: making an offer or answer, or applying the peer's, failed.
 func (m *Machine) MediaError(err error) ([]Effect, error) {
 	if m.Ended() {
