@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -56,7 +55,7 @@ func startDHT(ctx context.Context, cfg jami.Config, st *store.Store, log zerolog
 			return nil, err
 		}
 	}
-	if s.account, err = loadAccount(saved); err != nil {
+	if s.account, err = jami.LoadStored(saved.AccountArchive, saved.KeyPEM, saved.CertPEM); err != nil {
 		return nil, err
 	}
 	s.ident = s.account.DeviceIdentity()
@@ -78,34 +77,6 @@ func startDHT(ctx context.Context, cfg jami.Config, st *store.Store, log zerolog
 	s.wg.Add(1)
 	go s.run(runCtx)
 	return s, nil
-}
-
-// loadAccount reads the stored Jami account and device.
-func loadAccount(saved *store.DHTNode) (*jami.Account, error) {
-	acc, err := jami.ImportArchive(saved.AccountArchive, "")
-	if err != nil {
-		return nil, fmt.Errorf("reading the stored Jami account: %w", err)
-	}
-	block, _ := pem.Decode([]byte(saved.KeyPEM))
-	if block == nil {
-		return nil, errors.New("the stored device key is not PEM")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("reading the stored device key: %w", err)
-	}
-	var ok bool
-	if acc.DeviceKey, ok = key.(*rsa.PrivateKey); !ok {
-		return nil, fmt.Errorf("the stored device key is a %T, not RSA", key)
-	}
-	cert, _ := pem.Decode([]byte(saved.CertPEM))
-	if cert == nil {
-		return nil, errors.New("the stored device certificate is not PEM")
-	}
-	if acc.DeviceCert, err = x509.ParseCertificate(cert.Bytes); err != nil {
-		return nil, fmt.Errorf("reading the stored device certificate: %w", err)
-	}
-	return acc, nil
 }
 
 // firstAccount is the account of the first start: imported from the

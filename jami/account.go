@@ -202,3 +202,22 @@ func (a *Account) VerifyChain() error {
 	}
 	return nil
 }
+
+// LoadStored reads an account and its device as the bot stores them: the
+// account archive (unencrypted), the device key (PKCS#8 PEM) and the device
+// certificate (PEM).
+func LoadStored(archive []byte, keyPEM, certPEM string) (*Account, error) {
+	acc, err := ImportArchive(archive, "")
+	if err != nil {
+		return nil, fmt.Errorf("reading the stored Jami account: %w", err)
+	}
+	if acc.DeviceKey, err = parseKey([]byte(keyPEM)); err != nil {
+		return nil, fmt.Errorf("reading the stored device key: %w", err)
+	}
+	certs, err := parseCerts([]byte(certPEM))
+	if err != nil || len(certs) == 0 {
+		return nil, fmt.Errorf("reading the stored device certificate: %w", errors.Join(err, errors.New("none")))
+	}
+	acc.DeviceCert = certs[0]
+	return acc, nil
+}

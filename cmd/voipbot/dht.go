@@ -24,6 +24,7 @@ import (
 	"github.com/voipbot/voipbot"
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/jami/dht"
+	"github.com/voipbot/voipbot/store"
 )
 
 const dhtUsage = `Usage: voipbot dht [-bootstrap host:port] [-listen addr] [-network id] [-timeout d] [-key-bits n] <command> [args]
@@ -42,7 +43,8 @@ Commands (keys are strings, hashed with SHA-1 as dhtnode does, or 40 hex digits)
 
 // dhtCLI runs `voipbot dht …`: the first tool for debugging a DHT (and what
 // the interop tests drive). It prints values and errors plainly.
-func dhtCLI(args []string, configured jami.Config, stdout, stderr io.Writer) int {
+func dhtCLI(args []string, defaults dhtDefaults, stdout, stderr io.Writer) int {
+	configured := defaults.jami
 	flags := flag.NewFlagSet("voipbot dht", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	bootstrap := flags.String("bootstrap", strings.Join(configured.Bootstrap, ","), "node to join, host:port (comma-separated for several; default: jami.bootstrap of the configuration)")
@@ -66,7 +68,8 @@ func dhtCLI(args []string, configured jami.Config, stdout, stderr io.Writer) int
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	if err := runDHT(ctx, dhtOptions{cmd: cmd, args: rest, bootstrap: *bootstrap, listen: *listen, network: uint32(*network), keyBits: *keyBits}, stdout, stderr); err != nil {
+	if err := runDHT(ctx, dhtOptions{cmd: cmd, args: rest, bootstrap: *bootstrap, listen: *listen, network: uint32(*network),
+		keyBits: *keyBits, account: defaults.account}, stdout, stderr); err != nil {
 		_, _ = fmt.Fprintf(stderr, "voipbot dht %s: %v\n", cmd, err)
 		if errors.Is(err, errUsage) {
 			flags.Usage()
@@ -86,6 +89,7 @@ type dhtOptions struct {
 	listen    string
 	network   uint32
 	keyBits   int
+	account   *jami.Account // the bot's, if its database has one
 }
 
 func runDHT(ctx context.Context, o dhtOptions, stdout, stderr io.Writer) error {
@@ -114,9 +118,12 @@ func runDHT(ctx context.Context, o dhtOptions, stdout, stderr io.Writer) error {
 	defer func() { _ = node.Close() }()
 
 	var key *rsa.PrivateKey
-	if cmd == "put-signed" || cmd == "put-encrypted" || cmd == "whoami" {
-		// A key of this run: signed values need an owner. (The bot's own
-		// identity lives in its database.)
+	switch {
+	case o.account != nil:
+		// The bot's own device: values signed and decrypted as the bot.
+		key = o.account.DeviceKey
+	case cmd == "put-signed" || cmd == "put-encrypted" || cmd == "whoami":
+		// A key of this run: signed values need an owner.
 		if key, err = rsa.GenerateKey(rand.Reader, o.keyBits); err != nil {
 			return err
 		}
@@ -143,8 +150,13 @@ func runDHT(ctx context.Context, o dhtOptions, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		_, _ = fmt.Fprintf(stdout, "node id       %s\npublic key id %s (this run's key)\naddress       %s\n",
-			node.ID(), id, firstValid(node.Addr4(), node.Addr6()))
+		whose := "this run's key"
+		if o.account != nil {
+			whose = "the bot's device"
+			_, _ = fmt.Fprintf(stdout, "Jami ID       %s (the bot's account)\n", o.account.ID())
+		}
+		_, _ = fmt.Fprintf(stdout, "node id       %s\npublic key id %s (%s)\naddress       %s\n",
+			node.ID(), id, whose, firstValid(node.Addr4(), node.Addr6()))
 		return nil
 	}
 	if bootstrap == "" {
@@ -228,18 +240,37 @@ func runDHT(ctx context.Context, o dhtOptions, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// configuredDHT is the jami section of the configuration file, if there is
-// one that loads: its bootstrap nodes and network are the defaults of
-// `voipbot dht`. The commands work without any configuration.
-func configuredDHT(path string, environ []string) jami.Config {
+// dhtDefaults is what `voipbot dht` takes from the bot's configuration and
+// database when there are some: bootstrap nodes and network, and the bot's
+// own Jami device to sign, decrypt and show as. The commands work without.
+type dhtDefaults struct {
+	jami    jami.Config
+	account *jami.Account // nil: a key of this run
+}
+
+func configuredDHT(path string, environ []string) dhtDefaults {
 	if _, err := os.Stat(path); err != nil {
-		return jami.Config{}
+		return dhtDefaults{}
 	}
 	cfg, err := voipbot.Load(path, environ)
 	if err != nil {
-		return jami.Config{}
+		return dhtDefaults{}
 	}
-	return cfg.Jami
+	d := dhtDefaults{jami: cfg.Jami}
+	if _, err = os.Stat(cfg.Database.Path); err != nil {
+		return d
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, cfg.Database, zerolog.Nop())
+	if err != nil {
+		return d
+	}
+	defer st.Close()
+	if saved, err := st.DHTNode(ctx); err == nil && saved != nil {
+		d.account, _ = jami.LoadStored(saved.AccountArchive, saved.KeyPEM, saved.CertPEM)
+	}
+	return d
 }
 
 // keyOf reads a key: 40 hex digits as a hash, anything else hashed.

@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"path/filepath"
 	"testing"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/jami/dht"
+	"github.com/voipbot/voipbot/store"
 )
 
 // The dht commands against a Go node on loopback (the interop tests drive
@@ -53,6 +58,31 @@ func TestDHTCommands(t *testing.T) {
 	code, out, errOut = runCLI(t, dir, nil, "dht", "-listen", "127.0.0.1:0", "get", "cli-key")
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, `plain: "hello"`)
+
+	// With the bot's database, the bot's own device signs (and whoami
+	// shows its Jami ID).
+	jami.KeyBits = 2048
+	acc, err := jami.NewAccount("voipbot")
+	require.NoError(t, err)
+	archive, err := acc.Export("")
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(acc.DeviceKey)
+	require.NoError(t, err)
+	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(dir, "voipbot.db")}, zerolog.Nop())
+	require.NoError(t, err)
+	require.NoError(t, st.PutDHTNode(context.Background(), &store.DHTNode{NodeID: make([]byte, 20), AccountArchive: archive,
+		KeyPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})),
+		CertPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: acc.DeviceCert.Raw}))}))
+	require.NoError(t, st.Close())
+	code, out, errOut = runCLI(t, dir, nil, "dht", "-listen", "127.0.0.1:0", "whoami")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "Jami ID       "+acc.ID().String())
+	assert.Contains(t, out, acc.DeviceID().String()+" (the bot's device)")
+	code, _, errOut = runCLI(t, dir, nil, "dht", "-listen", "127.0.0.1:0", "put-signed", "as-bot", "signed by the bot")
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut = runCLI(t, dir, nil, "dht", "-listen", "127.0.0.1:0", "get", "as-bot")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "signed by "+acc.DeviceID().String())
 	code, _, errOut = runCLI(t, dir, nil, "dht", "-bootstrap", "127.0.0.1:1", "-listen", "127.0.0.1:0", "-timeout", "5s", "get", "x")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "no node answered")
