@@ -266,7 +266,7 @@ func configuredDHT(path string, environ []string) dhtDefaults {
 	if err != nil {
 		return d
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	if saved, err := st.DHTNode(ctx); err == nil && saved != nil {
 		d.account, _ = jami.LoadStored(saved.AccountArchive, saved.KeyPEM, saved.CertPEM)
 	}
