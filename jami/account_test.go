@@ -4,6 +4,7 @@ package jami
 import (
 	"bytes"
 	"compress/gzip"
+	"compress/zlib"
 	"crypto/rsa"
 	"crypto/sha1" //nolint:gosec // the ids are SHA-1 by definition
 	"crypto/x509"
@@ -127,4 +128,23 @@ func TestArchiveRoundTrip(t *testing.T) {
 
 	_, err = ImportArchive([]byte(`{"ringAccountCert":"x"}`), "")
 	assert.ErrorContains(t, err, "no account key")
+
+	// The salt is random: an encrypted archive may begin like gzip or
+	// JSON, and must still open with its password.
+	js, err = archiveJSON(plain, "")
+	require.NoError(t, err)
+	var zbuf bytes.Buffer
+	zw := zlib.NewWriter(&zbuf)
+	_, _ = zw.Write(js)
+	require.NoError(t, zw.Close())
+	for _, prefix := range []string{"{", " {", "\x1f\x8b"} {
+		salt := append([]byte(prefix), make([]byte, saltSize-len(prefix))...)
+		sealed, err := encryptWithSalt(zbuf.Bytes(), "pw", salt)
+		require.NoError(t, err)
+		d, err := ImportArchive(sealed, "pw")
+		require.NoError(t, err, "salt beginning %q", prefix)
+		assert.Equal(t, a.ID(), d.ID())
+	}
+	_, err = ImportArchive(plain, "unneeded")
+	require.NoError(t, err, "a plain archive opens whatever the password")
 }

@@ -148,6 +148,22 @@ func ImportArchive(data []byte, password string) (*Account, error) {
 }
 
 func archiveJSON(data []byte, password string) ([]byte, error) {
+	// An encrypted archive starts with a random salt, which may look like
+	// gzip or JSON: with a password, decryption is tried first.
+	if password != "" {
+		plain, err := decryptWithPassword(data, password)
+		if err == nil {
+			zr, err := zlib.NewReader(bytes.NewReader(plain))
+			if err != nil {
+				return nil, fmt.Errorf("the decrypted archive: %w", err)
+			}
+			return io.ReadAll(io.LimitReader(zr, maxArchiveSize))
+		}
+		if !looksPlain(data) {
+			return nil, err
+		}
+		// A plain archive, and a password it does not need.
+	}
 	switch {
 	case bytes.HasPrefix(data, []byte{0x1f, 0x8b}):
 		zr, err := gzip.NewReader(bytes.NewReader(data))
@@ -155,20 +171,15 @@ func archiveJSON(data []byte, password string) ([]byte, error) {
 			return nil, fmt.Errorf("the archive: %w", err)
 		}
 		return io.ReadAll(io.LimitReader(zr, maxArchiveSize))
-	case bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")):
+	case looksPlain(data):
 		return data, nil
-	case password == "":
-		return nil, errors.New("the archive is encrypted: a password is needed")
 	}
-	plain, err := decryptWithPassword(data, password)
-	if err != nil {
-		return nil, err
-	}
-	zr, err := zlib.NewReader(bytes.NewReader(plain))
-	if err != nil {
-		return nil, fmt.Errorf("the decrypted archive: %w", err)
-	}
-	return io.ReadAll(io.LimitReader(zr, maxArchiveSize))
+	return nil, errors.New("the archive is encrypted: a password is needed")
+}
+
+// looksPlain says whether data is a gzip'd or bare JSON archive.
+func looksPlain(data []byte) bool {
+	return bytes.HasPrefix(data, []byte{0x1f, 0x8b}) || bytes.HasPrefix(bytes.TrimSpace(data), []byte("{"))
 }
 
 // stretchKey is OpenDHT's: SHA-256 of Argon2i(password, salt).
@@ -183,6 +194,10 @@ func encryptWithPassword(data []byte, password string) ([]byte, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return nil, err
 	}
+	return encryptWithSalt(data, password, salt)
+}
+
+func encryptWithSalt(data []byte, password string, salt []byte) ([]byte, error) {
 	gcm, err := newGCM(stretchKey(password, salt))
 	if err != nil {
 		return nil, err
@@ -191,7 +206,7 @@ func encryptWithPassword(data []byte, password string) ([]byte, error) {
 	if _, err = rand.Read(iv); err != nil {
 		return nil, err
 	}
-	out := append(append(salt, iv...), gcm.Seal(nil, iv, data, nil)...)
+	out := append(append(append([]byte{}, salt...), iv...), gcm.Seal(nil, iv, data, nil)...)
 	return out, nil
 }
 
