@@ -35,7 +35,6 @@ type dhtService struct {
 	store   *store.Store
 	log     zerolog.Logger
 	node    *dht.Node
-	secure  *dht.Secure
 	ident   *dht.Identity
 	account *jami.Account
 	wg      sync.WaitGroup
@@ -70,7 +69,6 @@ func startDHT(ctx context.Context, cfg jami.Config, st *store.Store, log zerolog
 	if s.node, err = dht.New(nodeCfg, s.log); err != nil {
 		return nil, err
 	}
-	s.secure = dht.NewSecure(s.node, s.ident)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.node.Start(runCtx)
