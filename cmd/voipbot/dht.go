@@ -219,12 +219,17 @@ func runDHT(ctx context.Context, o dhtOptions, stdout, stderr io.Writer) error {
 		_, _ = fmt.Fprintf(stdout, "encrypted value stored on %d node(s)\n", res.Stored)
 	case "listen":
 		values := make(chan *dht.Value, 64)
-		if err := node.Listen(ctx, keyOf(args[0]), func(v *dht.Value) {
+		deliver := func(v *dht.Value) {
 			select {
 			case values <- v:
 			default:
 			}
-		}); err != nil {
+		}
+		listen := node.Listen
+		if secure != nil {
+			listen = secure.Listen // values for the bot decrypted, as get does
+		}
+		if err := listen(ctx, keyOf(args[0]), deliver); err != nil {
 			return err
 		}
 		_, _ = fmt.Fprintf(stdout, "listening at %s\n", keyOf(args[0]))
