@@ -99,6 +99,15 @@ func pair(tb testing.TB, encrypted bool, incoming jsclient.IncomingPolicy) (a, b
 	require.NoError(tb, err)
 	_, err = b.JoinRoom(ctx, room)
 	require.NoError(tb, err)
+	if encrypted {
+		// As people do, chat before calling: once b has read a's message,
+		// a's room key has reached b's device, so the invite that follows
+		// decrypts there (a call placed at once can race the key).
+		_, err = a.SendText(ctx, room, "hello before the call")
+		require.NoError(tb, err)
+		_, err = b.WaitMessage(ctx, room, jsclient.MessageMatch{Sender: a.UserID, Contains: "hello before the call"})
+		require.NoError(tb, err)
+	}
 	return a, b, room, aOpts
 }
 
