@@ -470,6 +470,11 @@ func (b *Browser) Processes() []Process {
 // LogTail is the end of the driver's stderr, for failure messages.
 func (b *Browser) LogTail() string { return b.stderr.Tail() }
 
+// StateDir is the folder the driver and the browser run in (their TMPDIR
+// and XDG folders): every process of this browser has it in its
+// environment, even one that left the driver's process tree.
+func (b *Browser) StateDir() string { return b.stateDir }
+
 // Process identifies a process across pid reuse.
 type Process struct {
 	Pid       int

@@ -345,7 +345,6 @@ func TestLaunchErrorsNameWhatIsMissing(t *testing.T) {
 // (so that renderers run) and checks that Close leaves no process behind.
 func TestCloseLeavesNoProcesses(t *testing.T) {
 	ctx := ctxFor(t)
-	before := browserProcesses(t)
 	br, err := jsclient.Launch(ctx, jsclient.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = br.Close() })
@@ -358,6 +357,7 @@ func TestCloseLeavesNoProcesses(t *testing.T) {
 	require.NoError(t, err)
 	procs := br.Processes()
 	require.Greater(t, len(procs), 3, "the driver, the browser and its helpers: %v", procs)
+	require.NotEmpty(t, browserProcesses(t, br.StateDir()), "the leak check below recognises this browser's processes")
 
 	require.NoError(t, br.Close())
 	var alive []jsclient.Process
@@ -367,14 +367,12 @@ func TestCloseLeavesNoProcesses(t *testing.T) {
 		}
 	}
 	require.Empty(t, alive, "processes left after Close")
-	// Nor any browser process outside the driver's tree (a crash handler
-	// forked away to init, say): none but those of the shared browser and
-	// those that ran before.
-	for _, p := range browser.Processes() {
-		before[p] = true
-	}
-	for p := range browserProcesses(t) {
-		require.Truef(t, before[p], "browser process %d left after Close", p.Pid)
+	// Nor any process of this browser outside the driver's tree (a crash
+	// handler forked away to init, say): found by the browser's own folder
+	// in its environment, so that other tests' browsers (the e2e package
+	// runs its own, in parallel) do not count.
+	for p := range browserProcesses(t, br.StateDir()) {
+		t.Errorf("browser process %d left after Close", p.Pid)
 	}
 	select {
 	case <-br.Done():
@@ -433,7 +431,9 @@ func BenchmarkJSCallSetup(b *testing.B) {
 }
 
 // browserProcesses lists the running processes of Chromium's binaries.
-func browserProcesses(t *testing.T) map[jsclient.Process]bool {
+// browserProcesses lists the live Chromium processes whose environment
+// names stateDir.
+func browserProcesses(t *testing.T, stateDir string) map[jsclient.Process]bool {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	require.NoError(t, err)
@@ -441,6 +441,10 @@ func browserProcesses(t *testing.T) map[jsclient.Process]bool {
 	for _, e := range entries {
 		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
 		if err != nil || !strings.Contains(filepath.Base(exe), "chrom") {
+			continue
+		}
+		environ, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !strings.Contains(string(environ), "TMPDIR="+stateDir) {
 			continue
 		}
 		pid, err := strconv.Atoi(e.Name())
