@@ -171,18 +171,7 @@ func waitEnded(tb testing.TB, call *jsclient.Call) {
 // for them), within the test's bound.
 func requireJSMedia(tb testing.TB, call *jsclient.Call, video bool) {
 	tb.Helper()
-	ctx := jsCtx(tb)
-	first, err := call.Stats(ctx)
-	require.NoError(tb, err)
-	var heard bool
-	last, err := call.WaitStats(ctx, func(s *jsclient.Stats) bool {
-		heard = heard || s.Audio.AudioLevel > 0
-		ok := heard && s.Audio.InboundBytes > first.Audio.InboundBytes+2000 && s.Audio.OutboundBytes > first.Audio.OutboundBytes
-		if video {
-			ok = ok && s.Video.InboundBytes > first.Video.InboundBytes+20000 && s.Video.FramesDecoded > first.Video.FramesDecoded+10
-		}
-		return ok
-	})
+	first, last, err := call.WaitMedia(jsCtx(tb), video)
 	require.NoErrorf(tb, err, "media of %s (%s): first %+v last %+v", call.ID(), call.Client().UserID, first, last)
 	require.Equal(tb, "audio/opus", last.Audio.InboundCodec)
 	require.Positive(tb, last.Audio.TotalAudioEnergy)

@@ -357,3 +357,23 @@ func (call *Call) WaitStats(ctx context.Context, cond func(*Stats) bool) (*Stats
 		}
 	}
 }
+
+// WaitMedia waits until the call receives media from now on: audio bytes
+// grow and the remote audio is heard (a level above zero: Chromium's fake
+// microphone beeps), audio goes out, and with video, video bytes grow and
+// frames decode. It returns the first and the last statistics.
+func (call *Call) WaitMedia(ctx context.Context, video bool) (first, last *Stats, err error) {
+	if first, err = call.Stats(ctx); err != nil {
+		return nil, nil, err
+	}
+	heard := false
+	last, err = call.WaitStats(ctx, func(s *Stats) bool {
+		heard = heard || s.Audio.AudioLevel > 0
+		ok := heard && s.Audio.InboundBytes > first.Audio.InboundBytes+2000 && s.Audio.OutboundBytes > first.Audio.OutboundBytes
+		if video {
+			ok = ok && s.Video.InboundBytes > first.Video.InboundBytes+20000 && s.Video.FramesDecoded > first.Video.FramesDecoded+10
+		}
+		return ok
+	})
+	return first, last, err
+}

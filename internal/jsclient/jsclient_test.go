@@ -144,18 +144,7 @@ func connect(t *testing.T, a, b *jsclient.Client, room string, video bool) (ca, 
 // level above zero), and with video, video bytes grow and frames decode.
 func requireMedia(t *testing.T, call *jsclient.Call, video bool) {
 	t.Helper()
-	ctx := ctxFor(t)
-	first, err := call.Stats(ctx)
-	require.NoError(t, err)
-	var heard bool
-	last, err := call.WaitStats(ctx, func(s *jsclient.Stats) bool {
-		heard = heard || s.Audio.AudioLevel > 0
-		ok := heard && s.Audio.InboundBytes > first.Audio.InboundBytes+2000 && s.Audio.OutboundBytes > first.Audio.OutboundBytes
-		if video {
-			ok = ok && s.Video.InboundBytes > first.Video.InboundBytes+20000 && s.Video.FramesDecoded > first.Video.FramesDecoded+10
-		}
-		return ok
-	})
+	first, last, err := call.WaitMedia(ctxFor(t), video)
 	require.NoErrorf(t, err, "media of %s (%s): first %+v last %+v", call.ID(), call.Client().UserID, first, last)
 	require.Equal(t, "audio/opus", last.Audio.InboundCodec)
 	require.Positive(t, last.Audio.TotalAudioEnergy)
