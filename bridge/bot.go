@@ -59,7 +59,7 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 	b.commands = b.commandTable()
 	reg.MustRegister(b.counts, &callCollector{store: st})
 	mx.On(event.EventMessage, b.isCommand, b.handleCommand)
-	b.calls = newCallManager(ctx, cfg.Calls, mx, st, media, log)
+	b.calls = newCallManager(ctx, cfg.Calls, mx, st, media, newCallMetrics(reg), log)
 	b.calls.ice.fetch = mx.TURN
 	b.calls.register(mx)
 	return b

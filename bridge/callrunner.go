@@ -58,6 +58,9 @@ type callRunner struct {
 	// settled is closed when the call reaches connected or ends, for
 	// whoever waits on it (the place-call command, tests).
 	settled chan struct{}
+	// retired: the call has ended and been stored as ended; effects that
+	// an earlier input asked for before it ended change nothing more.
+	retired bool
 
 	// view is what other goroutines may read of the machine (which only
 	// the queue touches); Room, CallID, Direction and Invitee never change.
@@ -126,14 +129,27 @@ func (r *callRunner) apply(e call.Effect) {
 	switch e := e.(type) {
 	case call.Send:
 		if err := r.send(e.Type, e.Content); err != nil && (e.Type == callevent.TypeInvite || e.Type == callevent.TypeAnswer) {
-			r.input(r.m.SignallingFailed(err))
+			if e.Type == callevent.TypeInvite {
+				r.calls.report(r.m.Room, fmt.Sprintf("The call to %s could not be placed: %v", r.m.Invitee, err))
+			}
+			r.input(r.m.SignallingFailed(e.Type, err))
 		}
 	case call.AcceptOffer:
 		r.acceptOffer(e.SDP)
 	case call.MakeOffer:
 		r.makeOffer()
 	case call.ApplyAnswer:
-		if err := r.sess.SetRemoteDescription(r.ctx, webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: e.SDP}); err != nil {
+		err := r.sess.SetRemoteDescription(r.ctx, webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: e.SDP})
+		switch {
+		case err == nil:
+		case e.Negotiation:
+			// The peer's answer to our ICE restart: ours is abandoned.
+			if rbErr := r.sess.Rollback(r.ctx); rbErr != nil {
+				r.input(r.m.MediaError(fmt.Errorf("applying the peer's negotiate answer: %w (and rolling back: %w)", err, rbErr)))
+				return
+			}
+			r.input(r.m.NegotiationFailed(fmt.Errorf("applying the peer's negotiate answer: %w", err), true))
+		default:
 			r.input(r.m.MediaError(err))
 		}
 	case call.AddCandidates:
@@ -144,6 +160,9 @@ func (r *callRunner) apply(e call.Effect) {
 			r.log.Warn().Err(err).Msg("Failed to add remote candidates")
 		}
 	case call.StartTimer:
+		if r.m.Ended() {
+			return // asked for before an earlier effect ended the call
+		}
 		if old := r.timers[e.Timer]; old != nil {
 			old.Stop()
 		}
@@ -181,32 +200,14 @@ func (r *callRunner) apply(e call.Effect) {
 	}
 }
 
-// send sends a call event, retrying failures with backoff. The call's queue
-// waits meanwhile: later events of the call must not overtake it.
+// send sends a call event (retrying what may succeed later). The call's
+// queue waits meanwhile: later events of the call must not overtake it.
 func (r *callRunner) send(t callevent.Type, c callevent.Content) error {
-	delay := sendRetryDelay
-	for try := 1; ; try++ {
-		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
-		evtID, err := r.calls.mx.SendCallEvent(ctx, r.m.Room, t, c)
-		cancel()
-		if err == nil {
-			if t == callevent.TypeInvite {
-				r.inviteEvent = evtID
-			}
-			r.log.Debug().Str("type", string(t)).Stringer("event_id", evtID).Msg("Sent call event")
-			return nil
-		}
-		if try == sendTries || r.ctx.Err() != nil {
-			r.log.Err(err).Str("type", string(t)).Int("tries", try).Msg("Giving up sending a call event")
-			return err
-		}
-		r.log.Warn().Err(err).Str("type", string(t)).Int("try", try).Msg("Sending a call event failed; retrying")
-		select {
-		case <-time.After(delay):
-		case <-r.ctx.Done():
-		}
-		delay *= 2
+	evtID, err := r.calls.sendCallEvent(r.ctx, r.log, r.m.Room, t, c)
+	if err == nil && t == callevent.TypeInvite {
+		r.inviteEvent = evtID
 	}
+	return err
 }
 
 // newSession makes the call's media session and connects it to the call's
@@ -328,7 +329,9 @@ func (r *callRunner) describe(what string, describeFn func(context.Context, time
 	}()
 }
 
-// acceptNegotiation applies the peer's negotiate offer and answers it.
+// acceptNegotiation applies the peer's negotiate offer and answers it. An
+// offer the session cannot take leaves the call as it was (as js-sdk does);
+// only a session that cannot get back to where it was ends the call.
 func (r *callRunner) acceptNegotiation(e call.AcceptNegotiation) {
 	if r.sess == nil {
 		return
@@ -339,10 +342,26 @@ func (r *callRunner) acceptNegotiation(e call.AcceptNegotiation) {
 		}
 	}
 	if err := r.sess.SetRemoteDescription(r.ctx, webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: e.SDP}); err != nil {
-		r.input(r.m.MediaError(fmt.Errorf("applying the peer's negotiate offer: %w", err)))
+		r.input(r.m.NegotiationFailed(fmt.Errorf("applying the peer's negotiate offer: %w", err), e.Rollback))
 		return
 	}
-	r.describe("answering the peer's negotiate offer", r.sess.CreateAnswer, r.m.NegotiationAnswer)
+	r.input(r.m.NegotiationApplied(e.Hold))
+	sess := r.sess
+	go func() {
+		desc, err := sess.CreateAnswer(r.ctx, gatherWait)
+		r.post(func() {
+			if err == nil {
+				r.input(r.m.NegotiationAnswer(desc.SDP))
+				return
+			}
+			err = fmt.Errorf("answering the peer's negotiate offer: %w", err)
+			if rbErr := sess.Rollback(r.ctx); rbErr != nil {
+				r.input(r.m.MediaError(fmt.Errorf("%w (and rolling back: %w)", err, rbErr)))
+				return
+			}
+			r.input(r.m.NegotiationFailed(err, e.Rollback))
+		})
+	}()
 }
 
 func (r *callRunner) makeOffer() {
@@ -426,6 +445,9 @@ func (r *callRunner) snapshot() callView {
 // changed persists the call and, once it has ended, retires the runner.
 func (r *callRunner) changed(from call.State) {
 	m := r.m
+	if r.retired {
+		return
+	}
 	r.viewMu.Lock()
 	r.view = viewOf(m)
 	r.viewMu.Unlock()
@@ -435,7 +457,7 @@ func (r *callRunner) changed(from call.State) {
 	}
 	ev.Str("from", string(from)).Str("state", string(m.State)).Str("reason", m.Reason).
 		Str("hangup_reason", string(m.HangupReason)).Str("hangup_by", string(m.HangupBy)).Msg("Call state changed")
-	if err := r.calls.store.PutCall(r.ctx, r.record()); err != nil {
+	if err := r.calls.store.PutCall(r.ctx, callRecord(m, r.inviteEvent)); err != nil {
 		r.log.Err(err).Msg("Failed to store the call's state")
 	}
 	if m.State == call.StateConnected || m.State == call.StateEnded {
@@ -446,6 +468,7 @@ func (r *callRunner) changed(from call.State) {
 		}
 	}
 	if m.State == call.StateEnded {
+		r.retired = true
 		for t, timer := range r.timers {
 			timer.Stop()
 			delete(r.timers, t)
@@ -459,9 +482,8 @@ func (r *callRunner) changed(from call.State) {
 	}
 }
 
-// record is the call as the store keeps it.
-func (r *callRunner) record() *store.Call {
-	m := r.m
+// callRecord is a call as the store keeps it.
+func callRecord(m *call.Machine, inviteEvent id.EventID) *store.Call {
 	dir := store.CallInbound
 	if m.Direction == call.Outbound {
 		dir = store.CallOutbound
@@ -472,7 +494,7 @@ func (r *callRunner) record() *store.Call {
 		Direction: dir, Version: string(m.Version), Video: m.Video,
 		State: string(m.State), StateReason: m.Reason,
 		HangupReason: string(m.HangupReason), HangupBy: string(m.HangupBy), Missed: m.Missed,
-		InviteEventID: r.inviteEvent, Lifetime: m.Lifetime,
+		InviteEventID: inviteEvent, Lifetime: m.Lifetime,
 		CreatedAt: m.CreatedAt, AnsweredAt: m.AnsweredAt, ConnectedAt: m.ConnectedAt, EndedAt: m.EndedAt,
 	}
 }

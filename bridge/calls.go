@@ -36,51 +36,64 @@ type pendingInvite struct {
 	invite *callevent.Invite
 }
 
-// signaller is what calls need of Matrix: who the bot is, and sending.
-// *matrix.Client is one; the in-process benchmark has another.
+// signaller is what calls need of Matrix: who the bot is, who may use it,
+// rooms, and sending. *matrix.Client is one; the in-process benchmark has
+// another.
 type signaller interface {
 	UserID() id.UserID
 	DeviceID() id.DeviceID
-	SendCallEvent(ctx context.Context, room id.RoomID, t callevent.Type, c callevent.Content) (id.EventID, error)
+	Allowed(user id.UserID) bool
+	SendCallEvent(ctx context.Context, room id.RoomID, t callevent.Type, c callevent.Content, txnID string) (id.EventID, error)
 	SendNotice(ctx context.Context, room id.RoomID, markdown string, replyTo *matrix.Event) (id.EventID, error)
 	RoomIsPublic(ctx context.Context, room id.RoomID) (bool, error)
+	OthersInRoom(ctx context.Context, room id.RoomID, except id.UserID) (int, error)
 }
 
 // callManager routes call events to calls, starts calls for invites and
-// commands, and applies the policies across calls: glare, busy, public
-// rooms.
+// commands, and applies the policies across calls: access, glare, busy,
+// public rooms, and how the bot refuses under a flood.
 type callManager struct {
-	cfg   CallsConfig
-	mx    signaller
-	store *store.Store
-	media *voip.Engine
-	log   zerolog.Logger
-	ctx   context.Context
-	now   func() time.Time
-	ice   *iceServers
+	cfg     CallsConfig
+	mx      signaller
+	store   *store.Store
+	media   *voip.Engine
+	log     zerolog.Logger
+	ctx     context.Context
+	now     func() time.Time
+	ice     *iceServers
+	metrics *callMetrics
+	// early holds candidates that arrived before their call's invite.
+	early   *earlyBuffer
+	budget  *refusalBudget
+	notices *missedNotices
+	// refusing bounds the rejects being sent at once.
+	refusing chan struct{}
 
 	mu      sync.Mutex
 	calls   map[callKey]*callRunner
 	pending map[id.RoomID][]*pendingInvite
-	// early holds candidates that arrived before their call's invite.
-	early map[callKey][]earlyEvent
 }
 
+// earlyEvent is a candidates event that came before its call's invite.
 type earlyEvent struct {
 	sender  id.UserID
 	content callevent.Content
-	at      time.Time
 }
 
-func newCallManager(ctx context.Context, cfg CallsConfig, mx signaller, st *store.Store, media *voip.Engine, log zerolog.Logger) *callManager {
-	return &callManager{
-		cfg: cfg, mx: mx, store: st, media: media, ctx: ctx, now: time.Now,
-		log:     log.With().Str("component", "calls").Logger(),
-		ice:     newICEServers(cfg.ICEServers, nil, log),
-		calls:   map[callKey]*callRunner{},
-		pending: map[id.RoomID][]*pendingInvite{},
-		early:   map[callKey][]earlyEvent{},
+func newCallManager(ctx context.Context, cfg CallsConfig, mx signaller, st *store.Store, media *voip.Engine, m *callMetrics, log zerolog.Logger) *callManager {
+	cm := &callManager{
+		cfg: cfg, mx: mx, store: st, media: media, ctx: ctx, now: time.Now, metrics: m,
+		log:      log.With().Str("component", "calls").Logger(),
+		ice:      newICEServers(cfg.ICEServers, nil, log),
+		early:    newEarlyBuffer(m),
+		refusing: make(chan struct{}, refusalMaxSending),
+		calls:    map[callKey]*callRunner{},
+		pending:  map[id.RoomID][]*pendingInvite{},
 	}
+	cm.budget = newRefusalBudget(func() time.Time { return cm.now() })
+	cm.notices = newMissedNotices(cm.report, m)
+	go cm.early.run(ctx, func() time.Time { return cm.now() })
+	return cm
 }
 
 // register hooks the manager into the Matrix client.
@@ -106,30 +119,54 @@ func (cm *callManager) options(room id.RoomID, callID string) call.Options {
 }
 
 // handleEvent is the Matrix handler of every call event type: it parses,
-// then hands the event to its call's queue (it never waits for the call).
+// checks what it carries, then hands the event to its call's queue (it
+// never waits for the call).
 func (cm *callManager) handleEvent(ctx context.Context, evt *matrix.Event) error {
 	t := callevent.Type(evt.Type.Type)
+	log := zerolog.Ctx(ctx).With().Str("type", string(t)).Stringer("sender", evt.Sender).Logger()
 	content, err := callevent.Parse(t, evt.Content.VeryRaw)
 	if err != nil {
-		zerolog.Ctx(ctx).Warn().Err(err).Stringer("sender", evt.Sender).Msg("Ignoring malformed call event")
+		log.Warn().Err(err).Msg("Ignoring malformed call event")
 		return nil
 	}
 	key := callKey{evt.RoomID, content.CallInfo().CallID}
+	log = log.With().Str("call_id", key.callID).Logger()
 	if inv, ok := content.(*callevent.Invite); ok {
 		cm.handleInvite(ctx, evt, inv)
 		return nil
+	}
+	if err := checkSDPOf(content); err != nil {
+		// Nothing pion would choke on reaches it. An unusable answer still
+		// goes to its call, which cannot go on with that party and ends
+		// (applying it fails); an unusable negotiate is dropped and the
+		// call goes on, as matrix-js-sdk does.
+		if n, ok := content.(*callevent.Negotiate); ok {
+			log.Warn().Err(err).Str("sdp_type", string(n.Description.Type)).Msg("Ignoring a negotiate whose SDP the bot cannot use; the call goes on")
+			return nil
+		}
+		log.Warn().Err(err).Msg("The peer's answer carries an SDP the bot cannot use")
+	}
+	if n, ok := content.(*callevent.Negotiate); ok && n.Lifetime.Clamped() {
+		log.Info().Int64("lifetime_ms", int64(n.Lifetime)).Dur("taken_as", callevent.MaxLifetime).Msg("A negotiate's lifetime is beyond the maximum; clamped")
+	}
+	cand, isCand := content.(*callevent.Candidates)
+	var early []byte
+	if isCand {
+		early = cm.earlyCandidates(evt.Sender, cand)
 	}
 	cm.mu.Lock()
 	r := cm.calls[key]
 	if r == nil {
 		cm.dropPending(key, evt.Sender, content)
-		if _, isCand := content.(*callevent.Candidates); isCand {
-			cm.keepEarly(key, earlyEvent{sender: evt.Sender, content: content, at: cm.now()})
+		if early != nil {
+			if why := cm.early.keep(key, evt.Sender, early, cm.now()); why != "" {
+				log.Debug().Str("why", why).Msg("Not keeping candidates for a call that has not rung")
+			}
 		}
 	}
 	cm.mu.Unlock()
 	if r == nil {
-		zerolog.Ctx(ctx).Debug().Str("type", string(t)).Str("call_id", key.callID).Msg("Call event for no call of ours")
+		log.Debug().Msg("Call event for no call of ours")
 		return nil
 	}
 	age := evt.Age(cm.now())
@@ -137,28 +174,30 @@ func (cm *callManager) handleEvent(ctx context.Context, evt *matrix.Event) error
 	return nil
 }
 
-// Limits of the early-candidate buffer: most candidates for unknown calls
-// belong to calls between other members, whose invites we ignore.
-const (
-	earlyMaxAge   = time.Minute
-	earlyMaxCalls = 256
-	earlyMaxBatch = 64
-)
+// checkSDPOf checks the SDP an answer or negotiate carries.
+func checkSDPOf(c callevent.Content) error {
+	switch c := c.(type) {
+	case *callevent.Answer:
+		_, err := voip.CheckSDP(c.Answer.SDP, false)
+		return err
+	case *callevent.Negotiate:
+		_, err := voip.CheckSDP(c.Description.SDP, c.Description.Type == callevent.SDPOffer)
+		return err
+	}
+	return nil
+}
 
-// keepEarly buffers candidates for a call whose invite has not come (yet),
-// within bounds. Called with mu held.
-func (cm *callManager) keepEarly(key callKey, e earlyEvent) {
-	for k, list := range cm.early {
-		if e.at.Sub(list[0].at) > earlyMaxAge {
-			delete(cm.early, k)
-		}
+// earlyCandidates is what may be kept of a candidates event in case its
+// invite comes later: nothing from a sender the bot does not take calls
+// from; else what trimEarly keeps.
+func (cm *callManager) earlyCandidates(sender id.UserID, c *callevent.Candidates) []byte {
+	if !cm.mx.Allowed(sender) {
+		cm.metrics.earlyDropped.WithLabelValues("not_allowed").Inc()
+		return nil
 	}
-	if _, ok := cm.early[key]; !ok && len(cm.early) >= earlyMaxCalls {
-		return
-	}
-	if len(cm.early[key]) < earlyMaxBatch {
-		cm.early[key] = append(cm.early[key], e)
-	}
+	raw, trimmed := trimEarly(c)
+	cm.metrics.earlyTrimmed.Add(float64(trimmed))
+	return raw
 }
 
 // dropPending forgets a pending invite that the same batch answered,
@@ -198,6 +237,15 @@ func (cm *callManager) handleInvite(ctx context.Context, evt *matrix.Event, inv 
 	case inv.Invitee != "" && inv.Invitee != cm.mx.UserID():
 		log.Debug().Stringer("invitee", inv.Invitee).Msg("Invite for someone else")
 		return
+	case !cm.mx.Allowed(evt.Sender):
+		// As for room invites and commands: the bot serves only the users
+		// it is set up for. Declined without a call slot, a record or a
+		// notice.
+		cm.refuse(ctx, evt, inv, refusal{kind: "not_allowed", why: "the caller is not allowed to use the bot"})
+		return
+	}
+	if inv.Lifetime.Clamped() {
+		log.Info().Int64("lifetime_ms", int64(inv.Lifetime)).Dur("taken_as", callevent.MaxLifetime).Msg("An invite's lifetime is beyond the maximum; clamped")
 	}
 	if age := evt.Age(cm.now()); age > inv.Lifetime.Duration()-ringGrace {
 		log.Info().Dur("age", age).Dur("lifetime", inv.Lifetime.Duration()).Msg("Ignoring an invite too old to answer")
@@ -211,6 +259,11 @@ func (cm *callManager) handleInvite(ctx context.Context, evt *matrix.Event, inv 
 			log.Info().Msg("Ignoring an invite in a public room (calls.public_rooms is off)")
 			return
 		}
+	}
+	if _, err := voip.CheckSDP(inv.Offer.SDP, true); err != nil {
+		cm.refuse(ctx, evt, inv, refusal{kind: "unusable_offer", reason: callevent.ReasonUnknownError,
+			why: "the bot cannot take it: " + err.Error(), record: true})
+		return
 	}
 	cm.mu.Lock()
 	cm.pending[evt.RoomID] = append(cm.pending[evt.RoomID], &pendingInvite{evt: evt, invite: inv})
@@ -240,21 +293,30 @@ func (cm *callManager) ring(ctx context.Context, p *pendingInvite) {
 		return
 	}
 	m, effects := call.NewInbound(cm.options(evt.RoomID, inv.CallID), evt.Sender, inv, age)
-	r := newCallRunner(cm, m)
+	r := newCallRunner(cm, m) // reads the room's settings: not under mu
 	r.inviteEvent = evt.ID
 
-	cm.mu.Lock()
 	key := callKey{evt.RoomID, inv.CallID}
-	early := cm.early[key]
-	delete(cm.early, key)
+	var early []earlyEvent
+	cm.mu.Lock()
 	glare := cm.glareWith(evt.RoomID, evt.Sender)
 	keepOurs := glare != nil && glare.snapshot().state == call.StateInviteSent && glare.m.CallID < inv.CallID
 	busy := ""
 	if !keepOurs {
 		busy = cm.busyReason(evt.RoomID, glare)
 	}
-	cm.calls[key] = r
+	if busy == "" {
+		// The slot is taken under the same lock that counted the slots.
+		early = cm.early.take(key)
+		cm.calls[key] = r
+	}
 	cm.mu.Unlock()
+	if busy != "" {
+		r.cancel()
+		log.Info().Str("why", busy).Msg("Declining a call: busy")
+		cm.refuse(ctx, evt, inv, refusal{kind: "busy", reason: callevent.ReasonUserBusy, why: "the bot is busy (" + busy + ")", record: true})
+		return
+	}
 
 	r.post(func() {
 		r.input(effects, nil)
@@ -267,15 +329,12 @@ func (cm *callManager) ring(ctx context.Context, p *pendingInvite) {
 			// ours stays, theirs is hung up as replaced.
 			log.Info().Str("ours", glare.m.CallID).Msg("Glare: keeping our call (lesser call ID)")
 			r.input(r.m.Replaced(glare.m.CallID))
-		case busy != "":
-			log.Info().Str("why", busy).Msg("Declining a call: busy")
-			r.input(r.m.Busy(busy))
-			cm.report(r.m.Room, fmt.Sprintf("Missed call from %s: the bot is busy (%s).", evt.Sender, busy))
 		default:
 			r.input(r.m.Answer())
 		}
 	})
 	if glare != nil && !keepOurs {
+		// (busyReason did not count glare, which is replaced.)
 		// Glare, and theirs wins (ours was not sent yet, or its call ID is
 		// the greater): ours is dropped or hung up as replaced, theirs is
 		// answered on the user's behalf.
@@ -485,7 +544,7 @@ func (cm *callManager) endStale(ctx context.Context) error {
 			if hangup.Version == callevent.Version0 {
 				hangup.PartyID = ""
 			}
-			if _, err := cm.mx.SendCallEvent(ctx, c.RoomID, callevent.TypeHangup, hangup); err != nil {
+			if _, err := cm.mx.SendCallEvent(ctx, c.RoomID, callevent.TypeHangup, hangup, ""); err != nil {
 				log.Warn().Err(err).Msg("Failed to hang up a call left from the last run")
 			}
 		}
@@ -519,6 +578,7 @@ func newCallID(now time.Time) (string, error) {
 
 // shutdown hangs up every call and waits, up to ctx, until they have ended.
 func (cm *callManager) shutdown(ctx context.Context) {
+	cm.notices.stop()
 	cm.mu.Lock()
 	rs := make([]*callRunner, 0, len(cm.calls))
 	for _, r := range cm.calls {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,9 +15,11 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -47,15 +50,32 @@ type sent struct {
 type fakeMatrix struct {
 	public bool
 	sent   chan sent
-	// refuse makes sending an event type fail.
-	refuse map[callevent.Type]bool
+	// refuse makes sending an event type fail with that error.
+	refuse map[callevent.Type]error
+	// disallowed users may not use the bot; others are the members of the
+	// room besides the bot and the caller.
+	disallowed map[id.UserID]bool
+	others     int
+
+	mu    sync.Mutex
+	tries map[callevent.Type][]time.Time
+	txns  map[callevent.Type][]string
 }
 
-func (f *fakeMatrix) UserID() id.UserID     { return testBot }
-func (f *fakeMatrix) DeviceID() id.DeviceID { return botDev }
-func (f *fakeMatrix) SendCallEvent(_ context.Context, room id.RoomID, t callevent.Type, c callevent.Content) (id.EventID, error) {
-	if f.refuse[t] {
-		return "", errors.New("M_FORBIDDEN: refused by the test")
+func (f *fakeMatrix) UserID() id.UserID           { return testBot }
+func (f *fakeMatrix) DeviceID() id.DeviceID       { return botDev }
+func (f *fakeMatrix) Allowed(user id.UserID) bool { return !f.disallowed[user] }
+func (f *fakeMatrix) SendCallEvent(_ context.Context, room id.RoomID, t callevent.Type, c callevent.Content, txnID string) (id.EventID, error) {
+	f.mu.Lock()
+	if f.tries == nil {
+		f.tries, f.txns = map[callevent.Type][]time.Time{}, map[callevent.Type][]string{}
+	}
+	f.tries[t] = append(f.tries[t], time.Now())
+	f.txns[t] = append(f.txns[t], txnID)
+	err := f.refuse[t]
+	f.mu.Unlock()
+	if err != nil {
+		return "", err
 	}
 	f.sent <- sent{room: room, typ: t, content: c, at: time.Now()}
 	return id.EventID(fmt.Sprintf("$%s-%d", t, time.Now().UnixNano())), nil
@@ -65,6 +85,17 @@ func (f *fakeMatrix) SendNotice(_ context.Context, room id.RoomID, md string, _ 
 	return "$notice", nil
 }
 func (f *fakeMatrix) RoomIsPublic(context.Context, id.RoomID) (bool, error) { return f.public, nil }
+func (f *fakeMatrix) OthersInRoom(context.Context, id.RoomID, id.UserID) (int, error) {
+	return f.others, nil
+}
+
+// triesOf is when the manager tried to send events of type t, and with
+// which transaction IDs.
+func (f *fakeMatrix) triesOf(t callevent.Type) ([]time.Time, []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.tries[t]), slices.Clone(f.txns[t])
+}
 
 type managerEnv struct {
 	t   testing.TB
@@ -72,6 +103,31 @@ type managerEnv struct {
 	mx  *fakeMatrix
 	st  *store.Store
 	ctx context.Context
+	reg *prometheus.Registry
+}
+
+// counter is the value of a counter of the manager's metrics ("" labels:
+// the sum over all).
+func (e *managerEnv) counter(name string, labels map[string]string) float64 {
+	e.t.Helper()
+	families, err := e.reg.Gather()
+	require.NoError(e.t, err)
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue series
+				}
+			}
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return total
 }
 
 func newManagerEnv(t testing.TB, cfg CallsConfig) *managerEnv {
@@ -99,9 +155,10 @@ func newManagerEnvWith(t testing.TB, cfg CallsConfig, media voip.Config) *manage
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 30 * time.Second
 	}
-	mx := &fakeMatrix{sent: make(chan sent, 256)}
-	cm := newCallManager(ctx, cfg, mx, st, engine, zerolog.Nop())
-	e := &managerEnv{t: t, cm: cm, mx: mx, st: st, ctx: ctx}
+	mx := &fakeMatrix{sent: make(chan sent, 1024)}
+	reg := prometheus.NewRegistry()
+	cm := newCallManager(ctx, cfg, mx, st, engine, newCallMetrics(reg), zerolog.Nop())
+	e := &managerEnv{t: t, cm: cm, mx: mx, st: st, ctx: ctx, reg: reg}
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -152,6 +209,27 @@ func (e *managerEnv) nextOf(t callevent.Type) sent {
 			e.t.Fatalf("sent %s %q while waiting for %s", s.typ, s.notice, t)
 		}
 	}
+}
+
+// refusal waits for a reject and a notice, in either order (the notice
+// goes out at once, the reject from its own goroutine), skipping
+// candidates of other calls.
+func (e *managerEnv) refusal() (*callevent.Reject, string) {
+	e.t.Helper()
+	var rej *callevent.Reject
+	notice := ""
+	for rej == nil || notice == "" {
+		s := e.next()
+		switch {
+		case s.typ == callevent.TypeReject:
+			rej = s.content.(*callevent.Reject)
+		case s.notice != "":
+			notice = s.notice
+		case s.typ != callevent.TypeCandidates:
+			e.t.Fatalf("sent %s while waiting for a reject and a notice", s.typ)
+		}
+	}
+	return rej, notice
 }
 
 // pionPeer is a plain pion client making offers and answers.
@@ -278,14 +356,10 @@ func TestManagerBusy(t *testing.T) {
 	e.nextOf(callevent.TypeAnswer)
 	e.deliver("@bob:hs", callevent.TypeInvite, inviteContent("1700000000001bbbbbbbbbbbbbbbb", "BOB", newPionPeer(t).offer(t)), 0)
 	e.batchEnd()
-	h := e.nextOf(callevent.TypeReject).content.(*callevent.Reject)
-	assert.Equal(t, callevent.ReasonUserBusy, h.Reason)
-	assert.Equal(t, "1700000000001bbbbbbbbbbbbbbbb", h.CallID)
-	var notice sent
-	for notice.notice == "" {
-		notice = e.next()
-	}
-	assert.Contains(t, notice.notice, "Missed call from @bob:hs")
+	rej, notice := e.refusal()
+	assert.Equal(t, callevent.ReasonUserBusy, rej.Reason)
+	assert.Equal(t, "1700000000001bbbbbbbbbbbbbbbb", rej.CallID)
+	assert.Contains(t, notice, "Missed call from @bob:hs")
 	require.Eventually(t, func() bool {
 		c, err := e.st.Call(e.ctx, testRoom, "1700000000001bbbbbbbbbbbbbbbb")
 		return err == nil && c != nil && c.Missed && c.State == store.CallStateEnded
@@ -473,27 +547,6 @@ func TestManagerToneSource(t *testing.T) {
 	}
 }
 
-// Candidates for calls the bot never hears the invite of (calls between
-// other members) are kept only for a while and within bounds.
-func TestEarlyCandidatesAreBounded(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
-	now := time.Unix(1_700_000_000, 0)
-	e.cm.now = func() time.Time { return now }
-	cand := map[string]any{"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"}
-	for i := range earlyMaxCalls + 10 {
-		e.deliver(alice, callevent.TypeCandidates, map[string]any{"call_id": fmt.Sprintf("other-%d", i), "party_id": "A", "version": "1",
-			"candidates": []any{cand}}, 0)
-	}
-	e.cm.mu.Lock()
-	assert.Len(t, e.cm.early, earlyMaxCalls)
-	e.cm.mu.Unlock()
-	now = now.Add(2 * earlyMaxAge)
-	e.deliver(alice, callevent.TypeCandidates, map[string]any{"call_id": "late", "party_id": "A", "version": "1", "candidates": []any{cand}}, 0)
-	e.cm.mu.Lock()
-	assert.Len(t, e.cm.early, 1, "old entries dropped")
-	e.cm.mu.Unlock()
-}
-
 // With stream metadata, the peer's user-media stream is what the echo sends
 // back, not its screen share, whichever comes first.
 func TestManagerEchoFollowsStreamMetadata(t *testing.T) {
@@ -652,19 +705,64 @@ func TestManagerICERestartAfterPathLoss(t *testing.T) {
 	waitReason("media connected again")
 }
 
-// An answer the homeserver will not take ends the call (after the retries)
-// rather than leaving it waiting for a connection that cannot come.
+// An answer the homeserver refuses for good (413: too large) is not
+// retried; the call ends and the caller, who never saw the answer, is
+// declined.
 func TestManagerAnswerCannotBeSent(t *testing.T) {
-	sendRetryDelay = time.Millisecond
-	t.Cleanup(func() { sendRetryDelay = 500 * time.Millisecond })
 	e := newManagerEnv(t, CallsConfig{})
-	e.mx.refuse = map[callevent.Type]bool{callevent.TypeAnswer: true}
+	e.mx.refuse = map[callevent.Type]error{callevent.TypeAnswer: httpError(413, "M_TOO_LARGE", nil)}
 	const callID = "1700000000000aaaaaaaaaaaaaaaa"
 	e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", newPionPeer(t).offer(t)), 0)
 	e.batchEnd()
+	rej := e.nextOf(callevent.TypeReject).content.(*callevent.Reject)
+	assert.Equal(t, callevent.ReasonUnknownError, rej.Reason)
 	require.Eventually(t, func() bool {
 		c, err := e.st.Call(e.ctx, testRoom, callID)
 		return err == nil && c != nil && c.State == store.CallStateEnded && strings.Contains(c.StateReason, "could not be sent")
 	}, 10*time.Second, 5*time.Millisecond)
 	require.Eventually(t, func() bool { return e.cm.Active() == 0 }, 5*time.Second, time.Millisecond)
+	tries, _ := e.mx.triesOf(callevent.TypeAnswer)
+	assert.Len(t, tries, 1, "a permanent refusal is not retried")
+	assert.Equal(t, 1.0, e.counter("voipbot_call_send_failures_total", map[string]string{"kind": "permanent"}))
+}
+
+// httpError is an error as mautrix returns a homeserver's refusal.
+func httpError(status int, code string, extra map[string]any) error {
+	if extra == nil {
+		extra = map[string]any{}
+	}
+	return mautrix.HTTPError{
+		Response:  &http.Response{StatusCode: status, Header: http.Header{}},
+		RespError: &mautrix.RespError{ErrCode: code, Err: "refused by the test", StatusCode: status, ExtraData: extra},
+	}
+}
+
+// Transient failures are retried with backoff, with one transaction ID for
+// all tries; a rate limit is waited out as long as the homeserver asks.
+func TestManagerSendRetries(t *testing.T) {
+	sendRetryDelay = time.Millisecond
+	t.Cleanup(func() { sendRetryDelay = 500 * time.Millisecond })
+	for name, tc := range map[string]struct {
+		err      error
+		tries    int
+		minDelay time.Duration
+	}{
+		"unavailable": {httpError(503, "M_UNKNOWN", nil), sendTries, 0},
+		"no answer":   {mautrix.HTTPError{Message: "request error", WrappedError: errors.New("connection refused")}, sendTries, 0},
+		"rate limit":  {httpError(429, "M_LIMIT_EXCEEDED", map[string]any{"retry_after_ms": 150.0}), sendTries, 150 * time.Millisecond},
+		"forbidden":   {httpError(403, "M_FORBIDDEN", nil), 1, 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newManagerEnv(t, CallsConfig{})
+			e.mx.refuse = map[callevent.Type]error{callevent.TypeHangup: tc.err}
+			_, err := e.cm.sendCallEvent(e.ctx, zerolog.Nop(), testRoom, callevent.TypeHangup, &callevent.Hangup{Common: callevent.Common{CallID: "c", Version: callevent.Version1}})
+			require.Error(t, err)
+			tries, txns := e.mx.triesOf(callevent.TypeHangup)
+			require.Len(t, tries, tc.tries)
+			for i := 1; i < len(tries); i++ {
+				assert.GreaterOrEqual(t, tries[i].Sub(tries[i-1]), tc.minDelay, "try %d", i+1)
+				assert.Equal(t, txns[0], txns[i], "every try has the same transaction ID")
+			}
+		})
+	}
 }

@@ -242,14 +242,8 @@ func (c *Client) AppserviceHandler() http.Handler {
 // isTransient reports whether an error may go away by itself: the homeserver
 // being unreachable or overloaded, as opposed to an answer that refuses.
 func isTransient(err error) bool {
-	var httpErr mautrix.HTTPError
-	if errors.As(err, &httpErr) {
-		if httpErr.RespError != nil {
-			return httpErr.RespError.StatusCode >= 500 || httpErr.RespError.ErrCode == "M_LIMIT_EXCEEDED"
-		}
-		return httpErr.Response == nil || httpErr.Response.StatusCode >= 500
-	}
-	return false
+	retry, _ := RetryAfter(err)
+	return retry
 }
 
 // Allowed reports whether a user may invite the bot and use its commands.

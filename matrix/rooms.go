@@ -47,3 +47,23 @@ func (c *Client) Joined(ctx context.Context, room id.RoomID, user id.UserID) (bo
 	}
 	return m.Membership == event.MembershipJoin, nil
 }
+
+// OthersInRoom counts the members of room (joined or invited) other than the
+// bot and except, by the bot's view of the room's state.
+func (c *Client) OthersInRoom(ctx context.Context, room id.RoomID, except id.UserID) (int, error) {
+	ss, ok := c.cli.StateStore.(*sqlstatestore.SQLStateStore)
+	if !ok {
+		return 0, fmt.Errorf("reading members of %s: no state store", room)
+	}
+	members, err := ss.GetRoomJoinedOrInvitedMembers(ctx, room)
+	if err != nil {
+		return 0, fmt.Errorf("reading members of %s: %w", room, err)
+	}
+	n := 0
+	for _, m := range members {
+		if m != c.UserID() && m != except {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -186,8 +186,13 @@ type AcceptOffer struct{ SDP string }
 // MakeOffer makes an offer; the runner reports it with LocalDescription.
 type MakeOffer struct{}
 
-// ApplyAnswer applies the answer we took.
-type ApplyAnswer struct{ SDP string }
+// ApplyAnswer applies the answer we took, or with Negotiation the peer's
+// answer to our negotiate offer (if it fails, report NegotiationFailed
+// with ours set).
+type ApplyAnswer struct {
+	SDP         string
+	Negotiation bool
+}
 
 // AddCandidates hands remote candidates to the media session.
 type AddCandidates struct{ Candidates []callevent.Candidate }
@@ -210,10 +215,12 @@ type RestartICE struct{}
 
 // AcceptNegotiation applies the peer's negotiate offer (first abandoning
 // ours if Rollback) and makes an answer; the runner reports it with
-// NegotiationAnswer.
+// NegotiationApplied (Hold: whether the offer puts us on hold) and
+// NegotiationAnswer, or NegotiationFailed.
 type AcceptNegotiation struct {
 	SDP      string
 	Rollback bool
+	Hold     bool
 }
 
 // SetSending starts or stops sending media to the peer (hold).

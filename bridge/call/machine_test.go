@@ -108,6 +108,9 @@ func describe(effects []Effect) []string {
 			out = append(out, "restart ICE")
 		case AcceptNegotiation:
 			out = append(out, fmt.Sprintf("accept negotiation (rollback %v)", e.Rollback))
+			if e.Hold {
+				out[len(out)-1] += " (hold)"
+			}
 		case SetSending:
 			out = append(out, fmt.Sprintf("sending %v", e.On))
 		case Changed:
@@ -137,6 +140,9 @@ func fire(t Timer) step                       { return func(m *Machine) ([]Effec
 func connected(m *Machine) ([]Effect, error)  { return m.MediaConnected() }
 func failed(m *Machine) ([]Effect, error)     { return m.MediaFailed("ICE failed") }
 func localOffer(m *Machine) ([]Effect, error) { return m.LocalNegotiationOffer("v=0 restart") }
+func applied(hold bool) step {
+	return func(m *Machine) ([]Effect, error) { return m.NegotiationApplied(hold) }
+}
 
 func negotiateOffer(direction string) *callevent.Negotiate {
 	return &callevent.Negotiate{Common: common(aliceA, callevent.Version1), Lifetime: 10000,
@@ -186,8 +192,10 @@ func TestMachine(t *testing.T) {
 		steps []step
 		step  step
 		want  []string
-		// ignored: the step must be Ignored (want is then empty).
+		// ignored: the step must be Ignored (want is then empty); err: it
+		// must fail with this in its message.
 		ignored bool
+		err     string
 		state   State
 		check   func(t *testing.T, m *Machine)
 	}{
@@ -347,14 +355,14 @@ func TestMachine(t *testing.T) {
 			name: "the peer renegotiates: accept and answer", start: answered, steps: []step{connected},
 			step: remote(aliceA, negotiateOffer("a=sendrecv")), want: []string{"accept negotiation (rollback false)"}, state: StateConnected,
 		}, {
-			name: "the peer holds (sendonly): we stop sending", start: answered, steps: []step{connected},
-			step:  remote(aliceA, negotiateOffer("a=sendonly")),
-			want:  []string{"accept negotiation (rollback false)", "sending false", "changed from connected"},
+			name: "the peer holds (sendonly): once applied, we stop sending", start: answered, steps: []step{connected, remote(aliceA, negotiateOffer("a=sendonly"))},
+			step:  applied(true),
+			want:  []string{"sending false", "changed from connected"},
 			state: StateConnected, check: func(t *testing.T, m *Machine) { assert.True(t, m.RemoteHold) },
 		}, {
-			name: "the peer resumes: we send again", start: answered, steps: []step{connected, remote(aliceA, negotiateOffer("a=inactive"))},
-			step:  remote(aliceA, negotiateOffer("a=sendrecv")),
-			want:  []string{"accept negotiation (rollback false)", "sending true", "changed from connected"},
+			name: "the peer resumes: we send again", start: answered, steps: []step{connected, remote(aliceA, negotiateOffer("a=inactive")), applied(true), remote(aliceA, negotiateOffer("a=sendrecv"))},
+			step:  applied(false),
+			want:  []string{"sending true", "changed from connected"},
 			state: StateConnected, check: func(t *testing.T, m *Machine) { assert.False(t, m.RemoteHold) },
 		}, {
 			name: "our answer to their negotiate", start: answered, steps: []step{connected, remote(aliceA, negotiateOffer("a=sendrecv"))},
@@ -390,14 +398,62 @@ func TestMachine(t *testing.T) {
 			want:  []string{"send m.call.hangup(ice_failed)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
 			state: StateEnded,
 		}, {
-			name: "the answer cannot be sent: the call ends, nothing more is sent", start: answered,
-			step:  func(m *Machine) ([]Effect, error) { return m.SignallingFailed(errors.New("M_FORBIDDEN")) },
-			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
+			name: "the answer cannot be sent: the caller is declined (it never saw an answer)", start: answered,
+			step: func(m *Machine) ([]Effect, error) {
+				return m.SignallingFailed(callevent.TypeAnswer, errors.New("M_TOO_LARGE"))
+			},
+			want:  []string{"send m.call.reject(unknown_error)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from connecting"},
 			state: StateEnded,
 			check: func(t *testing.T, m *Machine) {
 				assert.Equal(t, callevent.ReasonUnknownError, m.HangupReason)
-				assert.Contains(t, m.Reason, "M_FORBIDDEN")
+				assert.Contains(t, m.Reason, "M_TOO_LARGE")
 			},
+		}, {
+			name: "our invite cannot be sent: the call ends, nothing more is sent", start: calling,
+			step: func(m *Machine) ([]Effect, error) {
+				return m.SignallingFailed(callevent.TypeInvite, errors.New("M_FORBIDDEN"))
+			},
+			want:  []string{"stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from invite_sent"},
+			state: StateEnded,
+		}, {
+			name: "the offer cannot be answered: declined, not hung up (js-sdk ignores that)", start: ringing, steps: []step{doAnswer},
+			step:  func(m *Machine) ([]Effect, error) { return m.MediaError(errors.New("no format")) },
+			want:  []string{"send m.call.reject(unknown_error)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from create_answer"},
+			state: StateEnded,
+			check: func(t *testing.T, m *Machine) { assert.Contains(t, m.Reason, "could not be answered: no format") },
+		}, {
+			name: "a v0 offer that cannot be answered: hangup", start: func(t *testing.T) *Machine {
+				m, _ := NewInbound(opts(), alice, invite(Party{User: alice}, callevent.Version0), 0)
+				run(t, m, doAnswer)
+				return m
+			},
+			step:  func(m *Machine) ([]Effect, error) { return m.MediaError(errors.New("no format")) },
+			want:  []string{"send m.call.hangup(unknown_error)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from create_answer"},
+			state: StateEnded,
+		}, {
+			name: "hung up while making the answer: a reject", start: ringing, steps: []step{doAnswer},
+			step:  hangup(""),
+			want:  []string{"send m.call.reject", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from create_answer"},
+			state: StateEnded,
+		}, {
+			name: "declined for a reason", start: ringing,
+			step:  func(m *Machine) ([]Effect, error) { return m.Decline(callevent.ReasonUnknownError, "unusable offer") },
+			want:  []string{"send m.call.reject(unknown_error)", "stop invite", "stop ringing", "stop connect", "stop negotiate", "close media", "changed from ringing"},
+			state: StateEnded, check: func(t *testing.T, m *Machine) { assert.True(t, m.Missed) },
+		}, {
+			name: "a negotiate offer that cannot be applied: the call goes on", start: answered,
+			steps: []step{connected, remote(aliceA, negotiateOffer("a=sendonly"))},
+			step:  func(m *Machine) ([]Effect, error) { return m.NegotiationFailed(errors.New("bad SDP"), false) },
+			err:   "cannot be used; the call goes on",
+			state: StateConnected, check: func(t *testing.T, m *Machine) {
+				assert.False(t, m.RemoteHold, "a hold that was not applied does not count")
+			},
+		}, {
+			name: "the peer's offer we rolled ours back for cannot be applied: restart again", start: answered,
+			steps: []step{connected, failed, localOffer, remote(aliceA, negotiateOffer("a=sendrecv"))},
+			step:  func(m *Machine) ([]Effect, error) { return m.NegotiationFailed(errors.New("bad SDP"), true) },
+			want:  []string{"restart ICE", "changed from connected"},
+			state: StateConnected,
 		}, {
 			name: "local candidates are sent with the end marker", start: answered,
 			step: func(m *Machine) ([]Effect, error) {
@@ -529,6 +585,8 @@ func TestMachine(t *testing.T) {
 			switch {
 			case tt.ignored:
 				require.ErrorAs(t, err, &ign)
+			case tt.err != "":
+				require.ErrorContains(t, err, tt.err)
 			case errors.Is(err, ErrEnded) && tt.state == StateEnded:
 			default:
 				require.NoError(t, err)

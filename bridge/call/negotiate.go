@@ -1,6 +1,7 @@
 package call
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ func (m *Machine) remoteNegotiate(from Party, c *callevent.Negotiate, age time.D
 			return nil, ignore("negotiate answer without our offer")
 		}
 		m.makingOffer = false
-		return []Effect{ApplyAnswer{SDP: c.Description.SDP}, StopTimer{TimerNegotiate}}, nil
+		return []Effect{ApplyAnswer{SDP: c.Description.SDP, Negotiation: true}, StopTimer{TimerNegotiate}}, nil
 	}
 	rollback := false
 	if m.makingOffer {
@@ -51,17 +52,39 @@ func (m *Machine) remoteNegotiate(from Party, c *callevent.Negotiate, age time.D
 		}
 		rollback, m.makingOffer = true, false
 	}
-	out := []Effect{AcceptNegotiation{SDP: c.Description.SDP, Rollback: rollback}}
-	if hold := OnHold(c.Description.SDP); hold != m.RemoteHold {
-		m.RemoteHold = hold
-		out = append(out, SetSending{On: !hold})
-		why := "resumed by the peer"
-		if hold {
-			why = "put on hold by the peer"
-		}
-		out = append(out, m.setState(m.State, why)...)
+	return []Effect{AcceptNegotiation{SDP: c.Description.SDP, Rollback: rollback, Hold: OnHold(c.Description.SDP)}}, nil
+}
+
+// NegotiationApplied: the media session took the peer's negotiate offer
+// (AcceptNegotiation); only now does its hold (or resume) count.
+func (m *Machine) NegotiationApplied(hold bool) ([]Effect, error) {
+	if m.Ended() {
+		return nil, ErrEnded
 	}
-	return out, nil
+	if hold == m.RemoteHold {
+		return nil, nil
+	}
+	m.RemoteHold = hold
+	why := "resumed by the peer"
+	if hold {
+		why = "put on hold by the peer"
+	}
+	return append([]Effect{SetSending{On: !hold}}, m.setState(m.State, why)...), nil
+}
+
+// NegotiationFailed: a negotiate SDP of the peer could not be applied, or
+// answered; the media session is back where it was. The call goes on as it
+// was — unless ours is set: our own offer (an ICE restart) was abandoned
+// for it, so the connection that needed restarting is still down.
+func (m *Machine) NegotiationFailed(err error, ours bool) ([]Effect, error) {
+	if m.Ended() {
+		return nil, ErrEnded
+	}
+	if ours {
+		m.makingOffer = false
+		return m.MediaFailed("the ICE restart failed: " + err.Error())
+	}
+	return nil, fmt.Errorf("the peer's negotiate offer cannot be used; the call goes on as it was: %w", err)
 }
 
 // NegotiationAnswer is our answer to the peer's negotiate offer.

@@ -72,12 +72,26 @@ func (m *Machine) Answer() ([]Effect, error) {
 // Busy declines a ringing call because the bot cannot take another, with
 // reason user_busy (what a bridge to a phone network does), recorded as
 // missed.
-func (m *Machine) Busy(why string) ([]Effect, error) {
+func (m *Machine) Busy(why string) ([]Effect, error) { return m.Decline(callevent.ReasonUserBusy, why) }
+
+// Decline turns down a ringing call for a reason (see decline), recorded as
+// missed: every refusal before an answer goes this way, so that the caller
+// stops ringing at once.
+func (m *Machine) Decline(reason callevent.HangupReason, why string) ([]Effect, error) {
+	if m.Ended() {
+		return nil, ErrEnded
+	}
 	if m.State != StateRinging {
-		return nil, fmt.Errorf("cannot decline a call in state %s as busy", m.State)
+		return nil, fmt.Errorf("cannot decline a call in state %s", m.State)
 	}
 	m.Missed = true
-	return m.end(ByLocal, callevent.ReasonUserBusy, why, m.decline(callevent.ReasonUserBusy)), nil
+	return m.end(ByLocal, reason, why, m.decline(reason)), nil
+}
+
+// answeredYet says whether the peer may have seen our answer: before that,
+// a caller takes only a reject from us (see decline).
+func (m *Machine) answeredYet() bool {
+	return m.Direction == Outbound || (m.State != StateRinging && m.State != StateCreateAnswer)
 }
 
 // decline is how a ringing call is turned down: m.call.reject for a
@@ -105,7 +119,9 @@ func (m *Machine) Hangup(reason callevent.HangupReason, why string) ([]Effect, e
 	case m.State == StateCreateOffer:
 		// Nothing was sent: nothing to take back.
 		return m.end(ByLocal, reason, why), nil
-	case m.State == StateRinging && m.Version != callevent.Version0:
+	case !m.answeredYet() && m.Version != callevent.Version0:
+		// Ringing, or our answer not sent yet: a plain reject, as a person
+		// declining.
 		return m.end(ByLocal, "", why, Send{Type: callevent.TypeReject, Content: &callevent.Reject{Common: m.common()}}), nil
 	default:
 		return m.end(ByLocal, reason, why, m.hangupEvent(reason)), nil
@@ -255,23 +271,35 @@ func (m *Machine) mediaFailed(why string) ([]Effect, error) {
 	return m.end(ByLocal, reason, why, m.hangupEvent(reason)), nil
 }
 
-// SignallingFailed: an invite or answer could not be sent (the homeserver
-// refused it or is unreachable, after retries). Without it the call cannot
-// go on; nothing more is sent.
-func (m *Machine) SignallingFailed(err error) ([]Effect, error) {
+// SignallingFailed: an invite or answer (t) could not be sent (the
+// homeserver refused it, or was unreachable through every retry). Without
+// it the call cannot go on. A caller whose invite we could not answer is
+// told with a reject (it never saw our answer); an invite that did not go
+// out needs no word.
+func (m *Machine) SignallingFailed(t callevent.Type, err error) ([]Effect, error) {
 	if m.Ended() {
 		return nil, ErrEnded
 	}
-	return m.end(ByLocal, callevent.ReasonUnknownError, "a call event could not be sent: "+err.Error()), nil
+	why := fmt.Sprintf("the %s could not be sent: %v", t, err)
+	if t == callevent.TypeAnswer && m.Direction == Inbound {
+		return m.end(ByLocal, callevent.ReasonUnknownError, why, m.decline(callevent.ReasonUnknownError)), nil
+	}
+	return m.end(ByLocal, callevent.ReasonUnknownError, why), nil
 }
 
 // MediaError: making an offer or answer, or applying the peer's, failed.
+// Before our answer is out, the caller is declined (a hangup from a party
+// it has not chosen would not stop its ringing); after, hung up.
 func (m *Machine) MediaError(err error) ([]Effect, error) {
 	if m.Ended() {
 		return nil, ErrEnded
 	}
-	if m.State == StateCreateOffer {
+	switch {
+	case m.State == StateCreateOffer:
 		return m.end(ByLocal, callevent.ReasonUnknownError, "making the offer failed: "+err.Error()), nil
+	case !m.answeredYet():
+		return m.end(ByLocal, callevent.ReasonUnknownError, "the call could not be answered: "+err.Error(),
+			m.decline(callevent.ReasonUnknownError)), nil
 	}
 	return m.end(ByLocal, callevent.ReasonUnknownError, "media failed: "+err.Error(),
 		m.hangupEvent(callevent.ReasonUnknownError)), nil
@@ -297,6 +325,9 @@ func localStreams(sdp string) callevent.Streams {
 				streams[stream] = callevent.StreamInfo{Purpose: callevent.PurposeUserMedia}
 			}
 		}
+	}
+	if len(streams) == 0 {
+		return nil // no metadata rather than "no streams"
 	}
 	return streams
 }

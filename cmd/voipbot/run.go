@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +27,11 @@ const shutdownGrace = 10 * time.Second
 func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log zerolog.Logger) error {
 	log.Info().Str("version", build.Version).Str("commit", build.Commit).Str("mode", string(cfg.Matrix.Mode)).Msg("Starting voipbot")
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(
+		// go_gc_heap_live_bytes: the heap the last GC found live, which is
+		// what the bot keeps (heap_inuse also counts garbage not yet swept).
+		collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}),
+	), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	st, err := store.Open(ctx, cfg.Database, log)
 	if err != nil {

@@ -126,7 +126,7 @@ func TestParseErrors(t *testing.T) {
 		{TypeInvite, `{"call_id":"c","version":"1","lifetime":60000,"offer":{"type":"answer","sdp":"v=0"}}`, `invalid m.call.invite: offer.type is "answer", want ["offer"]`},
 		{TypeInvite, `{"call_id":"c","version":"1","lifetime":60000,"offer":{"type":"offer"}}`, "invalid m.call.invite: offer.sdp is missing"},
 		{TypeInvite, `{"call_id":"c","version":"1","offer":{"type":"offer","sdp":"v=0"}}`, "invalid m.call.invite: lifetime is 0 (must be a positive number of milliseconds)"},
-		{TypeInvite, `{"call_id":"c","version":"1","lifetime":"soon","offer":{"type":"offer","sdp":"v=0"}}`, "parsing m.call.invite content: json: cannot unmarshal string into Go struct field Invite.lifetime of type callevent.Lifetime"},
+		{TypeInvite, `{"call_id":"c","version":"1","lifetime":"soon","offer":{"type":"offer","sdp":"v=0"}}`, `parsing m.call.invite content: lifetime: "soon" is not a number of milliseconds`},
 		{TypeAnswer, `{"call_id":"c","version":"1"}`, "invalid m.call.answer: answer.sdp is missing"},
 		{TypeCandidates, `{"call_id":"c","version":"1"}`, "invalid m.call.candidates: candidates is missing"},
 		{TypeCandidates, `{"call_id":"c","version":"1","candidates":[{"candidate":"candidate:1 1 udp 1 127.0.0.1 1 typ host"}]}`, "invalid m.call.candidates: candidates[0] has neither sdpMid nor sdpMLineIndex"},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -39,8 +40,43 @@ func (d *SessionDescription) validate(field string, want ...SDPType) error {
 // Lifetime is a duration in milliseconds on the wire.
 type Lifetime int64
 
-// Duration converts the lifetime.
-func (l Lifetime) Duration() time.Duration { return time.Duration(l) * time.Millisecond }
+// MaxLifetime is the longest lifetime an event is taken to have: clients
+// send 60 s (invites) and 10–60 s (negotiate offers), and nothing rings for
+// longer than a person waits. Beyond it a lifetime is clamped, so that no
+// value wraps around when it becomes a time.Duration (1e13 ms and more would
+// turn negative; 2^53−1 would wrap to a small positive duration).
+const MaxLifetime = 10 * time.Minute
+
+// Duration converts the lifetime, clamped to MaxLifetime.
+func (l Lifetime) Duration() time.Duration {
+	if l.Clamped() {
+		return MaxLifetime
+	}
+	return time.Duration(l) * time.Millisecond
+}
+
+// Clamped says whether the lifetime is longer than MaxLifetime (Duration
+// returns MaxLifetime for it).
+func (l Lifetime) Clamped() bool { return l > Lifetime(MaxLifetime/time.Millisecond) }
+
+// UnmarshalJSON reads any JSON number: a fraction is truncated and a number
+// beyond int64 saturates (Duration clamps it anyway). Anything else is an
+// error.
+func (l *Lifetime) UnmarshalJSON(raw []byte) error {
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return fmt.Errorf("lifetime: %s is not a number of milliseconds", raw)
+	}
+	switch {
+	case f >= math.MaxInt64:
+		*l = math.MaxInt64
+	case f <= math.MinInt64:
+		*l = math.MinInt64
+	default:
+		*l = Lifetime(f)
+	}
+	return nil
+}
 
 // LifetimeOf converts a duration.
 func LifetimeOf(d time.Duration) Lifetime { return Lifetime(d.Milliseconds()) }

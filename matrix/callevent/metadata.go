@@ -60,9 +60,11 @@ type Streams map[string]StreamInfo
 // negotiate and sdp_stream_metadata_changed (MSC3077), under its stable name
 // and the unstable one older clients read. It is embedded, so it must not
 // have JSON methods of its own (they would replace the embedding struct's).
+// Only absent (nil) metadata is left out: an empty map says "no streams",
+// which is metadata (and sdp_stream_metadata_changed requires the field).
 type StreamMetadata struct {
-	Metadata         Streams `json:"sdp_stream_metadata,omitempty"`
-	UnstableMetadata Streams `json:"org.matrix.msc3077.sdp_stream_metadata,omitempty"`
+	Metadata         Streams `json:"sdp_stream_metadata,omitzero"`
+	UnstableMetadata Streams `json:"org.matrix.msc3077.sdp_stream_metadata,omitzero"`
 }
 
 // Streams is the metadata the sender sent, under either name; nil if it sent
