@@ -72,6 +72,8 @@ type Node struct {
 	sid     uint32
 	perm    permanents
 	limits  rateLimits
+	// pings bounds the pings to new nodes (seenRequester).
+	pings *pingSlots
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -116,6 +118,7 @@ func New(cfg Config, log zerolog.Logger) (*Node, error) {
 		partial: map[partialKey]*partialMsg{},
 		listens: map[uint32]*subscription{},
 		limits:  rateLimits{global: cfg.MaxRequestsPerSec, perPeer: cfg.MaxPeerRequestsPerSec, peers: map[netip.Addr]int{}},
+		pings:   newPingSlots(maxNewNodePings, maxNewNodePingsPerPeer),
 	}
 	_, _ = rand.Read(n.secrets[0][:])
 	_, _ = rand.Read(n.secrets[1][:])
@@ -322,14 +325,9 @@ func (n *Node) handle(m *Message, from netip.AddrPort) {
 	if m.ID.IsZero() || m.ID == n.cfg.ID || !n.limits.allow(from.Addr(), now) {
 		return
 	}
-	// A client node (one that only asks) does not enter the table; a new
-	// node is pinged, so that it becomes good and is told to others.
-	if !m.ID.IsZero() && !m.IsClient && n.tableFor(from).seen(NodeInfo{ID: m.ID, Addr: from}, false, now) {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			_, _ = n.Ping(n.ctx, from)
-		}()
+	// A client node (one that only asks) does not enter the table.
+	if !m.IsClient {
+		n.seenRequester(NodeInfo{ID: m.ID, Addr: from}, now)
 	}
 	if len(m.ValueSizes) > 0 {
 		// A put or update whose values follow in parts.
@@ -337,6 +335,42 @@ func (n *Node) handle(m *Message, from netip.AddrPort) {
 		return
 	}
 	n.handleRequest(m, from, now)
+}
+
+// seenRequester records a node that sent us a request. A new node is pinged,
+// so that it becomes good and is told to others, within the caps on such
+// pings (pingSlots).
+//
+// A new node that finds no free slot is left out of the table rather than
+// recorded unpinged: recorded, it would no longer be new, so no later
+// request of its own would get it pinged, and our lookups would start from
+// it (they use nodes not yet good) — under a flood, from junk. Left out,
+// its next request, once slots are free again, gets it pinged; and a reply
+// of its to one of our requests adds it as good, whatever the caps.
+func (n *Node) seenRequester(info NodeInfo, now time.Time) {
+	t := n.tableFor(info.Addr)
+	if t.touch(info, now) {
+		return
+	}
+	src := info.Addr.Addr()
+	if !n.pings.acquire(src) {
+		if k := n.pings.drop(now); k > 0 {
+			n.log.Warn().Uint64("dropped", k).Uint64("dropped_total", n.pings.dropped.Load()).
+				Int("in_flight", n.pings.count()).Stringer("last_from", info.Addr).
+				Msg("Not pinging new DHT nodes: too many pings in flight (a flood of requests from unknown nodes?)")
+		}
+		return
+	}
+	if !t.seen(info, false, now) { // its bucket is full of good nodes
+		n.pings.release(src)
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.pings.release(src)
+		_, _ = n.Ping(n.ctx, info.Addr)
+	}()
 }
 
 func (n *Node) handleRequest(m *Message, from netip.AddrPort, now time.Time) {
@@ -577,6 +611,12 @@ func (n *Node) Ping(ctx context.Context, to netip.AddrPort) (InfoHash, error) {
 type Stats struct {
 	Nodes4, Good4, Nodes6, Good6 int
 	StoredKeys, StoredValues     int
+	// PingsInFlight is how many pings to new nodes are awaiting a reply;
+	// PingsDropped counts those not sent, since the start, as too many
+	// were in flight (in all, or from the same address): under a flood of
+	// requests from unknown nodes it grows fast.
+	PingsInFlight int
+	PingsDropped  uint64
 }
 
 // Stats counts the routing tables and the storage.
@@ -586,6 +626,7 @@ func (n *Node) Stats() Stats {
 	s.Nodes4, s.Good4 = n.table4.size(now)
 	s.Nodes6, s.Good6 = n.table6.size(now)
 	s.StoredKeys, s.StoredValues = n.store.stats()
+	s.PingsInFlight, s.PingsDropped = n.pings.count(), n.pings.dropped.Load()
 	return s
 }
 

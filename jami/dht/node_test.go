@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -228,4 +230,123 @@ func TestIPv6Network(t *testing.T) {
 	require.Len(t, values, 1)
 	assert.Equal(t, []byte("over IPv6"), values[0].Data)
 	assert.Positive(t, nodes[5].Stats().Good6)
+}
+
+// A flood of requests from unknown nodes that never answer (random ids,
+// from 32 sockets) starts at most maxNewNodePings pings, each a goroutine
+// awaiting its timeouts, and at most maxNewNodePingsPerPeer per source
+// address; the pings not started are counted, and once the flood stops
+// those in flight time out and drain. Nodes that answer are still pinged
+// and become good, before the flood and after it.
+func TestNewNodePingsBounded(t *testing.T) {
+	t.Cleanup(test.CheckRoutines(t))
+	ctx := ctxFor(t)
+	node, err := New(Config{Listen4: "127.0.0.1:0"}, zerolog.Nop()) // the default request limits
+	require.NoError(t, err)
+	node.Start(context.Background())
+	t.Cleanup(func() { _ = node.Close() })
+	isGood := func(id InfoHash) bool {
+		for _, g := range node.GoodNodes() {
+			if g.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	honest := func() InfoHash {
+		peer, err := New(Config{Listen4: "127.0.0.1:0"}, zerolog.Nop())
+		require.NoError(t, err)
+		peer.Start(context.Background())
+		t.Cleanup(func() { _ = peer.Close() })
+		_, err = peer.Ping(ctx, node.Addr4()) // new to node: node pings it back
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return isGood(peer.ID()) }, 5*time.Second, 10*time.Millisecond, "an answering new node becomes good")
+		return peer.ID()
+	}
+	first := honest()
+
+	// 24 hosts with one socket each, and one with 8 (they share its
+	// address's cap); none reads what node sends.
+	var conns []*net.UDPConn
+	for i := range 32 {
+		ip := netip.AddrFrom4([4]byte{127, 0, 2, byte(1 + min(i, 24))})
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		conns = append(conns, c)
+	}
+	perPeerPeak := func() int {
+		node.pings.mu.Lock()
+		defer node.pings.mu.Unlock()
+		peak := 0
+		for _, k := range node.pings.peers {
+			peak = max(peak, k)
+		}
+		return peak
+	}
+
+	// 10,000 requests a second for 2 s: the old code had a goroutine for
+	// each (every ping outlives the flood: 3 tries of 1 s).
+	const rate, length = 10000, 2 * time.Second
+	const total = rate * int(length/time.Second)
+	baseline := runtime.NumGoroutine()
+	var sent, peakGoroutines, peakInFlight, peakPerPeer int
+	start := time.Now()
+	for sent < total {
+		for ; sent < min(total, int(time.Since(start).Seconds()*rate)); sent++ {
+			junk := Sender{ID: RandomHash()}
+			msg := junk.Ping(uint32(sent))
+			if sent%2 == 1 {
+				msg = junk.Find(uint32(sent), RandomHash(), Want4)
+			}
+			_, _ = conns[sent%len(conns)].WriteToUDPAddrPort(msg, node.Addr4())
+		}
+		peakGoroutines = max(peakGoroutines, runtime.NumGoroutine()-baseline)
+		peakInFlight = max(peakInFlight, node.Stats().PingsInFlight)
+		peakPerPeer = max(peakPerPeer, perPeerPeak())
+		time.Sleep(time.Millisecond) // pacing the flood, not synchronisation
+	}
+	st := node.Stats()
+	t.Logf("sent %d requests; at peak %d goroutines above the baseline, %d pings in flight, %d from one address; %d pings dropped",
+		sent, peakGoroutines, peakInFlight, peakPerPeer, st.PingsDropped)
+	// One goroutine per ping in flight; the slack is for goroutines of the
+	// runtime and the testing package, none of them node's.
+	assert.LessOrEqual(t, peakGoroutines, maxNewNodePings+4)
+	assert.LessOrEqual(t, peakInFlight, maxNewNodePings)
+	assert.Equal(t, maxNewNodePings, peakInFlight, "the flood fills the global cap")
+	assert.LessOrEqual(t, peakPerPeer, maxNewNodePingsPerPeer)
+	assert.Positive(t, st.PingsDropped)
+
+	require.Eventually(t, func() bool { return node.Stats().PingsInFlight == 0 }, 3*requestTries*requestTimeout, 20*time.Millisecond, "the pings drain")
+	// Polled here: Eventually runs its condition in a goroutine of its own.
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > baseline; time.Sleep(20 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "the pings' goroutines end: %d above the baseline", runtime.NumGoroutine()-baseline)
+	}
+	assert.True(t, isGood(first), "junk does not displace a good node")
+	honest()
+}
+
+func TestPingSlots(t *testing.T) {
+	p := newPingSlots(3, 2)
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	assert.True(t, p.acquire(a))
+	assert.True(t, p.acquire(a))
+	assert.False(t, p.acquire(a), "a is at its 2")
+	assert.True(t, p.acquire(b))
+	assert.False(t, p.acquire(b), "3 in all")
+	p.release(a)
+	assert.True(t, p.acquire(b))
+	assert.Equal(t, 3, p.count())
+	for _, addr := range []netip.Addr{a, b, b} {
+		p.release(addr)
+	}
+	assert.Zero(t, p.count())
+	assert.Empty(t, p.peers, "no address is kept once its pings are done")
+
+	now := time.Unix(1000, 0)
+	assert.Equal(t, uint64(1), p.drop(now), "the first drop is logged")
+	assert.Zero(t, p.drop(now.Add(time.Second)))
+	assert.Zero(t, p.drop(now.Add(2*time.Second)))
+	assert.Equal(t, uint64(3), p.drop(now.Add(pingDropLogEvery)), "a minute on, with the drops since, this one included")
+	assert.Equal(t, uint64(4), p.dropped.Load())
 }

@@ -83,6 +83,20 @@ func (t *table) seen(n NodeInfo, replied bool, now time.Time) bool {
 	return false
 }
 
+// touch records that a node the table holds sent us a request, and says
+// whether the table holds it; unlike seen, it adds no node.
+func (t *table) touch(n NodeInfo, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range t.buckets[t.self.CommonBits(n.ID)] {
+		if k.ID == n.ID {
+			k.Addr, k.lastSeen = n.Addr, now
+			return true
+		}
+	}
+	return false
+}
+
 // failed counts a request a node did not answer.
 func (t *table) failed(id InfoHash) {
 	t.mu.Lock()
