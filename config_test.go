@@ -63,6 +63,7 @@ func TestValidConfigKeepsDefaults(t *testing.T) {
 	require.Equal(t, "voipbot.db", cfg.Database.Path)
 	require.Equal(t, "127.0.0.1:29333", cfg.HTTP.Listen)
 	require.Equal(t, 25*time.Second, cfg.Matrix.Encryption.KeyWait)
+	require.Equal(t, 40*time.Second, cfg.Matrix.Homeserver.SyncStaleAfter)
 	require.True(t, cfg.Matrix.Encryption.Enabled)
 	require.Equal(t, matrix.ToDeviceViaSync, cfg.Matrix.Appservice.ToDevice)
 	require.Zero(t, cfg.Media.UDPMuxPort)
@@ -97,6 +98,11 @@ func TestBadInputsNameTheKey(t *testing.T) {
 		{"section given a value", valid + "access: everyone\n", nil, []string{"access: expected a section"}},
 		{"duplicate key", valid + "mode: user\nmode: appservice\n", nil, []string{"mode: key appears twice"}},
 		{"bad mode", valid + "mode: bot\n", nil, []string{`mode: "bot" is not one of user, appservice`}},
+		{"sync_stale_after within the long poll", strings.Replace(valid, "url: https://hs.test", "url: https://hs.test\n  sync_stale_after: 30s", 1), nil,
+			[]string{"homeserver.sync_stale_after: 30s is too short: a /sync long poll lasts 30s, so it must be at least 35s"}},
+		{"sync_stale_after zero", strings.Replace(valid, "url: https://hs.test", "url: https://hs.test\n  sync_stale_after: 0s", 1), nil,
+			[]string{"homeserver.sync_stale_after: 0s is too short"}},
+		{"bad env sync_stale_after", valid, []string{"VOIPBOT_HOMESERVER_SYNC_STALE_AFTER=34s"}, []string{"homeserver.sync_stale_after: 34s is too short"}},
 		{"bad homeserver url", strings.Replace(valid, "https://hs.test", "hs.test", 1), nil, []string{"homeserver.url"}},
 		{"bad user id", strings.Replace(valid, `"@bot:hs.test"`, `"bot"`, 1), nil, []string{"bot.user_id"}},
 		{"short pickle key", strings.Replace(valid, "0123456789abcdef0123", "short", 1), nil, []string{"encryption.pickle_key"}},
@@ -143,6 +149,7 @@ func TestEnvOverrides(t *testing.T) {
 		"VOIPBOT_ACCESS_USERS=@a:x, @b:y,",
 		"VOIPBOT_ENCRYPTION_ENABLED=false",
 		"VOIPBOT_ENCRYPTION_KEY_WAIT=3s",
+		"VOIPBOT_HOMESERVER_SYNC_STALE_AFTER=35s",
 		"VOIPBOT_MODE=appservice",
 		"VOIPBOT_MEDIA_UDP_MUX_PORT=3478",
 		"VOIPBOT_MEDIA_PUBLIC_IPS=192.0.2.1",
@@ -154,9 +161,16 @@ func TestEnvOverrides(t *testing.T) {
 	require.Equal(t, []id.UserID{"@a:x", "@b:y"}, cfg.Matrix.Access.Users)
 	require.False(t, cfg.Matrix.Encryption.Enabled)
 	require.Equal(t, 3*time.Second, cfg.Matrix.Encryption.KeyWait)
+	require.Equal(t, 35*time.Second, cfg.Matrix.Homeserver.SyncStaleAfter, "the shortest allowed")
 	require.Equal(t, matrix.ModeAppservice, cfg.Matrix.Mode)
 	require.EqualValues(t, 3478, cfg.Media.UDPMuxPort)
 	require.Equal(t, []string{"192.0.2.1"}, cfg.Media.PublicIPs)
+}
+
+func TestSyncStaleAfterFromFile(t *testing.T) {
+	cfg, err := Parse([]byte(strings.Replace(valid, "url: https://hs.test", "url: https://hs.test\n  sync_stale_after: 2m", 1)), "config.yaml", nil)
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Minute, cfg.Matrix.Homeserver.SyncStaleAfter)
 }
 
 func TestEnvCanReplacePlaceholders(t *testing.T) {

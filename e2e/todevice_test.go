@@ -31,7 +31,7 @@ func TestEncryptedToDeviceIsDecryptedBeforeDispatch(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	mx, err := matrix.New(matrix.Config{
-		Homeserver: matrix.HomeserverConfig{URL: hs.URL},
+		Homeserver: matrix.HomeserverConfig{URL: hs.URL, SyncStaleAfter: 40 * time.Second},
 		Bot:        matrix.BotConfig{UserID: botUser, Password: "pw-" + localpart, DeviceName: "voipbot"},
 		Mode:       matrix.ModeUser,
 		Encryption: matrix.EncryptionConfig{Enabled: true, PickleKey: "0123456789abcdef-" + localpart, KeyWait: 5 * time.Second},

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix"
@@ -266,4 +269,96 @@ func TestHealthWhileHomeserverUnreachable(t *testing.T) {
 	require.Contains(t, health.Checks["matrix"], "connection refused", "it says why")
 	stopBot(t, bot)
 	require.Contains(t, bot.Logs(), "retrying login")
+}
+
+// TestHealthWhileHomeserverHangs: a homeserver that stops answering (issue 9:
+// with Dendrite stopped by SIGSTOP, /health stayed 200 for 89 s) turns
+// /health 503 once homeserver.sync_stale_after has passed since the last
+// sync response, not before, and 200 again when it answers. The shared
+// Dendrite keeps running: a frozen proxy between it and the bot plays the
+// stopped process.
+func TestHealthWhileHomeserverHangs(t *testing.T) {
+	const staleAfter = 35 * time.Second // the shortest allowed, to keep the test short
+	hsURL, err := url.Parse(hs.URL)
+	require.NoError(t, err)
+	proxy, err := testbed.StartProxy(hsURL.Host)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, proxy.Close()) }) // after the bot has stopped
+
+	setup := newBotSetup(t, hs, "")
+	pickle := "pickle-hang-0123456789"
+	setup.Secrets = append(setup.Secrets, pickle)
+	setup.writeConfig(t, &testbed.Dendrite{URL: proxy.URL()}, fmt.Sprintf("bot:\n  user_id: %q\n  password: %q\n", setup.UserID, setup.Password), pickle, "")
+	bot := setup.start(t, "VOIPBOT_HOMESERVER_SYNC_STALE_AFTER="+staleAfter.String())
+	health, _, err := bot.GetHealth()
+	require.NoError(t, err)
+	require.Equal(t, "logged in and syncing", health.Checks["matrix"], "ready through the proxy")
+
+	// A to-device message answers the bot's long poll at once (alice talks
+	// to Dendrite directly), so the freeze can start just after a sync
+	// response, the case where a hang takes longest to show.
+	alice := newUser(t, hs, "alice", false)
+	device := readAccount(t, filepath.Join(setup.Dir, "voipbot.db")).DeviceID
+	poke := func() {
+		t.Helper()
+		_, err := alice.SendToDevice(ctxFor(t), event.Type{Type: "org.voipbot.test.poke", Class: event.ToDeviceEventType},
+			&mautrix.ReqSendToDevice{Messages: map[id.UserID]map[id.DeviceID]*event.Content{setup.UserID: {device: {Raw: map[string]any{"n": 1}}}}})
+		require.NoError(t, err)
+	}
+	before := lastSyncSuccess(t, bot)
+	poke()
+	require.NoError(t, testbed.WaitFor(ctxFor(t), func() (bool, error) { return lastSyncSuccess(t, bot).After(before), nil }))
+	frozenAt := time.Now()
+	proxy.Freeze()
+
+	// The deadline is the threshold from the freeze plus a few seconds:
+	// the last response came before the freeze.
+	hung, cancel := context.WithDeadline(ctxFor(t), frozenAt.Add(staleAfter+5*time.Second))
+	defer cancel()
+	var unhealthyAt time.Time
+	err = testbed.WaitFor(hung, func() (bool, error) {
+		h, code, err := bot.GetHealth()
+		if err != nil || code == http.StatusOK {
+			return false, err
+		}
+		health, unhealthyAt = h, time.Now()
+		return true, nil
+	})
+	require.NoErrorf(t, err, "/health still 200 %s after the homeserver hung", time.Since(frozenAt).Round(time.Millisecond))
+	require.False(t, health.Ready)
+	require.Contains(t, health.Checks["matrix"], "no sync response for")
+	require.Contains(t, health.Checks["matrix"], "the homeserver is not answering")
+	// The metric is set as the last response is stored, a moment before
+	// the instant /health counts from.
+	lastSync := lastSyncSuccess(t, bot)
+	require.Greaterf(t, unhealthyAt.Sub(lastSync), staleAfter, "503 came %s after the last sync response, before sync_stale_after (%s)",
+		unhealthyAt.Sub(lastSync), staleAfter)
+	t.Logf("/health 503 %s after the freeze, %s after the last sync response: %q",
+		unhealthyAt.Sub(frozenAt).Round(time.Millisecond), unhealthyAt.Sub(lastSync).Round(time.Millisecond), health.Checks["matrix"])
+
+	proxy.Unfreeze()
+	thawedAt := time.Now()
+	poke() // in case the bot's next long poll was held back by the freeze
+	require.NoError(t, testbed.WaitFor(ctxFor(t), func() (bool, error) {
+		h, code, err := bot.GetHealth()
+		return err == nil && code == http.StatusOK && h.Ready, err
+	}))
+	t.Logf("/health 200 again %s after the thaw", time.Since(thawedAt).Round(time.Millisecond))
+	stopBot(t, bot)
+}
+
+// lastSyncSuccess reads voipbot_sync_last_success_timestamp_seconds.
+func lastSyncSuccess(t *testing.T, bot *testbed.Bot) time.Time {
+	t.Helper()
+	metrics, err := bot.Metrics()
+	require.NoError(t, err)
+	for line := range strings.SplitSeq(metrics, "\n") {
+		if v, ok := strings.CutPrefix(line, "voipbot_sync_last_success_timestamp_seconds "); ok {
+			secs, err := strconv.ParseFloat(v, 64)
+			require.NoError(t, err)
+			return time.Unix(0, int64(secs*1e9))
+		}
+	}
+	t.Fatalf("no voipbot_sync_last_success_timestamp_seconds in /metrics:\n%s", metrics)
+	return time.Time{}
 }

@@ -22,7 +22,7 @@ import (
 func appserviceConfig(t *testing.T) Config {
 	t.Helper()
 	return Config{
-		Homeserver: HomeserverConfig{URL: "http://127.0.0.1:1"},
+		Homeserver: HomeserverConfig{URL: "http://127.0.0.1:1", SyncStaleAfter: 40 * time.Second},
 		Bot:        BotConfig{UserID: "@voipbot:example.org", DeviceName: "voipbot"},
 		Mode:       ModeAppservice,
 		Appservice: AppserviceConfig{

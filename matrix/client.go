@@ -54,7 +54,7 @@ func New(cfg Config, st *store.Store, reg prometheus.Registerer, log zerolog.Log
 		aslog:   log.With().Str("component", "appservice").Logger(),
 		store:   st,
 		metrics: m,
-		health:  &Health{needsSync: cfg.Mode == ModeUser || cfg.Appservice.ToDevice == ToDeviceViaSync},
+		health:  newHealth(cfg.Mode == ModeUser || cfg.Appservice.ToDevice == ToDeviceViaSync, cfg.Homeserver.SyncStaleAfter),
 		cli:     cli,
 	}
 	c.intake = newIntake(st, log.With().Str("component", "intake").Logger(), m)

@@ -46,10 +46,23 @@ type Config struct {
 	Access     AccessConfig     `yaml:"access"`
 }
 
-// HomeserverConfig says where the homeserver is.
+// HomeserverConfig says where the homeserver is and how long it may take
+// to answer.
 type HomeserverConfig struct {
 	URL string `yaml:"url"`
+	// SyncStaleAfter is how long a /sync may go unanswered before /health
+	// reports the homeserver as not answering.
+	SyncStaleAfter time.Duration `yaml:"sync_stale_after"`
 }
+
+// syncLongPoll is the timeout of each /sync long poll: mautrix's sync loop
+// hard-codes it, so a homeserver with nothing new answers after this long.
+const syncLongPoll = 30 * time.Second
+
+// minSyncStaleAfter is the shortest homeserver.sync_stale_after: a healthy
+// long poll takes up to syncLongPoll, and the answer needs a moment more to
+// arrive and be stored.
+const minSyncStaleAfter = syncLongPoll + 5*time.Second
 
 // BotConfig is the bot's own Matrix account.
 type BotConfig struct {
@@ -85,6 +98,10 @@ func (c *Config) Validate() error {
 	var errs []error
 	if u, err := url.Parse(c.Homeserver.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("homeserver.url: %q is not an http(s) URL", c.Homeserver.URL))
+	}
+	if c.Homeserver.SyncStaleAfter < minSyncStaleAfter {
+		errs = append(errs, fmt.Errorf("homeserver.sync_stale_after: %s is too short: a /sync long poll lasts %s, so it must be at least %s",
+			c.Homeserver.SyncStaleAfter, syncLongPoll, minSyncStaleAfter))
 	}
 	if _, _, err := c.Bot.UserID.Parse(); err != nil {
 		errs = append(errs, fmt.Errorf("bot.user_id: %q is not a Matrix user ID like @voipbot:example.com", c.Bot.UserID))

@@ -106,10 +106,19 @@ type fromTransactionKey struct{}
 
 // ProcessResponse takes in one /sync response.
 func (s *syncer) ProcessResponse(ctx context.Context, resp *mautrix.RespSync, since string) error {
+	// Noted before the lock: a transaction being stored holds it, and that
+	// wait is the bot's, not the homeserver's.
+	s.health.syncReceived(time.Now())
 	if !s.roomsFromSync {
 		resp.Rooms = mautrix.RespSyncRooms{}
 	}
-	return s.process(ctx, resp, since, &store.Intake{SyncUser: s.userID, NextBatch: resp.NextBatch}, nil)
+	if err := s.process(ctx, resp, since, &store.Intake{SyncUser: s.userID, NextBatch: resp.NextBatch}, nil); err != nil {
+		return err
+	}
+	// Only /sync responses count for health: transactions arriving do not
+	// show that the to-device /sync of an appservice is answered.
+	s.health.synced(time.Now())
+	return nil
 }
 
 // processTransaction takes in one appservice transaction, reshaped as a sync
@@ -159,7 +168,6 @@ func (s *syncer) process(ctx context.Context, resp *mautrix.RespSync, since stri
 		return fmt.Errorf("storing %d events: %w", len(c.events), err)
 	}
 	s.metrics.SyncLastSuccess.SetToCurrentTime()
-	s.health.synced(c.receivedAt)
 	return nil
 }
 

@@ -48,7 +48,7 @@ func newTestSyncer(t *testing.T) (*syncer, *store.Store, *recorder) {
 	rec := newRecorder()
 	in.on(event.EventMessage, nil, rec.handle)
 	in.on(event.StateMember, nil, func(_ context.Context, evt *Event) error { rec.all <- evt; return nil })
-	s := newSyncer(botID, in, in.metrics, &Health{needsSync: true}, zerolog.Nop())
+	s := newSyncer(botID, in, in.metrics, newHealth(true, 40*time.Second), zerolog.Nop())
 	s.roomsFromSync = true
 	return s, st, rec
 }
@@ -151,42 +151,6 @@ func TestIsOwnJoin(t *testing.T) {
 	require.False(t, isOwnJoin(member(t, "$a", "@bot:x", "@bot:x", "join", "join"), botID))
 	require.False(t, isOwnJoin(member(t, "$a", "@bot:x", "@bot:x", "leave", "join"), botID))
 	require.False(t, isOwnJoin(member(t, "$a", "@alice:x", "@alice:x", "join", ""), botID))
-}
-
-func TestHealthReadiness(t *testing.T) {
-	now := time.Now()
-	h := &Health{needsSync: true}
-	ok, why := h.Ready(now)
-	require.False(t, ok)
-	require.Equal(t, "logging in", why)
-	h.setLoggedIn(context.DeadlineExceeded)
-	ok, why = h.Ready(now)
-	require.False(t, ok)
-	require.Contains(t, why, "not logged in")
-	h.setLoggedIn(nil)
-	ok, why = h.Ready(now)
-	require.False(t, ok)
-	require.Equal(t, "first sync not finished", why)
-	h.synced(now)
-	ok, _ = h.Ready(now)
-	require.True(t, ok)
-	ok, why = h.Ready(now.Add(2 * syncStaleAfter))
-	require.False(t, ok)
-	require.Contains(t, why, "no sync response for")
-	h.syncFailed(context.Canceled)
-	ok, why = h.Ready(now)
-	require.False(t, ok)
-	require.Contains(t, why, "sync failing since")
-	h.synced(now)
-	h.stopping()
-	ok, why = h.Ready(now)
-	require.False(t, ok)
-	require.Equal(t, "shutting down", why)
-
-	as := &Health{}
-	as.setLoggedIn(nil)
-	ok, _ = as.Ready(now)
-	require.True(t, ok, "an appservice fed only by transactions is ready once logged in")
 }
 
 func TestInitialSyncKeepsToDeviceMessages(t *testing.T) {
