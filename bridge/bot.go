@@ -38,6 +38,7 @@ type Bot struct {
 	counts   *prometheus.CounterVec
 	calls    *callManager
 	dht      *dhtService // nil unless jami.enabled
+	dhtStats *dhtCollector
 }
 
 // New creates the bridge and registers its handlers and metrics; call it
@@ -53,11 +54,12 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 		log:     log,
 		counts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "voipbot_commands_total",
-			Help: "Room commands received, by command and result (ok, refused, unknown, error).",
+			Help: "Room commands received, by command and result (ok; invalid: not done as asked, answered; refused: sender not allowed; unknown; error: the bot failed).",
 		}, []string{"command", "result"}),
 	}
 	b.commands = b.commandTable()
-	reg.MustRegister(b.counts, &callCollector{store: st})
+	b.dhtStats = &dhtCollector{}
+	reg.MustRegister(b.counts, &callCollector{store: st}, b.dhtStats)
 	mx.On(event.EventMessage, b.isCommand, b.handleCommand)
 	b.calls = newCallManager(ctx, cfg.Calls, mx, st, media, newCallMetrics(reg), log)
 	b.calls.ice.fetch = mx.TURN
@@ -74,6 +76,7 @@ func (b *Bot) Start(ctx context.Context, jamiCfg jami.Config) error {
 		if b.dht, err = startDHT(ctx, jamiCfg, b.store, b.log); err != nil {
 			return fmt.Errorf("starting the DHT node: %w", err)
 		}
+		b.dhtStats.svc.Store(b.dht)
 	}
 	if err := b.calls.endStale(ctx); err != nil {
 		return fmt.Errorf("ending calls left from the last run: %w", err)

@@ -342,7 +342,14 @@ func (r *callRunner) acceptNegotiation(e call.AcceptNegotiation) {
 		}
 	}
 	if err := r.sess.SetRemoteDescription(r.ctx, webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: e.SDP}); err != nil {
-		r.input(r.m.NegotiationFailed(fmt.Errorf("applying the peer's negotiate offer: %w", err), e.Rollback))
+		err = fmt.Errorf("applying the peer's negotiate offer: %w", err)
+		if errors.Is(err, voip.ErrNegotiationStuck) {
+			// The session can renegotiate no more (no hold, no resume, no
+			// ICE restart): the call cannot go on as a call.
+			r.input(r.m.MediaError(err))
+			return
+		}
+		r.input(r.m.NegotiationFailed(err, e.Rollback))
 		return
 	}
 	r.input(r.m.NegotiationApplied(e.Hold))

@@ -428,7 +428,7 @@ func (cm *callManager) Place(room id.RoomID, invitee id.UserID, video bool) (*ca
 	if busy := cm.busyReason(room, nil); busy != "" {
 		cm.mu.Unlock()
 		r.cancel()
-		return nil, fmt.Errorf("the bot is busy: %s", busy)
+		return nil, userErrorf("the bot is busy: %s", busy)
 	}
 	cm.calls[callKey{room, callID}] = r
 	cm.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -157,7 +158,11 @@ func newManagerEnvWith(t testing.TB, cfg CallsConfig, media voip.Config) *manage
 	}
 	mx := &fakeMatrix{sent: make(chan sent, 1024)}
 	reg := prometheus.NewRegistry()
-	cm := newCallManager(ctx, cfg, mx, st, engine, newCallMetrics(reg), zerolog.Nop())
+	log := zerolog.Nop()
+	if os.Getenv("VOIPBOT_TEST_LOG") != "" {
+		log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	}
+	cm := newCallManager(ctx, cfg, mx, st, engine, newCallMetrics(reg), log)
 	e := &managerEnv{t: t, cm: cm, mx: mx, st: st, ctx: ctx, reg: reg}
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -230,6 +235,10 @@ func (e *managerEnv) refusal() (*callevent.Reject, string) {
 		}
 	}
 	return rej, notice
+}
+
+func webrtcAnswer(sdp string) webrtc.SessionDescription {
+	return webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}
 }
 
 // pionPeer is a plain pion client making offers and answers.

@@ -8,12 +8,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
 )
+
+// userError is a command that cannot be done as the user asked (a bad
+// argument, a user not in the room, the bot busy): the reply tells them, and
+// it is not the bot's failure — it is logged at info and not counted as an
+// error, so that no room member can page the operator.
+type userError struct{ msg string }
+
+func (e *userError) Error() string { return e.msg }
+
+func userErrorf(format string, args ...any) error {
+	return &userError{msg: fmt.Sprintf(format, args...)}
+}
 
 type command struct {
 	name    string
@@ -67,6 +80,13 @@ func (b *Bot) handleCommand(ctx context.Context, evt *matrix.Event) error {
 		return err
 	}
 	reply, err := cmd.run(ctx, evt, fields)
+	var mistake *userError
+	if errors.As(err, &mistake) {
+		b.counts.WithLabelValues(name, "invalid").Inc()
+		zerolog.Ctx(ctx).Info().Str("command", name).Stringer("sender", evt.Sender).Str("answer", mistake.msg).Msg("Command not done as asked")
+		_, err = b.mx.SendNotice(ctx, evt.RoomID, fmt.Sprintf("Cannot `%s %s`: %s", b.cfg.Commands.Prefix, name, mistake.msg), evt)
+		return err
+	}
 	if err != nil {
 		b.counts.WithLabelValues(name, "error").Inc()
 		_, sendErr := b.mx.SendNotice(ctx, evt.RoomID, fmt.Sprintf("`%s %s` failed: %v", b.cfg.Commands.Prefix, name, err), evt)
@@ -141,20 +161,20 @@ func (b *Bot) call(ctx context.Context, evt *matrix.Event, args []string) (strin
 		case strings.HasPrefix(a, "@"):
 			user := id.UserID(a)
 			if _, _, err := user.Parse(); err != nil {
-				return "", fmt.Errorf("%q is not a user ID: %w", a, err)
+				return "", userErrorf("%q is not a user ID (like @alice:example.org)", a)
 			}
 			invitee = user
 		default:
-			return "", fmt.Errorf("unknown argument %q (expected a user ID or \"video\")", a)
+			return "", userErrorf("unknown argument %q (expected a user ID or \"video\")", a)
 		}
 	}
 	if invitee == b.mx.UserID() {
-		return "", errors.New("the bot cannot call itself")
+		return "", userErrorf("the bot cannot call itself")
 	}
 	if joined, err := b.mx.Joined(ctx, evt.RoomID, invitee); err != nil {
 		return "", err
 	} else if !joined {
-		return "", fmt.Errorf("%s is not in this room: a call rings only members", invitee)
+		return "", userErrorf("%s is not in this room: a call rings only members", invitee)
 	}
 	r, err := b.calls.Place(evt.RoomID, invitee, video)
 	if err != nil {
@@ -199,11 +219,11 @@ func (b *Bot) setSource(ctx context.Context, evt *matrix.Event, args []string) (
 		room.Settings.Source = ""
 	case slices.Contains(MediaModes, MediaMode(choice)):
 		if MediaMode(choice) == MediaFile && b.cfg.Calls.AudioFile == "" && b.cfg.Calls.VideoFile == "" {
-			return "", errors.New("no file is configured (calls.audio_file, calls.video_file)")
+			return "", userErrorf("no file is configured (calls.audio_file, calls.video_file)")
 		}
 		room.Settings.Source = choice
 	default:
-		return "", fmt.Errorf("%q is not a source (%s, or default)", choice, joinModes())
+		return "", userErrorf("%q is not a source (%s, or default)", choice, joinModes())
 	}
 	if err = b.store.SetRoomSettings(ctx, evt.RoomID, room.Settings); err != nil {
 		return "", err

@@ -12,8 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/voipbot/voipbot/jami"
@@ -276,4 +278,38 @@ func (s *dhtService) Stop(ctx context.Context) {
 	s.cancel()
 	_ = s.node.Close()
 	s.wg.Wait()
+}
+
+// dhtCollector reports the DHT node's counters at scrape time (nothing while
+// jami.enabled is off).
+type dhtCollector struct {
+	svc atomic.Pointer[dhtService]
+}
+
+var (
+	dhtNodesDesc         = prometheus.NewDesc("voipbot_dht_nodes", "Nodes in the DHT routing tables, by family and whether they answered lately.", []string{"family", "good"}, nil)
+	dhtPingsInFlightDesc = prometheus.NewDesc("voipbot_dht_pings_in_flight", "Pings to newly seen DHT nodes awaiting a reply (bounded).", nil, nil)
+	dhtPingsDroppedDesc  = prometheus.NewDesc("voipbot_dht_pings_dropped_total", "Pings to newly seen DHT nodes not sent because too many were in flight (a flood of unknown nodes).", nil, nil)
+)
+
+func (c *dhtCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- dhtNodesDesc
+	ch <- dhtPingsInFlightDesc
+	ch <- dhtPingsDroppedDesc
+}
+
+func (c *dhtCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.svc.Load()
+	if s == nil {
+		return
+	}
+	st := s.node.Stats()
+	for _, n := range []struct {
+		family, good string
+		count        int
+	}{{"ipv4", "true", st.Good4}, {"ipv4", "false", st.Nodes4 - st.Good4}, {"ipv6", "true", st.Good6}, {"ipv6", "false", st.Nodes6 - st.Good6}} {
+		ch <- prometheus.MustNewConstMetric(dhtNodesDesc, prometheus.GaugeValue, float64(n.count), n.family, n.good)
+	}
+	ch <- prometheus.MustNewConstMetric(dhtPingsInFlightDesc, prometheus.GaugeValue, float64(st.PingsInFlight))
+	ch <- prometheus.MustNewConstMetric(dhtPingsDroppedDesc, prometheus.CounterValue, float64(st.PingsDropped))
 }

@@ -31,6 +31,7 @@ const (
 	SDPTooManyMedia  SDPProblem = "too_many_media" // over MaxMediaSections
 	SDPNoMedia       SDPProblem = "no_media"       // no audio or video section
 	SDPNoCommonCodec SDPProblem = "no_common_codec"
+	SDPIncomplete    SDPProblem = "incomplete" // lacks what WebRTC requires (mid, ICE credentials, fingerprint)
 )
 
 // SDPError is an SDP the bot will not use, and why (the detail is safe to
@@ -69,6 +70,9 @@ func CheckSDP(raw string, offer bool) (*SDPInfo, error) {
 	if err := desc.UnmarshalString(raw); err != nil {
 		return nil, &SDPError{SDPMalformed, "the SDP cannot be parsed: " + err.Error()}
 	}
+	if err := checkJSEP(&desc); err != nil {
+		return nil, err
+	}
 	info := &SDPInfo{Sections: len(desc.MediaDescriptions)}
 	var offered []string
 	for _, m := range desc.MediaDescriptions {
@@ -100,6 +104,39 @@ func CheckSDP(raw string, offer bool) (*SDPInfo, error) {
 		return nil, &SDPError{SDPNoCommonCodec, fmt.Sprintf("the bot takes none of the formats offered (%s)", strings.Join(slices.Compact(offered), ", "))}
 	}
 	return info, nil
+}
+
+// checkJSEP checks what every WebRTC description has and pion requires,
+// but checks only after it has taken the description in (so that a session
+// given one without would be left half-changed): a mid for every section,
+// and ICE credentials and a DTLS fingerprint, for the session or in a
+// section.
+func checkJSEP(desc *sdp.SessionDescription) error {
+	has := func(key string) bool {
+		if _, ok := desc.Attribute(key); ok {
+			return true
+		}
+		for _, m := range desc.MediaDescriptions {
+			if v, ok := m.Attribute(key); ok && v != "" {
+				return true
+			}
+		}
+		return false
+	}
+	for i, m := range desc.MediaDescriptions {
+		if mid, ok := m.Attribute("mid"); !ok || mid == "" {
+			return &SDPError{SDPIncomplete, fmt.Sprintf("media section %d has no mid", i)}
+		}
+	}
+	if len(desc.MediaDescriptions) == 0 {
+		return nil // no media: reported as such
+	}
+	for _, key := range []string{"ice-ufrag", "ice-pwd", "fingerprint"} {
+		if !has(key) {
+			return &SDPError{SDPIncomplete, "the SDP has no " + key}
+		}
+	}
+	return nil
 }
 
 // countSections counts "m=" lines.

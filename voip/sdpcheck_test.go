@@ -55,7 +55,8 @@ func crlf(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
 // withAudioFormats is the browser offer's audio section with other formats.
 func withAudioFormats(pts string, rtpmaps ...string) string {
 	head, _, _ := strings.Cut(browserOffer, "m=audio")
-	audio := "m=audio 9 UDP/TLS/RTP/SAVPF " + pts + "\nc=IN IP4 0.0.0.0\na=mid:0\na=sendrecv\n"
+	audio := "m=audio 9 UDP/TLS/RTP/SAVPF " + pts + "\nc=IN IP4 0.0.0.0\na=mid:0\na=sendrecv\n" +
+		"a=ice-ufrag:abcd\na=ice-pwd:abcdefghijklmnopqrstuvwx\na=fingerprint:sha-256 00:11\n"
 	for _, m := range rtpmaps {
 		audio += "a=rtpmap:" + m + "\n"
 	}
@@ -77,6 +78,15 @@ func TestCheckSDP(t *testing.T) {
 	require.NoError(t, err)
 
 	many := crlf(browserOffer) + strings.Repeat("m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:x\r\n", 400)
+	without := func(attr string) string {
+		var keep []string
+		for line := range strings.SplitSeq(crlf(browserOffer), "\r\n") {
+			if !strings.HasPrefix(line, "a="+attr+":") {
+				keep = append(keep, line)
+			}
+		}
+		return strings.Join(keep, "\r\n")
+	}
 	for name, tc := range map[string]struct {
 		sdp     string
 		problem SDPProblem
@@ -87,7 +97,11 @@ func TestCheckSDP(t *testing.T) {
 		"garbage":        {"hello, I am not an SDP", SDPMalformed, "cannot be parsed"},
 		"v=0 only":       {"v=0\r\n", SDPNoMedia, "no audio or video"},
 		"no media":       {"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", SDPNoMedia, "no audio or video"},
-		"data only":      {"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n", SDPNoMedia, "no audio or video"},
+		"data only":      {"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:0\r\na=ice-ufrag:a\r\na=ice-pwd:b\r\na=fingerprint:sha-256 00\r\n", SDPNoMedia, "no audio or video"},
+		"no mid":         {without("mid"), SDPIncomplete, "media section 0 has no mid"},
+		"no ICE ufrag":   {without("ice-ufrag"), SDPIncomplete, "no ice-ufrag"},
+		"no ICE pwd":     {without("ice-pwd"), SDPIncomplete, "no ice-pwd"},
+		"no fingerprint": {without("fingerprint"), SDPIncomplete, "no fingerprint"},
 		"rejected audio": {strings.Replace(withAudioFormats("111", "111 opus/48000/2"), "m=audio 9", "m=audio 0", 1), SDPNoMedia, "no audio or video"},
 		"400 sections":   {many, SDPTooManyMedia, "402 media sections (the bot takes at most 16)"},
 		"too large":      {crlf(browserOffer) + "a=x:" + strings.Repeat("y", MaxSDPBytes), SDPTooLarge, "at most 65536"},

@@ -246,7 +246,15 @@ func (s *Session) describeLocal(ctx context.Context, wait time.Duration) (webrtc
 // candidates that arrived before it.
 func (s *Session) SetRemoteDescription(ctx context.Context, desc webrtc.SessionDescription) error {
 	return s.ops.Do(ctx, func() error {
+		before := s.pc.SignalingState()
 		if err := s.pc.SetRemoteDescription(desc); err != nil {
+			// pion takes a description in before it checks much of what it
+			// carries (ICE credentials, candidates), and cannot roll a remote
+			// offer back: such a session takes no further offer or answer.
+			// CheckSDP refuses what pion would refuse that late.
+			if s.pc.SignalingState() != before {
+				return fmt.Errorf("setting remote %s: %w: %w", desc.Type, ErrNegotiationStuck, err)
+			}
 			return fmt.Errorf("setting remote %s: %w", desc.Type, err)
 		}
 		s.remoteSet = true
@@ -260,6 +268,10 @@ func (s *Session) SetRemoteDescription(ctx context.Context, desc webrtc.SessionD
 		return nil
 	})
 }
+
+// ErrNegotiationStuck is a remote description that failed after the session
+// took it in: the session cannot negotiate any more.
+var ErrNegotiationStuck = errors.New("the media session is stuck halfway through a negotiation")
 
 // Rollback abandons a local offer (glare: the other side's offer wins).
 func (s *Session) Rollback(ctx context.Context) error {
