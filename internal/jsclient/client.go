@@ -245,6 +245,10 @@ type PlaceOptions struct {
 	// CallID replaces the call ID js-sdk makes up (the time in ms and 16
 	// random alphanumerics), e.g. to decide a glare: the lesser ID wins.
 	CallID string
+	// AudioCodecs, if set, are the only audio formats the client offers
+	// (MIME types such as "audio/G722"), from this call on: the browser's
+	// setCodecPreferences, as an app restricting its codecs would.
+	AudioCodecs []string
 }
 
 // PlaceCallWith places a call as PlaceCall does, with more options.
@@ -260,7 +264,7 @@ func (c *Client) PlaceCallWith(ctx context.Context, roomID string, opts PlaceOpt
 	if opts.CallID != "" {
 		callID = opts.CallID
 	}
-	if err := c.invoke(ctx, "placeCall", &res, roomID, inv, opts.Video, callID); err != nil {
+	if err := c.invoke(ctx, "placeCall", &res, roomID, inv, opts.Video, callID, opts.AudioCodecs); err != nil {
 		return nil, err
 	}
 	call := c.call(res.Call)

@@ -330,7 +330,29 @@ async function waitMessage(roomId, match, timeoutMs) {
     );
 }
 
-async function placeCall(roomId, invitee, video, callId) {
+// audioCodecs, when set, are the only audio formats (MIME types, e.g.
+// "audio/G722") this page's peer connections offer: applied with the
+// standard setCodecPreferences to every audio transceiver just before each
+// local description, whichever way js-sdk makes it.
+let audioCodecs = null;
+function preferAudioCodecs(pc) {
+    if (!audioCodecs) return;
+    const wanted = RTCRtpReceiver.getCapabilities("audio").codecs.filter((c) => audioCodecs.includes(c.mimeType));
+    if (!wanted.length) throw new Error(`this browser has none of the audio codecs ${audioCodecs}`);
+    for (const t of pc.getTransceivers()) {
+        if (t.receiver.track?.kind === "audio" && !t.stopped) t.setCodecPreferences(wanted);
+    }
+}
+for (const name of ["createOffer", "setLocalDescription"]) {
+    const original = RTCPeerConnection.prototype[name];
+    RTCPeerConnection.prototype[name] = function (...args) {
+        preferAudioCodecs(this);
+        return original.apply(this, args);
+    };
+}
+
+async function placeCall(roomId, invitee, video, callId, codecs) {
+    audioCodecs = codecs?.length ? codecs : null;
     const placedAt = now();
     const call = sdk.createNewMatrixCall(client, roomId, invitee ? { invitee } : undefined);
     if (!call) throw new Error("createNewMatrixCall returned null (VoIP unsupported here)");
