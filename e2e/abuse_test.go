@@ -142,6 +142,179 @@ func TestAbuseCandidateFlood(t *testing.T) {
 	t.Logf("after %d candidate events of %d bytes (tiny candidates: %t): live heap %.1f -> %.1f MiB, RSS %.1f -> %.1f MiB",
 		perUser*len(a.members), size, tiny, liveBefore/(1<<20), liveAfter/(1<<20), rssBefore/(1<<20), rssAfter/(1<<20))
 	require.Positive(t, liveAfter, "the bot reports its live heap")
+	// What is kept is bounded (1 MiB of candidates in all); before the
+	// bound, this flood kept 18 MiB live (the full one of the issue: 51 MiB).
+	require.Less(t, liveAfter-liveBefore, float64(8<<20), "the live heap after the flood stays under the ceiling")
+	require.Positive(t, metricValue(after, `voipbot_early_candidate_events_dropped_total{reason="sender_full"}`), "the senders' shares filled up")
 	reply := body(command(t, a.members[0], a.room, a.setup.UserID, "!voip help"))
 	require.Contains(t, reply, "Commands")
+}
+
+// callEventsFrom lists the bot's events of type t (or notices, for
+// event.EventMessage) in room, newest first, as u sees them.
+func eventsFrom(t *testing.T, u *testbed.User, room id.RoomID, sender id.UserID, typ string) []*event.Event {
+	t.Helper()
+	var out []*event.Event
+	from := ""
+	for {
+		resp, err := u.Messages(ctxFor(t), room, from, "", mautrix.DirectionBackward, nil, 1000)
+		require.NoError(t, err)
+		for _, evt := range resp.Chunk {
+			if evt.Sender == sender && evt.Type.Type == typ {
+				out = append(out, evt)
+			}
+		}
+		if resp.End == "" || len(resp.Chunk) == 0 {
+			return out
+		}
+		from = resp.End
+	}
+}
+
+// TestAbuseInviteFlood: one member sends 200 invites while the bot's one
+// call slot in the room is taken. A few are declined (the refusal budget:
+// 5, and one more per 10 s), the rest ring out unanswered; the room gets
+// one missed-call notice, not one per invite (the next would fold the rest
+// of the minute into one summary).
+func TestAbuseInviteFlood(t *testing.T) {
+	a := newAbuseRoom(t, 2, callMedia+"calls:\n  max_calls_per_room: 1\n")
+	ctx := ctxFor(t)
+	alice, mallory := a.members[0], a.members[1]
+	busy := newGoPeer(t, alice, a.room)
+	connectGoPeer(t, ctx, busy, a.setup.UserID)
+
+	offer := newGoPeer(t, mallory, a.room)
+	o, err := offer.pc.CreateOffer(nil)
+	require.NoError(t, err)
+	const flood = 200
+	start := time.Now()
+	for i := range flood {
+		require.NoError(t, sendRaw(ctx, mallory, a.room, callevent.TypeInvite, map[string]any{
+			"call_id": fmt.Sprintf("%dflood%010d", time.Now().UnixMilli(), i), "party_id": "MALLORY", "version": "1",
+			"lifetime": 60000, "invitee": a.setup.UserID, "offer": map[string]any{"type": "offer", "sdp": o.SDP},
+		}))
+	}
+	sent := time.Since(start)
+	require.NoError(t, testbed.WaitFor(ctx, func() (bool, error) {
+		metrics, err := a.bot.Metrics()
+		declined := metricValue(metrics, `voipbot_call_refusals_total{action="declined",reason="busy"}`)
+		silent := metricValue(metrics, `voipbot_call_refusals_total{action="silent",reason="busy"}`)
+		return err == nil && declined+silent == flood, nil
+	}), "every invite of the flood was turned down")
+	handled := time.Since(start)
+	metrics, err := a.bot.Metrics()
+	require.NoError(t, err)
+	declined := int(metricValue(metrics, `voipbot_call_refusals_total{action="declined",reason="busy"}`))
+	// The rejects go out from goroutines of their own: wait until all that
+	// were decided are in the room.
+	var rejects []*event.Event
+	require.NoError(t, testbed.WaitFor(ctx, func() (bool, error) {
+		rejects = eventsFrom(t, alice, a.room, a.setup.UserID, string(callevent.TypeReject))
+		return len(rejects) >= declined, nil
+	}))
+	// The room is handled in order: after this reply, everything before it
+	// has been (and the notices were sent on the way).
+	command(t, alice, a.room, a.setup.UserID, "!voip status")
+	var notices []string
+	for _, evt := range eventsFrom(t, alice, a.room, a.setup.UserID, event.EventMessage.Type) {
+		if b := body(evt); strings.Contains(b, "issed call") {
+			notices = append(notices, b)
+		}
+	}
+	t.Logf("%d invites sent in %s, all turned down after %s: %d rejects, %d missed-call notices", flood, sent.Round(time.Millisecond), handled.Round(time.Millisecond), len(rejects), len(notices))
+	require.Len(t, notices, 1, "%q", notices)
+	require.Contains(t, notices[0], "Missed call from "+mallory.UserID.String()+": the bot is busy")
+	require.Len(t, rejects, declined, "a reject for each invite declined")
+	require.GreaterOrEqual(t, len(rejects), 5)
+	require.LessOrEqual(t, len(rejects), 5+int(handled/(10*time.Second))+1, "the refusal budget holds")
+	require.Contains(t, body(command(t, alice, a.room, a.setup.UserID, "!voip status")), "Active calls: 1", "the first call goes on")
+	busy.send(ctx, callevent.TypeHangup, map[string]any{"reason": "user_hangup"})
+	waitNoCalls(t, a.bot)
+}
+
+// TestAbuseMalformedEvents: broken and oversized content of every call
+// type, invites the bot cannot take, absurd lifetimes and user mistakes in
+// commands. Each gets a clear answer or is dropped with a warning; none is
+// an error of the bot's, and the bot stays healthy and answers.
+func TestAbuseMalformedEvents(t *testing.T) {
+	a := newAbuseRoom(t, 1, callMedia)
+	ctx := ctxFor(t)
+	alice := a.members[0]
+	junk := strings.Repeat("x", 60_000)
+	var sentCount int
+	for _, typ := range callevent.Types {
+		for _, content := range []map[string]any{
+			{"call_id": 5, "version": "1"},
+			{"version": "1", "party_id": "P"},
+			{"call_id": "junk-" + string(typ), "party_id": "P", "version": "1", "junk": junk},
+			{"call_id": "typed-" + string(typ), "party_id": "P", "version": []any{1}, "lifetime": "soon", "offer": 7, "answer": "no",
+				"description": map[string]any{"type": "pranswer"}, "candidates": "all", "selected_party_id": 9, "reason": map[string]any{},
+				"sdp_stream_metadata": []any{1, 2}},
+			{"call_id": "sdp-" + string(typ), "party_id": "P", "version": "1", "lifetime": -(1<<53 - 1),
+				"offer":       map[string]any{"type": "offer", "sdp": junk[:20_000]},
+				"answer":      map[string]any{"type": "answer", "sdp": "v=0\r\n"},
+				"description": map[string]any{"type": "offer", "sdp": "garbage"},
+				"candidates":  []any{map[string]any{"candidate": junk[:10_000], "sdpMid": "0"}},
+				"reason":      junk[:10_000]},
+		} {
+			require.NoError(t, sendRaw(ctx, alice, a.room, typ, content))
+			sentCount++
+		}
+	}
+
+	// An offer with 400 audio sections is declined before an answer is
+	// built for it (the answer would be larger than an event may be).
+	big := newGoPeer(t, alice, a.room)
+	o, err := big.pc.CreateOffer(nil)
+	require.NoError(t, err)
+	sdp := o.SDP
+	for i := range 399 {
+		sdp += fmt.Sprintf("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:x%d\r\na=rtpmap:111 opus/48000/2\r\n", i)
+	}
+	big.callID = "400-sections"
+	big.send(ctx, callevent.TypeInvite, map[string]any{"lifetime": 60000, "invitee": a.setup.UserID, "offer": map[string]any{"type": "offer", "sdp": sdp}})
+	rej := big.waitCallEvent(ctx, a.setup.UserID, callevent.TypeReject).(*callevent.Reject)
+	require.Equal(t, callevent.ReasonUnknownError, rej.Reason)
+
+	// Lifetimes that wrapped around as durations: 1e13 ms and 2^53−1 ms
+	// are clamped, and the calls ring (and are answered).
+	for _, lifetime := range []float64{1e13, 1<<53 - 1} {
+		p := newGoPeer(t, alice, a.room)
+		p.callID = fmt.Sprintf("lifetime-%.0f", lifetime)
+		offer, err := p.pc.CreateOffer(nil)
+		require.NoError(t, err)
+		require.NoError(t, p.pc.SetLocalDescription(offer))
+		p.send(ctx, callevent.TypeInvite, map[string]any{"lifetime": lifetime, "invitee": a.setup.UserID, "offer": map[string]any{"type": "offer", "sdp": offer.SDP}})
+		p.waitCallEvent(ctx, a.setup.UserID, callevent.TypeAnswer)
+		p.send(ctx, callevent.TypeHangup, map[string]any{"reason": "user_hangup"})
+		waitNoCalls(t, a.bot)
+	}
+	require.Contains(t, a.bot.Logs(), "lifetime is beyond the maximum; clamped")
+
+	// User mistakes in commands are answers, not errors of the bot's.
+	for cmd, want := range map[string]string{
+		"!voip call @nobody":                    `Cannot ` + "`!voip call`" + `: "@nobody" is not a user ID`,
+		"!voip call @nobody-here:localhost":     "@nobody-here:localhost is not in this room",
+		"!voip call please":                     `unknown argument "please"`,
+		"!voip source music":                    `"music" is not a source`,
+		"!voip call " + a.setup.UserID.String(): "the bot cannot call itself",
+	} {
+		require.Contains(t, body(command(t, alice, a.room, a.setup.UserID, cmd)), want, cmd)
+	}
+
+	require.Contains(t, body(command(t, alice, a.room, a.setup.UserID, "!voip help")), "Commands")
+	h, code, err := a.bot.GetHealth()
+	require.NoError(t, err)
+	require.Equal(t, 200, code, "%+v", h)
+	metrics, err := a.bot.Metrics()
+	require.NoError(t, err)
+	require.Equal(t, -1.0, metricValue(metrics, `voipbot_errors_total{component="handler"}`), "no handler failed")
+	for line := range strings.SplitSeq(metrics, "\n") {
+		require.False(t, strings.HasPrefix(line, "voipbot_events_handled_total") && strings.Contains(line, `result="error"`), "no handler failed: %s", line)
+	}
+	require.Equal(t, 4.0, metricValue(metrics, `voipbot_commands_total{command="call",result="invalid"}`))
+	require.Equal(t, 1.0, metricValue(metrics, `voipbot_commands_total{command="source",result="invalid"}`))
+	warnings := strings.Count(a.bot.Logs(), "Ignoring malformed call event")
+	require.GreaterOrEqual(t, warnings, 3*len(callevent.Types), "each malformed event is dropped with a warning")
+	t.Logf("%d malformed call events handled (%d dropped with a warning); the bot is healthy", sentCount, warnings)
 }
