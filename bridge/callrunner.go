@@ -143,12 +143,13 @@ func (r *callRunner) apply(e call.Effect) {
 		switch {
 		case err == nil:
 		case e.Negotiation:
-			// The peer's answer to our ICE restart: ours is abandoned.
-			if rbErr := r.sess.Rollback(r.ctx); rbErr != nil {
-				r.input(r.m.MediaError(fmt.Errorf("applying the peer's negotiate answer: %w (and rolling back: %w)", err, rbErr)))
+			// The peer's answer to our ICE restart: the restart failed.
+			err = fmt.Errorf("applying the peer's negotiate answer: %w", err)
+			if errors.Is(err, voip.ErrNegotiationStuck) {
+				r.input(r.m.MediaError(err))
 				return
 			}
-			r.input(r.m.NegotiationFailed(fmt.Errorf("applying the peer's negotiate answer: %w", err), true))
+			r.input(r.m.NegotiationFailed(err, true))
 		default:
 			r.input(r.m.MediaError(err))
 		}
@@ -353,22 +354,9 @@ func (r *callRunner) acceptNegotiation(e call.AcceptNegotiation) {
 		return
 	}
 	r.input(r.m.NegotiationApplied(e.Hold))
-	sess := r.sess
-	go func() {
-		desc, err := sess.CreateAnswer(r.ctx, gatherWait)
-		r.post(func() {
-			if err == nil {
-				r.input(r.m.NegotiationAnswer(desc.SDP))
-				return
-			}
-			err = fmt.Errorf("answering the peer's negotiate offer: %w", err)
-			if rbErr := sess.Rollback(r.ctx); rbErr != nil {
-				r.input(r.m.MediaError(fmt.Errorf("%w (and rolling back: %w)", err, rbErr)))
-				return
-			}
-			r.input(r.m.NegotiationFailed(err, e.Rollback))
-		})
-	}()
+	// An answer that cannot be made leaves the session halfway (pion
+	// cannot roll a remote offer back): that ends the call, as MediaError.
+	r.describe("answering the peer's negotiate offer", r.sess.CreateAnswer, r.m.NegotiationAnswer)
 }
 
 func (r *callRunner) makeOffer() {

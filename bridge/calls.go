@@ -237,12 +237,6 @@ func (cm *callManager) handleInvite(ctx context.Context, evt *matrix.Event, inv 
 	case inv.Invitee != "" && inv.Invitee != cm.mx.UserID():
 		log.Debug().Stringer("invitee", inv.Invitee).Msg("Invite for someone else")
 		return
-	case !cm.mx.Allowed(evt.Sender):
-		// As for room invites and commands: the bot serves only the users
-		// it is set up for. Declined without a call slot, a record or a
-		// notice.
-		cm.refuse(ctx, evt, inv, refusal{kind: "not_allowed", why: "the caller is not allowed to use the bot"})
-		return
 	}
 	if inv.Lifetime.Clamped() {
 		log.Info().Int64("lifetime_ms", int64(inv.Lifetime)).Dur("taken_as", callevent.MaxLifetime).Msg("An invite's lifetime is beyond the maximum; clamped")
@@ -259,6 +253,13 @@ func (cm *callManager) handleInvite(ctx context.Context, evt *matrix.Event, inv 
 			log.Info().Msg("Ignoring an invite in a public room (calls.public_rooms is off)")
 			return
 		}
+	}
+	if !cm.mx.Allowed(evt.Sender) {
+		// As for room invites and commands: the bot serves only the users
+		// it is set up for. Declined without a call slot, a record or a
+		// notice.
+		cm.refuse(ctx, evt, inv, refusal{kind: "not_allowed", why: "the caller is not allowed to use the bot"})
+		return
 	}
 	if _, err := voip.CheckSDP(inv.Offer.SDP, true); err != nil {
 		cm.refuse(ctx, evt, inv, refusal{kind: "unusable_offer", reason: callevent.ReasonUnknownError,
@@ -334,7 +335,6 @@ func (cm *callManager) ring(ctx context.Context, p *pendingInvite) {
 		}
 	})
 	if glare != nil && !keepOurs {
-		// (busyReason did not count glare, which is replaced.)
 		// Glare, and theirs wins (ours was not sent yet, or its call ID is
 		// the greater): ours is dropped or hung up as replaced, theirs is
 		// answered on the user's behalf.
