@@ -127,17 +127,26 @@ func TestTrickledCandidatesBeforeTheDescriptionAreKept(t *testing.T) {
 		return nil
 	}))
 
-	// b learnt a's candidates from the trickle alone.
-	remote := map[string]bool{}
-	for _, st := range b.s.pc.GetStats() {
-		if cs, ok := st.(webrtc.ICECandidateStats); ok && cs.Type == webrtc.StatsTypeRemoteCandidate {
-			remote[net.JoinHostPort(cs.IP, strconv.Itoa(int(cs.Port)))] = true
+	// b learnt a's candidates from the trickle alone. (pion's ICE agent
+	// takes an added candidate in on a goroutine of its own: they show in
+	// the stats soon after, not at once.)
+	missing := func() []string {
+		remote := map[string]bool{}
+		for _, st := range b.s.pc.GetStats() {
+			if cs, ok := st.(webrtc.ICECandidateStats); ok && cs.Type == webrtc.StatsTypeRemoteCandidate {
+				remote[net.JoinHostPort(cs.IP, strconv.Itoa(int(cs.Port)))] = true
+			}
 		}
+		var out []string
+		for _, l := range lines {
+			addr, port := candidateAddr(t, l)
+			if !remote[net.JoinHostPort(addr, strconv.Itoa(port))] {
+				out = append(out, l)
+			}
+		}
+		return out
 	}
-	for _, l := range lines {
-		addr, port := candidateAddr(t, l)
-		require.True(t, remote[net.JoinHostPort(addr, strconv.Itoa(port))], "remote candidate %s", l)
-	}
+	require.Eventually(t, func() bool { return len(missing()) == 0 }, 5*time.Second, 5*time.Millisecond, "remote candidates %q", missing())
 }
 
 func TestICERestartKeepsTheCallGoing(t *testing.T) {
