@@ -275,6 +275,16 @@ func TestAbuseMalformedEvents(t *testing.T) {
 	big.send(ctx, callevent.TypeInvite, map[string]any{"lifetime": 60000, "invitee": a.setup.UserID, "offer": map[string]any{"type": "offer", "sdp": sdp}})
 	rej := big.waitCallEvent(ctx, a.setup.UserID, callevent.TypeReject).(*callevent.Reject)
 	require.Equal(t, callevent.ReasonUnknownError, rej.Reason)
+	// So are offers that are garbage, only "v=0", or have no media section:
+	// each declined at once, where a hangup used to leave the caller ringing.
+	head, _, _ := strings.Cut(o.SDP, "m=")
+	for name, bad := range map[string]string{"garbage": "this is not SDP", "v0": "v=0\r\n", "nomedia": head} {
+		p := newGoPeer(t, alice, a.room)
+		p.callID = "unusable-" + name
+		p.send(ctx, callevent.TypeInvite, map[string]any{"lifetime": 60000, "invitee": a.setup.UserID, "offer": map[string]any{"type": "offer", "sdp": bad}})
+		rej := p.waitCallEvent(ctx, a.setup.UserID, callevent.TypeReject).(*callevent.Reject)
+		require.Equal(t, callevent.ReasonUnknownError, rej.Reason, name)
+	}
 
 	// Lifetimes that wrapped around as durations: 1e13 ms and 2^53−1 ms
 	// are clamped, and the calls ring (and are answered).
