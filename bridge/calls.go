@@ -149,22 +149,25 @@ func (cm *callManager) handleEvent(ctx context.Context, evt *matrix.Event) error
 	if n, ok := content.(*callevent.Negotiate); ok && n.Lifetime.Clamped() {
 		log.Info().Int64("lifetime_ms", int64(n.Lifetime)).Dur("taken_as", callevent.MaxLifetime).Msg("A negotiate's lifetime is beyond the maximum; clamped")
 	}
-	cand, isCand := content.(*callevent.Candidates)
-	var early []byte
-	if isCand {
-		early = cm.earlyCandidates(evt.Sender, cand)
-	}
 	cm.mu.Lock()
 	r := cm.calls[key]
 	if r == nil {
 		cm.dropPending(key, evt.Sender, content)
-		if early != nil {
-			if why := cm.early.keep(key, evt.Sender, early, cm.now()); why != "" {
-				log.Debug().Str("why", why).Msg("Not keeping candidates for a call that has not rung")
-			}
-		}
 	}
 	cm.mu.Unlock()
+	if cand, ok := content.(*callevent.Candidates); ok && r == nil {
+		// Trimmed and re-encoded outside the lock (only for calls not
+		// ringing yet), then kept unless the call has rung meanwhile.
+		if early := cm.earlyCandidates(evt.Sender, cand); early != nil {
+			cm.mu.Lock()
+			if r = cm.calls[key]; r == nil {
+				if why := cm.early.keep(key, evt.Sender, early, cm.now()); why != "" {
+					log.Debug().Str("why", why).Msg("Not keeping candidates for a call that has not rung")
+				}
+			}
+			cm.mu.Unlock()
+		}
+	}
 	if r == nil {
 		log.Debug().Msg("Call event for no call of ours")
 		return nil

@@ -237,6 +237,26 @@ func (e *managerEnv) refusal() (*callevent.Reject, string) {
 	return rej, notice
 }
 
+// connectedCall has alice call the bot from p with callID and waits until
+// the call is connected.
+func (e *managerEnv) connectedCall(p *pionPeer, callID string) {
+	e.t.Helper()
+	e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", p.offer(e.t)), 0)
+	e.batchEnd()
+	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
+	require.NoError(e.t, p.pc.SetRemoteDescription(webrtcAnswer(ans.Answer.SDP)))
+	require.Eventually(e.t, func() bool { return e.callState(callID) == "connected" }, 10*time.Second, 10*time.Millisecond)
+}
+
+// callState is the stored state of a call ("" if there is none).
+func (e *managerEnv) callState(callID string) string {
+	c, err := e.st.Call(e.ctx, testRoom, callID)
+	if err != nil || c == nil {
+		return ""
+	}
+	return c.State
+}
+
 func webrtcAnswer(sdp string) webrtc.SessionDescription {
 	return webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}
 }
@@ -490,14 +510,7 @@ func TestManagerRemoteHold(t *testing.T) {
 	e := newManagerEnv(t, CallsConfig{})
 	p := newPionPeer(t)
 	const callID = "1700000000000aaaaaaaaaaaaaaaa"
-	e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", p.offer(t)), 0)
-	e.batchEnd()
-	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
-	require.NoError(t, p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Answer.SDP}))
-	require.Eventually(t, func() bool {
-		c, err := e.st.Call(e.ctx, testRoom, callID)
-		return err == nil && c != nil && c.State == "connected"
-	}, 10*time.Second, 10*time.Millisecond)
+	e.connectedCall(p, callID)
 
 	// Clients hold by making their media sendonly (pion cannot set a
 	// transceiver's direction, so the test rewrites its own offer).

@@ -230,15 +230,7 @@ func TestManagerKeepsCallOnBadNegotiate(t *testing.T) {
 	e := newManagerEnv(t, CallsConfig{})
 	p := newPionPeer(t)
 	const callID = "1700000000000aaaaaaaaaaaaaaaa"
-	e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", p.offer(t)), 0)
-	e.batchEnd()
-	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
-	require.NoError(t, p.pc.SetRemoteDescription(webrtcAnswer(ans.Answer.SDP)))
-	connected := func() bool {
-		c, err := e.st.Call(e.ctx, testRoom, callID)
-		return err == nil && c != nil && c.State == "connected"
-	}
-	require.Eventually(t, connected, 10*time.Second, 10*time.Millisecond)
+	e.connectedCall(p, callID)
 	negotiate := func(sdp string) {
 		e.deliver(alice, callevent.TypeNegotiate, map[string]any{"call_id": callID, "party_id": "ALICE", "version": "1",
 			"lifetime": 10000, "description": map[string]any{"type": "offer", "sdp": sdp}}, 0)
@@ -257,7 +249,7 @@ func TestManagerKeepsCallOnBadNegotiate(t *testing.T) {
 	n := e.nextOf(callevent.TypeNegotiate).content.(*callevent.Negotiate)
 	assert.Equal(t, callevent.SDPAnswer, n.Description.Type)
 	require.NoError(t, p.pc.SetRemoteDescription(webrtcAnswer(n.Description.SDP)))
-	assert.True(t, connected(), "the call goes on")
+	assert.Equal(t, "connected", e.callState(callID), "the call goes on")
 	lines := e.cm.Describe(testRoom)
 	require.Len(t, lines, 1)
 	assert.NotContains(t, lines[0], "on hold", "a hold that could not be applied does not count")
@@ -277,14 +269,7 @@ func TestManagerEndsCallStuckInNegotiation(t *testing.T) {
 	e := newManagerEnv(t, CallsConfig{})
 	p := newPionPeer(t)
 	const callID = "1700000000000aaaaaaaaaaaaaaaa"
-	e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", p.offer(t)), 0)
-	e.batchEnd()
-	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
-	require.NoError(t, p.pc.SetRemoteDescription(webrtcAnswer(ans.Answer.SDP)))
-	require.Eventually(t, func() bool {
-		c, err := e.st.Call(e.ctx, testRoom, callID)
-		return err == nil && c != nil && c.State == "connected"
-	}, 10*time.Second, 10*time.Millisecond)
+	e.connectedCall(p, callID)
 	offer, err := p.pc.CreateOffer(nil)
 	require.NoError(t, err)
 	var lines []string
