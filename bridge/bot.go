@@ -11,7 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
+	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
@@ -36,7 +38,9 @@ type Bot struct {
 	log      zerolog.Logger
 	commands []command
 	counts   *prometheus.CounterVec
-	calls    *callManager
+	calls    *matrixcall.Manager
+	bridges  *registry
+	limiter  callLimiter
 	dht      *dhtService // nil unless jami.enabled
 	dhtStats *dhtCollector
 }
@@ -61,9 +65,12 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 	b.dhtStats = &dhtCollector{}
 	reg.MustRegister(b.counts, &callCollector{store: st}, b.dhtStats)
 	mx.On(event.EventMessage, b.isCommand, b.handleCommand)
-	b.calls = newCallManager(ctx, cfg.Calls, mx, st, media, newCallMetrics(reg), log)
-	b.calls.ice.fetch = mx.TURN
-	b.calls.register(mx)
+	b.bridges = newRegistry(ctx, cfg.Calls, st, mx, log)
+	b.calls = matrixcall.New(ctx, cfg.Calls.Config, mx, st, media, b.bridges, reg, log)
+	b.bridges.calls = b.calls
+	b.calls.Register(mx)
+	mx.On(event.StateMember, isJoin, b.handleJoin)
+	reg.MustRegister(&bridgeCollector{store: st})
 	return b
 }
 
@@ -78,21 +85,20 @@ func (b *Bot) Start(ctx context.Context, jamiCfg jami.Config) error {
 		}
 		b.dhtStats.svc.Store(b.dht)
 	}
-	if err := b.calls.endStale(ctx); err != nil {
-		return fmt.Errorf("ending calls left from the last run: %w", err)
+	if err := b.bridges.endStale(ctx); err != nil {
+		return err
 	}
-	if b.cfg.Calls.HomeserverTURN {
-		// The first fetch is made now, so that the first call has TURN.
-		next, _ := b.calls.ice.refreshOnce(ctx, 0)
-		go b.calls.ice.run(ctx, next)
+	if err := b.calls.Start(ctx); err != nil {
+		return fmt.Errorf("starting Matrix calls: %w", err)
 	}
 	return nil
 }
 
-// Stop hangs up every call and waits, up to ctx, until they have ended;
-// then it stops the DHT node.
+// Stop ends every bridge (each leg hung up, for reason shutdown) and
+// waits, up to ctx, until they have ended; then it stops the DHT node.
 func (b *Bot) Stop(ctx context.Context) {
-	b.calls.shutdown(ctx)
+	b.bridges.shutdown(ctx)
+	b.calls.Shutdown(ctx)
 	if b.dht != nil {
 		b.dht.Stop(ctx)
 	}
@@ -118,5 +124,49 @@ func (c *callCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(callsDesc, prometheus.GaugeValue, float64(n), state)
+	}
+}
+
+// isJoin picks the member events that say a user joined.
+func isJoin(evt *event.Event) bool {
+	return evt.StateKey != nil && evt.Content.AsMember().Membership == event.MembershipJoin
+}
+
+// handleJoin wakes a bridge waiting for a user to join the direct room it
+// made to call them.
+func (b *Bot) handleJoin(_ context.Context, evt *matrix.Event) error {
+	b.bridges.joins.joined(evt.RoomID, id.UserID(*evt.StateKey))
+	return nil
+}
+
+// bridgeCollector reports bridges and legs from the database at scrape
+// time, so the series can never disagree with the tables.
+type bridgeCollector struct {
+	store *store.Store
+}
+
+var (
+	bridgesDesc = prometheus.NewDesc("voipbot_bridges", "Bridges (conversations) not yet ended.", nil, nil)
+	legsDesc    = prometheus.NewDesc("voipbot_bridge_legs", "Legs of bridges not yet ended, by kind and state.", []string{"kind", "state"}, nil)
+)
+
+func (c *bridgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- bridgesDesc; ch <- legsDesc }
+
+func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := c.store.CountActiveBridges(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(bridgesDesc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(bridgesDesc, prometheus.GaugeValue, float64(n))
+	legs, err := c.store.CountLegs(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(legsDesc, err)
+		return
+	}
+	for k, n := range legs {
+		ch <- prometheus.MustNewConstMetric(legsDesc, prometheus.GaugeValue, float64(n), k[0], k[1])
 	}
 }

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
@@ -38,10 +36,11 @@ func (b *Bot) commandTable() []command {
 	return []command{
 		{name: "help", summary: "show this help", run: b.help},
 		{name: "status", summary: "show version, uptime, rooms and active calls", run: b.status},
-		{name: "call", summary: "call you (or `call @user:server`) in this room; add `video` for a video call", run: b.call},
-		{name: "hangup", summary: "hang up the bot's calls in this room", run: b.hangup},
+		{name: "call", summary: "call you (or `call @user:server`) in this room; `call <target>` calls you, then bridges in the target (`matrix:@user:server`, `matrix:#room:server`); add `video` for a video call", run: b.call},
+		{name: "hangup", summary: "hang up the bot's calls and bridges in this room", run: b.hangup},
+		{name: "route", summary: "show or set where calls to the bot in this room go: `route echo|tone|silence|file|matrix:@user:server|matrix:!room:server|matrix:#alias:server|default`", run: b.route},
 		{name: "jami", summary: "show the bot's Jami ID, for Jami users to add it", run: b.jamiID},
-		{name: "source", summary: "show or set what the bot sends into calls in this room: `source echo|tone|silence|file|default`", run: b.setSource},
+		{name: "source", summary: "the same as `route`, for the bot's own sources only: `source echo|tone|silence|file|default`", run: b.setSource},
 	}
 }
 
@@ -135,100 +134,7 @@ func (b *Bot) status(ctx context.Context, evt *matrix.Event, _ []string) (string
 		b.build.Version, b.build.Commit, b.build.BuildTime,
 		time.Since(b.started).Round(time.Second),
 		b.mx.Mode(), b.mx.DeviceID(), encryption,
-		rooms, active, b.media.Describe()) + b.describeDHT() + b.describeCalls(evt.RoomID), nil
-}
-
-func (b *Bot) describeCalls(room id.RoomID) string {
-	lines := b.calls.Describe(room)
-	if len(lines) == 0 {
-		return ""
-	}
-	var sb strings.Builder
-	sb.WriteString("\n\nCalls in this room:\n")
-	for _, l := range lines {
-		sb.WriteString("\n* " + l)
-	}
-	return sb.String()
-}
-
-// call places a call from the bot: to the sender, or to the user named.
-func (b *Bot) call(ctx context.Context, evt *matrix.Event, args []string) (string, error) {
-	invitee, video := evt.Sender, false
-	for _, a := range args {
-		switch {
-		case strings.EqualFold(a, "video"):
-			video = true
-		case strings.HasPrefix(a, "@"):
-			user := id.UserID(a)
-			if _, _, err := user.Parse(); err != nil {
-				return "", userErrorf("%q is not a user ID (like @alice:example.org)", a)
-			}
-			invitee = user
-		default:
-			return "", userErrorf("unknown argument %q (expected a user ID or \"video\")", a)
-		}
-	}
-	if invitee == b.mx.UserID() {
-		return "", userErrorf("the bot cannot call itself")
-	}
-	if joined, err := b.mx.Joined(ctx, evt.RoomID, invitee); err != nil {
-		return "", err
-	} else if !joined {
-		return "", userErrorf("%s is not in this room: a call rings only members", invitee)
-	}
-	r, err := b.calls.Place(evt.RoomID, invitee, video)
-	if err != nil {
-		return "", err
-	}
-	kind := "voice"
-	if video {
-		kind = "video"
-	}
-	return fmt.Sprintf("Calling %s (%s call `%s`).", invitee, kind, r.m.CallID), nil
-}
-
-func (b *Bot) hangup(_ context.Context, evt *matrix.Event, _ []string) (string, error) {
-	n := b.calls.Hangup(evt.RoomID)
-	if n == 0 {
-		return "No call of the bot's in this room.", nil
-	}
-	return fmt.Sprintf("Hung up %d call(s).", n), nil
-}
-
-// setSource shows or sets the room's call source.
-func (b *Bot) setSource(ctx context.Context, evt *matrix.Event, args []string) (string, error) {
-	room, err := b.store.Room(ctx, evt.RoomID)
-	if err != nil {
-		return "", err
-	}
-	if room == nil {
-		return "", errors.New("the bot has no record of this room")
-	}
-	if len(args) == 0 {
-		current := b.calls.sourceFor(ctx, evt.RoomID)
-		how := "the default"
-		if room.Settings.Source != "" {
-			how = "set for this room"
-		}
-		return fmt.Sprintf("Calls in this room get **%s** (%s). Choose with `%s source %s|default`.",
-			current, how, b.cfg.Commands.Prefix, joinModes()), nil
-	}
-	choice := strings.ToLower(args[0])
-	switch {
-	case choice == "default":
-		room.Settings.Source = ""
-	case slices.Contains(MediaModes, MediaMode(choice)):
-		if MediaMode(choice) == MediaFile && b.cfg.Calls.AudioFile == "" && b.cfg.Calls.VideoFile == "" {
-			return "", userErrorf("no file is configured (calls.audio_file, calls.video_file)")
-		}
-		room.Settings.Source = choice
-	default:
-		return "", userErrorf("%q is not a source (%s, or default)", choice, joinModes())
-	}
-	if err = b.store.SetRoomSettings(ctx, evt.RoomID, room.Settings); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("Calls in this room now get **%s** (calls already going on keep theirs).", b.calls.sourceFor(ctx, evt.RoomID)), nil
+		rooms, active, b.media.Describe()) + b.describeDHT() + b.describeCalls(ctx, evt.RoomID), nil
 }
 
 func (b *Bot) describeDHT() string {

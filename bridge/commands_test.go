@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/store"
 )
 
@@ -41,10 +42,10 @@ func TestIsCommand(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	calls := CallsConfig{Source: MediaEcho, InviteLifetime: time.Minute, ConnectTimeout: 30 * time.Second}
+	calls := CallsConfig{Source: MediaEcho, Config: matrixcall.Config{InviteLifetime: time.Minute, ConnectTimeout: 30 * time.Second}}
 	require.NoError(t, (&Config{Commands: CommandsConfig{Prefix: "!voip"}, Calls: calls}).Validate())
 	require.ErrorContains(t, (&Config{Commands: CommandsConfig{Prefix: "two words"}, Calls: calls}).Validate(), "commands.prefix")
-	bad := Config{Commands: CommandsConfig{Prefix: "!voip"}, Calls: CallsConfig{Source: "music", MaxCalls: -1, MaxCallsPerRoom: -2, InviteLifetime: time.Second}}
+	bad := Config{Commands: CommandsConfig{Prefix: "!voip"}, Calls: CallsConfig{Source: "music", MaxCalls: -1, MaxCallsPerRoom: -2, Config: matrixcall.Config{InviteLifetime: time.Second}}}
 	require.EqualError(t, bad.Validate(), `calls.source: "music" is not a source (echo, tone, silence, file)
 calls.max_calls: must be 0 (no limit) or more
 calls.max_calls_per_room: must be 0 (no limit) or more

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/voipbot/voipbot/bridge/matrixcall"
 )
 
 // Config is the bridge's part of the configuration file.
@@ -44,21 +46,13 @@ type CallsConfig struct {
 	// a call beyond either is declined with user_busy. 0 means no limit.
 	MaxCalls        int `yaml:"max_calls"`
 	MaxCallsPerRoom int `yaml:"max_calls_per_room"`
-	// PublicRooms: answer invites in rooms anyone may join.
-	PublicRooms    bool          `yaml:"public_rooms"`
-	InviteLifetime time.Duration `yaml:"invite_lifetime"`
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// HomeserverTURN: ask the homeserver for TURN credentials.
-	HomeserverTURN bool              `yaml:"homeserver_turn"`
-	ICEServers     []ICEServerConfig `yaml:"ice_servers"`
+	// The Matrix call settings (public_rooms, invite_lifetime, …) are
+	// the Matrix leg kind's own, under the same key.
+	matrixcall.Config `yaml:",inline"`
 }
 
 // ICEServerConfig is a STUN or TURN server of the operator's own.
-type ICEServerConfig struct {
-	URLs       []string `yaml:"urls"`
-	Username   string   `yaml:"username"`
-	Credential string   `yaml:"credential"`
-}
+type ICEServerConfig = matrixcall.ICEServerConfig
 
 // CommandsConfig configures room commands.
 type CommandsConfig struct {

@@ -28,6 +28,9 @@ type RoomSettings struct {
 	// Source is what the bot sends into calls in the room ("" = the
 	// configured default); the bridge names the values.
 	Source string `json:"source,omitempty"`
+	// Route is where calls to the bot in the room go, as a target
+	// (kind:address, or a source name); "" = the configured default.
+	Route string `json:"route,omitempty"`
 }
 
 // Room is a room the bot has been invited to or joined.

@@ -32,7 +32,7 @@ func (m *Machine) RemoteAged(sender id.UserID, c callevent.Content, age time.Dur
 	case *callevent.Answer:
 		return m.remoteAnswer(from, c)
 	case *callevent.Reject:
-		return m.remoteReject(from)
+		return m.remoteReject(from, c.Reason)
 	case *callevent.SelectAnswer:
 		return m.remoteSelectAnswer(from, c)
 	case *callevent.Hangup:
@@ -100,7 +100,10 @@ func (m *Machine) remoteAnswer(from Party, c *callevent.Answer) ([]Effect, error
 	return append(out, StartTimer{Timer: TimerConnect, After: m.timeouts.Connect}), nil
 }
 
-func (m *Machine) remoteReject(from Party) ([]Effect, error) {
+// remoteReject ends an outbound call the invitee turned down; the reason
+// it gave (matrix-js-sdk sends user_busy from a busy client) is kept, so
+// that a bridged caller hears why.
+func (m *Machine) remoteReject(from Party, reason callevent.HangupReason) ([]Effect, error) {
 	if !m.mayAnswer(from) {
 		return nil, ignore("a reject from %s, who was not invited (or not by us)", from)
 	}
@@ -109,7 +112,7 @@ func (m *Machine) remoteReject(from Party) ([]Effect, error) {
 		return nil, ignore("a reject from %s after we took %s's answer", from, m.Peer)
 	}
 	m.choose(from, callevent.Version1)
-	return m.end(ByRemote, "", "rejected by "+from.String(), m.selectAnswer()), nil
+	return m.end(ByRemote, reason, "rejected by "+from.String(), m.selectAnswer()), nil
 }
 
 func (m *Machine) remoteSelectAnswer(from Party, c *callevent.SelectAnswer) ([]Effect, error) {

@@ -1,4 +1,4 @@
-package bridge
+package matrixcall
 
 import (
 	"context"
@@ -31,7 +31,7 @@ type refusal struct {
 // (matrix-js-sdk does), so it would ring until its invite expired. Nothing
 // is sent when others in the room may answer the invite, nor beyond the
 // caller's refusal budget (a flood rings out on its own).
-func (cm *callManager) refuse(ctx context.Context, evt *matrix.Event, inv *callevent.Invite, r refusal) {
+func (cm *Manager) refuse(ctx context.Context, evt *matrix.Event, inv *callevent.Invite, r refusal) {
 	log := zerolog.Ctx(ctx).With().Str("call_id", inv.CallID).Stringer("sender", evt.Sender).Str("refusal", r.kind).Logger()
 	cm.early.refuse(callKey{evt.RoomID, inv.CallID}, cm.now())
 	silent := func(because string) {
@@ -86,7 +86,7 @@ func (cm *callManager) refuse(ctx context.Context, evt *matrix.Event, inv *calle
 // reject ends the caller's call for everyone, so an invite that is for
 // anyone in the room (no invitee) is declined only where nobody else could
 // answer it.
-func (cm *callManager) mayDecline(ctx context.Context, evt *matrix.Event, inv *callevent.Invite) bool {
+func (cm *Manager) mayDecline(ctx context.Context, evt *matrix.Event, inv *callevent.Invite) bool {
 	if inv.Invitee == cm.mx.UserID() {
 		return true
 	}
@@ -103,7 +103,7 @@ func (cm *callManager) mayDecline(ctx context.Context, evt *matrix.Event, inv *c
 // for). A refusal (any other 4xx: too large, forbidden, …) is final at
 // once. All tries carry one transaction ID, so a try that timed out after
 // the homeserver stored the event does not send it twice.
-func (cm *callManager) sendCallEvent(ctx context.Context, log zerolog.Logger, room id.RoomID, t callevent.Type, c callevent.Content) (id.EventID, error) {
+func (cm *Manager) sendCallEvent(ctx context.Context, log zerolog.Logger, room id.RoomID, t callevent.Type, c callevent.Content) (id.EventID, error) {
 	txnID := matrix.NewTxnID()
 	delay := sendRetryDelay
 	for try := 1; ; try++ {

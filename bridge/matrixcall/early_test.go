@@ -1,4 +1,4 @@
-package bridge
+package matrixcall
 
 import (
 	"fmt"
@@ -33,7 +33,7 @@ func candidatesContent(callID string, n int, end bool) map[string]any {
 // sender and in all, in events and bytes, only what an invite can use, and
 // for a minute.
 func TestEarlyCandidatesAreBounded(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
+	e := newManagerEnv(t, testConfig{})
 	now := time.Unix(1_700_000_000, 0)
 	e.cm.now = func() time.Time { return now }
 
@@ -85,7 +85,7 @@ func TestEarlyCandidatesAreBounded(t *testing.T) {
 // Candidates that come in the invite's own sync batch, after it, reach the
 // call when it rings; those of a declined call are not kept.
 func TestEarlyCandidatesReachTheirCall(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{MaxCallsPerRoom: 1})
+	e := newManagerEnv(t, testConfig{MaxCallsPerRoom: 1})
 	p := newPionPeer(t)
 	offer := p.offer(t)
 	// The offer without its candidates: they come trickled.

@@ -1,4 +1,4 @@
-package bridge
+package matrixcall
 
 import (
 	"context"
@@ -9,11 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/bridge/call"
+	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/matrix/callevent"
 	"github.com/voipbot/voipbot/store"
@@ -49,11 +51,26 @@ type signaller interface {
 	OthersInRoom(ctx context.Context, room id.RoomID, except id.UserID) (int, error)
 }
 
-// callManager routes call events to calls, starts calls for invites and
-// commands, and applies the policies across calls: access, glare, busy,
-// public rooms, and how the bot refuses under a flood.
-type callManager struct {
-	cfg     CallsConfig
+// Host is what Matrix calls need of the conversation layer; package bridge
+// implements it. Its methods return at once.
+type Host interface {
+	// Admit takes a call slot for a new leg in room, or says why the bot
+	// cannot take another call (busy). The slot of replaces (a call glare
+	// is about to end), if any, does not count. The slot is given back
+	// when the leg's Ended is reported.
+	Admit(id leg.ID, room id.RoomID, replaces leg.ID) (busy string)
+	// Ringing: an inbound call rings. The host answers it, declines it or
+	// routes it elsewhere (through the leg's methods), and returns where
+	// the leg reports what happens to it.
+	Ringing(l *Leg) leg.Events
+}
+
+// Manager routes call events to calls, starts calls for invites and for the
+// conversation layer, and applies the policies of Matrix calls: access,
+// glare, public rooms, and how the bot refuses under a flood.
+type Manager struct {
+	cfg     Config
+	host    Host
 	mx      signaller
 	store   *store.Store
 	media   *voip.Engine
@@ -70,7 +87,7 @@ type callManager struct {
 	refusing chan struct{}
 
 	mu      sync.Mutex
-	calls   map[callKey]*callRunner
+	calls   map[callKey]*Leg
 	pending map[id.RoomID][]*pendingInvite
 }
 
@@ -80,14 +97,17 @@ type earlyEvent struct {
 	content callevent.Content
 }
 
-func newCallManager(ctx context.Context, cfg CallsConfig, mx signaller, st *store.Store, media *voip.Engine, m *callMetrics, log zerolog.Logger) *callManager {
-	cm := &callManager{
-		cfg: cfg, mx: mx, store: st, media: media, ctx: ctx, now: time.Now, metrics: m,
+// New makes the manager of Matrix calls; ctx bounds its life. Register it
+// with the Matrix client before the client starts.
+func New(ctx context.Context, cfg Config, mx signaller, st *store.Store, media *voip.Engine, host Host, reg prometheus.Registerer, log zerolog.Logger) *Manager {
+	m := newCallMetrics(reg)
+	cm := &Manager{
+		cfg: cfg, host: host, mx: mx, store: st, media: media, ctx: ctx, now: time.Now, metrics: m,
 		log:      log.With().Str("component", "calls").Logger(),
 		ice:      newICEServers(cfg.ICEServers, nil, log),
 		early:    newEarlyBuffer(m),
 		refusing: make(chan struct{}, refusalMaxSending),
-		calls:    map[callKey]*callRunner{},
+		calls:    map[callKey]*Leg{},
 		pending:  map[id.RoomID][]*pendingInvite{},
 	}
 	cm.budget = newRefusalBudget(func() time.Time { return cm.now() })
@@ -96,8 +116,10 @@ func newCallManager(ctx context.Context, cfg CallsConfig, mx signaller, st *stor
 	return cm
 }
 
-// register hooks the manager into the Matrix client.
-func (cm *callManager) register(mx *matrix.Client) {
+// Register hooks the manager into the Matrix client, and TURN credentials
+// to the homeserver's.
+func (cm *Manager) Register(mx *matrix.Client) {
+	cm.ice.fetch = mx.TURN
 	for _, t := range callevent.Types {
 		mx.On(event.Type{Type: string(t), Class: event.MessageEventType}, nil, cm.handleEvent)
 	}
@@ -107,11 +129,11 @@ func (cm *callManager) register(mx *matrix.Client) {
 
 // us is our party in every call: like matrix-js-sdk, the bot's device ID
 // is its party ID, so that another device of the bot's user is another party.
-func (cm *callManager) us() call.Party {
+func (cm *Manager) us() call.Party {
 	return call.Party{User: cm.mx.UserID(), PartyID: string(cm.mx.DeviceID())}
 }
 
-func (cm *callManager) options(room id.RoomID, callID string) call.Options {
+func (cm *Manager) options(room id.RoomID, callID string) call.Options {
 	return call.Options{
 		Room: room, CallID: callID, Us: cm.us(), Now: cm.now,
 		Timeouts: call.Timeouts{InviteLifetime: cm.cfg.InviteLifetime, Connect: cm.cfg.ConnectTimeout},
@@ -121,7 +143,7 @@ func (cm *callManager) options(room id.RoomID, callID string) call.Options {
 // handleEvent is the Matrix handler of every call event type: it parses,
 // checks what it carries, then hands the event to its call's queue (it
 // never waits for the call).
-func (cm *callManager) handleEvent(ctx context.Context, evt *matrix.Event) error {
+func (cm *Manager) handleEvent(ctx context.Context, evt *matrix.Event) error {
 	t := callevent.Type(evt.Type.Type)
 	log := zerolog.Ctx(ctx).With().Str("type", string(t)).Stringer("sender", evt.Sender).Logger()
 	content, err := callevent.Parse(t, evt.Content.VeryRaw)
@@ -193,7 +215,7 @@ func checkSDPOf(c callevent.Content) error {
 // earlyCandidates is what may be kept of a candidates event in case its
 // invite comes later: nothing from a sender the bot does not take calls
 // from; else what trimEarly keeps.
-func (cm *callManager) earlyCandidates(sender id.UserID, c *callevent.Candidates) []byte {
+func (cm *Manager) earlyCandidates(sender id.UserID, c *callevent.Candidates) []byte {
 	if !cm.mx.Allowed(sender) {
 		cm.metrics.earlyDropped.WithLabelValues("not_allowed").Inc()
 		return nil
@@ -205,7 +227,7 @@ func (cm *callManager) earlyCandidates(sender id.UserID, c *callevent.Candidates
 
 // dropPending forgets a pending invite that the same batch answered,
 // rejected or hung up. Called with mu held.
-func (cm *callManager) dropPending(key callKey, sender id.UserID, c callevent.Content) {
+func (cm *Manager) dropPending(key callKey, sender id.UserID, c callevent.Content) {
 	switch c.(type) {
 	case *callevent.Answer, *callevent.Reject, *callevent.Hangup, *callevent.SelectAnswer:
 	default:
@@ -224,7 +246,7 @@ func (cm *callManager) dropPending(key callKey, sender id.UserID, c callevent.Co
 
 // handleInvite applies the rules for whether an invite is for us, then
 // holds it until the end of its batch.
-func (cm *callManager) handleInvite(ctx context.Context, evt *matrix.Event, inv *callevent.Invite) {
+func (cm *Manager) handleInvite(ctx context.Context, evt *matrix.Event, inv *callevent.Invite) {
 	log := zerolog.Ctx(ctx).With().Str("call_id", inv.CallID).Stringer("sender", evt.Sender).Logger()
 	key := callKey{evt.RoomID, inv.CallID}
 	cm.mu.Lock()
@@ -276,7 +298,7 @@ func (cm *callManager) handleInvite(ctx context.Context, evt *matrix.Event, inv 
 
 // batchEnd rings (that is, answers) the invites of a room whose sync batch
 // is complete.
-func (cm *callManager) batchEnd(ctx context.Context, room id.RoomID) {
+func (cm *Manager) batchEnd(ctx context.Context, room id.RoomID) {
 	cm.mu.Lock()
 	list := cm.pending[room]
 	delete(cm.pending, room)
@@ -286,9 +308,10 @@ func (cm *callManager) batchEnd(ctx context.Context, room id.RoomID) {
 	}
 }
 
-// ring starts an inbound call: glare and capacity decide whether it is
-// answered, declined as busy, or hung up as the loser of a glare.
-func (cm *callManager) ring(ctx context.Context, p *pendingInvite) {
+// ring starts an inbound call: glare and capacity decide whether it rings
+// (and the host decides what then), is declined as busy, or is hung up as
+// the loser of a glare.
+func (cm *Manager) ring(ctx context.Context, p *pendingInvite) {
 	evt, inv := p.evt, p.invite
 	log := zerolog.Ctx(ctx).With().Str("call_id", inv.CallID).Stringer("sender", evt.Sender).Logger()
 	age := evt.Age(cm.now())
@@ -297,8 +320,9 @@ func (cm *callManager) ring(ctx context.Context, p *pendingInvite) {
 		return
 	}
 	m, effects := call.NewInbound(cm.options(evt.RoomID, inv.CallID), evt.Sender, inv, age)
-	r := newCallRunner(cm, m) // reads the room's settings: not under mu
+	r := newLeg(cm, m)
 	r.inviteEvent = evt.ID
+	r.expires = cm.now().Add(inv.Lifetime.Duration() - age)
 
 	key := callKey{evt.RoomID, inv.CallID}
 	var early []earlyEvent
@@ -307,10 +331,14 @@ func (cm *callManager) ring(ctx context.Context, p *pendingInvite) {
 	keepOurs := glare != nil && glare.snapshot().state == call.StateInviteSent && glare.m.CallID < inv.CallID
 	busy := ""
 	if !keepOurs {
-		busy = cm.busyReason(evt.RoomID, glare)
+		var replaces leg.ID
+		if glare != nil {
+			replaces = glare.ID()
+		}
+		busy = cm.host.Admit(r.ID(), evt.RoomID, replaces)
 	}
 	if busy == "" {
-		// The slot is taken under the same lock that counted the slots.
+		// The slot is taken under the same lock that found the glare.
 		early = cm.early.take(key)
 		cm.calls[key] = r
 	}
@@ -321,20 +349,21 @@ func (cm *callManager) ring(ctx context.Context, p *pendingInvite) {
 		cm.refuse(ctx, evt, inv, refusal{kind: "busy", reason: callevent.ReasonUserBusy, why: "the bot is busy (" + busy + ")", record: true})
 		return
 	}
-
 	r.post(func() {
+		if !keepOurs {
+			// On the queue, before the first effect: whatever the host
+			// asks of the leg is queued after these.
+			r.events = cm.host.Ringing(r)
+		}
 		r.input(effects, nil)
 		for _, e := range early {
 			r.input(r.m.Remote(e.sender, e.content))
 		}
-		switch {
-		case keepOurs:
+		if keepOurs {
 			// Glare, our invite already out and its call ID the lesser:
 			// ours stays, theirs is hung up as replaced.
 			log.Info().Str("ours", glare.m.CallID).Msg("Glare: keeping our call (lesser call ID)")
 			r.input(r.m.Replaced(glare.m.CallID))
-		default:
-			r.input(r.m.Answer())
 		}
 	})
 	if glare != nil && !keepOurs {
@@ -348,7 +377,7 @@ func (cm *callManager) ring(ctx context.Context, p *pendingInvite) {
 
 // glareWith finds our outbound call to user in room that is still being
 // placed: the one an invite from user collides with. Called with mu held.
-func (cm *callManager) glareWith(room id.RoomID, user id.UserID) *callRunner {
+func (cm *Manager) glareWith(room id.RoomID, user id.UserID) *Leg {
 	for key, r := range cm.calls {
 		if key.room != room || r.m.Direction != call.Outbound || r.m.Invitee != user {
 			continue
@@ -360,43 +389,8 @@ func (cm *callManager) glareWith(room id.RoomID, user id.UserID) *callRunner {
 	return nil
 }
 
-// busyReason says why a new call in room cannot be taken, or "". A call
-// about to be replaced does not count. Called with mu held.
-func (cm *callManager) busyReason(room id.RoomID, replaced *callRunner) string {
-	total, inRoom := 0, 0
-	for key, r := range cm.calls {
-		if r == replaced {
-			continue
-		}
-		total++
-		if key.room == room {
-			inRoom++
-		}
-	}
-	switch {
-	case cm.cfg.MaxCalls > 0 && total >= cm.cfg.MaxCalls:
-		return fmt.Sprintf("%d calls in progress, the most it takes", total)
-	case cm.cfg.MaxCallsPerRoom > 0 && inRoom >= cm.cfg.MaxCallsPerRoom:
-		return fmt.Sprintf("%d calls in progress in this room, the most it takes", inRoom)
-	}
-	return ""
-}
-
-// sourceFor is what the bot sends into calls in room: the room's choice, or
-// the configured default.
-func (cm *callManager) sourceFor(ctx context.Context, room id.RoomID) MediaMode {
-	r, err := cm.store.Room(ctx, room)
-	if err != nil {
-		cm.log.Warn().Err(err).Stringer("room_id", room).Msg("Cannot read the room's settings; using the default source")
-	}
-	if r != nil && slices.Contains(MediaModes, MediaMode(r.Settings.Source)) {
-		return MediaMode(r.Settings.Source)
-	}
-	return cm.cfg.Source
-}
-
 // ended forgets a call that has ended.
-func (cm *callManager) ended(r *callRunner) {
+func (cm *Manager) ended(r *Leg) {
 	cm.mu.Lock()
 	defer cm.mu.Unlock()
 	key := callKey{r.m.Room, r.m.CallID}
@@ -406,7 +400,7 @@ func (cm *callManager) ended(r *callRunner) {
 }
 
 // report tells a room something about its calls, without holding anything up.
-func (cm *callManager) report(room id.RoomID, text string) {
+func (cm *Manager) report(room id.RoomID, text string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(cm.ctx, 30*time.Second)
 		defer cancel()
@@ -416,73 +410,66 @@ func (cm *callManager) report(room id.RoomID, text string) {
 	}()
 }
 
-// Place calls invitee in room and returns the call ID; the call proceeds on
-// its own queue.
-func (cm *callManager) Place(room id.RoomID, invitee id.UserID, video bool) (*callRunner, error) {
-	callID, err := newCallID(cm.now())
-	if err != nil {
-		return nil, err
+// PlaceOptions say what call to place.
+type PlaceOptions struct {
+	// Invitee is who the call is for; empty rings everyone in the room
+	// (the first to answer is taken).
+	Invitee id.UserID
+	Video   bool
+	// Lifetime is the invite's; zero takes calls.invite_lifetime.
+	Lifetime time.Duration
+}
+
+// Place makes a call into room, which Start places: in between, the
+// conversation adds the leg, so that it knows the leg before the leg's
+// first event. The call proceeds on its own queue and reports to events.
+// The caller has taken the call's slot for the ID that NewCallID returned.
+func (cm *Manager) Place(room id.RoomID, callID string, o PlaceOptions, events leg.Events) (*Leg, error) {
+	opts := cm.options(room, callID)
+	opts.Video = o.Video
+	if o.Lifetime > 0 {
+		opts.Timeouts.InviteLifetime = o.Lifetime
 	}
-	o := cm.options(room, callID)
-	o.Video = video
-	m, effects := call.NewOutbound(o, invitee)
-	r := newCallRunner(cm, m) // reads the room's settings: not under mu
+	m, effects := call.NewOutbound(opts, o.Invitee)
+	r := newLeg(cm, m)
+	r.events = events
 	cm.mu.Lock()
-	if busy := cm.busyReason(room, nil); busy != "" {
+	if _, dup := cm.calls[callKey{room, callID}]; dup {
 		cm.mu.Unlock()
 		r.cancel()
-		return nil, userErrorf("the bot is busy: %s", busy)
+		return nil, fmt.Errorf("a call %s is already in %s", callID, room)
 	}
 	cm.calls[callKey{room, callID}] = r
 	cm.mu.Unlock()
-	r.post(func() { r.input(effects, nil) })
+	r.start = effects
 	return r, nil
 }
 
-// Hangup hangs up every call in room; it returns how many.
-func (cm *callManager) Hangup(room id.RoomID) int {
-	rs := cm.callsIn(room)
-	for _, r := range rs {
-		r.post(func() { r.input(r.m.Hangup(callevent.ReasonUserHangup, "hung up by command")) })
+// NewCallID makes the call ID (and so the leg ID) of a call to place.
+func (cm *Manager) NewCallID() (string, leg.ID, error) {
+	callID, err := newCallID(cm.now())
+	if err != nil {
+		return "", "", err
 	}
-	return len(rs)
+	return callID, LegID(callID), nil
 }
 
 // Describe lists the calls in room, a line each, for the status command.
-func (cm *callManager) Describe(room id.RoomID) []string {
-	rs := cm.callsIn(room)
-	slices.SortFunc(rs, func(a, b *callRunner) int { return a.snapshot().created.Compare(b.snapshot().created) })
+func (cm *Manager) Describe(room id.RoomID) []string {
+	rs := cm.LegsIn(room)
+	slices.SortFunc(rs, func(a, b *Leg) int { return a.snapshot().created.Compare(b.snapshot().created) })
 	var out []string
 	for _, r := range rs {
-		v := r.snapshot()
-		kind := "voice"
-		if v.video {
-			kind = "video"
-		}
-		line := fmt.Sprintf("%s %s call with %s: %s", r.m.Direction, kind, v.peer.User, v.state)
-		if !v.connectedAt.IsZero() {
-			line += fmt.Sprintf(" for %s", cm.now().Sub(v.connectedAt).Round(time.Second))
-		}
-		line += fmt.Sprintf(", sending %s", r.source)
-		if v.remoteHold {
-			line += ", on hold"
-		}
-		if v.peerMutedAudio {
-			line += ", peer's microphone muted"
-		}
-		if v.peerMutedVideo && v.video {
-			line += ", peer's camera off"
-		}
-		out = append(out, line)
+		out = append(out, r.describe(cm.now()))
 	}
 	return out
 }
 
-// callsIn lists the calls in room.
-func (cm *callManager) callsIn(room id.RoomID) []*callRunner {
+// LegsIn lists the calls in room.
+func (cm *Manager) LegsIn(room id.RoomID) []*Leg {
 	cm.mu.Lock()
 	defer cm.mu.Unlock()
-	var rs []*callRunner
+	var rs []*Leg
 	for key, r := range cm.calls {
 		if key.room == room {
 			rs = append(rs, r)
@@ -492,13 +479,13 @@ func (cm *callManager) callsIn(room id.RoomID) []*callRunner {
 }
 
 // Active is the number of calls not yet ended.
-func (cm *callManager) Active() int {
+func (cm *Manager) Active() int {
 	cm.mu.Lock()
 	defer cm.mu.Unlock()
 	return len(cm.calls)
 }
 
-func (cm *callManager) isPeerLeaving(evt *event.Event) bool {
+func (cm *Manager) isPeerLeaving(evt *event.Event) bool {
 	if evt.StateKey == nil {
 		return false
 	}
@@ -507,10 +494,10 @@ func (cm *callManager) isPeerLeaving(evt *event.Event) bool {
 }
 
 // handleLeave ends the calls with a user who left the room.
-func (cm *callManager) handleLeave(_ context.Context, evt *matrix.Event) error {
+func (cm *Manager) handleLeave(_ context.Context, evt *matrix.Event) error {
 	user := id.UserID(*evt.StateKey)
 	cm.mu.Lock()
-	var rs []*callRunner
+	var rs []*Leg
 	for key, r := range cm.calls {
 		if key.room == evt.RoomID && r.snapshot().peer.User == user {
 			rs = append(rs, r)
@@ -523,10 +510,24 @@ func (cm *callManager) handleLeave(_ context.Context, evt *matrix.Event) error {
 	return nil
 }
 
-// endStale ends calls a previous run left active: their media is gone with
+// Start ends the calls the last run left, and fetches TURN credentials
+// from the homeserver (and keeps them fresh) if calls.homeserver_turn.
+func (cm *Manager) Start(ctx context.Context) error {
+	if err := cm.EndStale(ctx); err != nil {
+		return fmt.Errorf("ending calls left from the last run: %w", err)
+	}
+	if cm.cfg.HomeserverTURN {
+		// The first fetch is made now, so that the first call has TURN.
+		next, _ := cm.ice.refreshOnce(ctx, 0)
+		go cm.ice.run(ctx, next)
+	}
+	return nil
+}
+
+// EndStale ends calls a previous run left active: their media is gone with
 // the process. The peer is told, so that its client does not wait for ICE
 // to time out.
-func (cm *callManager) endStale(ctx context.Context) error {
+func (cm *Manager) EndStale(ctx context.Context) error {
 	stale, err := cm.store.ActiveCalls(ctx)
 	if err != nil {
 		return err
@@ -540,14 +541,8 @@ func (cm *callManager) endStale(ctx context.Context) error {
 		}
 		log := cm.log.With().Stringer("room_id", c.RoomID).Str("call_id", c.CallID).Str("state", c.State).Logger()
 		if c.State != string(call.StateCreateOffer) {
-			hangup := &callevent.Hangup{
-				Common: callevent.Common{CallID: c.CallID, PartyID: c.OurPartyID, Version: callevent.Version(c.Version)},
-				Reason: callevent.ReasonUnknownError,
-			}
-			if hangup.Version == callevent.Version0 {
-				hangup.PartyID = ""
-			}
-			if _, err := cm.mx.SendCallEvent(ctx, c.RoomID, callevent.TypeHangup, hangup, ""); err != nil {
+			t, content := staleEnd(c)
+			if _, err := cm.mx.SendCallEvent(ctx, c.RoomID, t, content, ""); err != nil {
 				log.Warn().Err(err).Msg("Failed to hang up a call left from the last run")
 			}
 		}
@@ -560,6 +555,21 @@ func (cm *callManager) endStale(ctx context.Context) error {
 		log.Info().Msg("Ended a call left from the last run")
 	}
 	return nil
+}
+
+// staleEnd is what tells the peer of a call left from the last run that it
+// is over: a reject for a version 1 call still ringing (a caller takes
+// only a reject from a party that has not answered), else a hangup.
+func staleEnd(c *store.Call) (callevent.Type, callevent.Content) {
+	common := callevent.Common{CallID: c.CallID, PartyID: c.OurPartyID, Version: callevent.Version(c.Version)}
+	if common.Version == callevent.Version0 {
+		common.PartyID = ""
+	}
+	ringing := c.Direction == store.CallInbound && (c.State == string(call.StateRinging) || c.State == string(call.StateCreateAnswer))
+	if ringing && common.Version != callevent.Version0 {
+		return callevent.TypeReject, &callevent.Reject{Common: common, Reason: callevent.ReasonUnknownError}
+	}
+	return callevent.TypeHangup, &callevent.Hangup{Common: common, Reason: callevent.ReasonUnknownError}
 }
 
 const alphanumerics = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -579,11 +589,12 @@ func newCallID(now time.Time) (string, error) {
 	return string(out), nil
 }
 
-// shutdown hangs up every call and waits, up to ctx, until they have ended.
-func (cm *callManager) shutdown(ctx context.Context) {
+// Shutdown hangs up every call left (the conversation layer has ended
+// its bridges first) and waits, up to ctx, until they have ended.
+func (cm *Manager) Shutdown(ctx context.Context) {
 	cm.notices.stop()
 	cm.mu.Lock()
-	rs := make([]*callRunner, 0, len(cm.calls))
+	rs := make([]*Leg, 0, len(cm.calls))
 	for _, r := range cm.calls {
 		rs = append(rs, r)
 	}

@@ -1,4 +1,4 @@
-package bridge
+package matrixcall
 
 import (
 	"context"
@@ -24,6 +24,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/internal/impair"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/matrix/callevent"
@@ -99,12 +100,13 @@ func (f *fakeMatrix) triesOf(t callevent.Type) ([]time.Time, []string) {
 }
 
 type managerEnv struct {
-	t   testing.TB
-	cm  *callManager
-	mx  *fakeMatrix
-	st  *store.Store
-	ctx context.Context
-	reg *prometheus.Registry
+	t    testing.TB
+	cm   *Manager
+	host *testHost
+	mx   *fakeMatrix
+	st   *store.Store
+	ctx  context.Context
+	reg  *prometheus.Registry
 }
 
 // counter is the value of a counter of the manager's metrics ("" labels:
@@ -131,13 +133,13 @@ func (e *managerEnv) counter(name string, labels map[string]string) float64 {
 	return total
 }
 
-func newManagerEnv(t testing.TB, cfg CallsConfig) *managerEnv {
+func newManagerEnv(t testing.TB, cfg testConfig) *managerEnv {
 	return newManagerEnvWith(t, cfg, voip.Config{Interfaces: []string{"lo"}, IncludeLoopback: true,
 		ICEDisconnected: 5 * time.Second, ICEFailed: 10 * time.Second, ICEKeepalive: time.Second})
 }
 
 // newManagerEnvWith is newManagerEnv with the media engine's configuration.
-func newManagerEnvWith(t testing.TB, cfg CallsConfig, media voip.Config) *managerEnv {
+func newManagerEnvWith(t testing.TB, cfg testConfig, media voip.Config) *managerEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "v.db")}, zerolog.Nop())
@@ -147,9 +149,6 @@ func newManagerEnvWith(t testing.TB, cfg CallsConfig, media voip.Config) *manage
 	engine, err := voip.NewEngine(media, zerolog.Nop())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = engine.Close() })
-	if cfg.Source == "" {
-		cfg.Source = MediaEcho
-	}
 	if cfg.InviteLifetime == 0 {
 		cfg.InviteLifetime = time.Minute
 	}
@@ -162,12 +161,13 @@ func newManagerEnvWith(t testing.TB, cfg CallsConfig, media voip.Config) *manage
 	if os.Getenv("VOIPBOT_TEST_LOG") != "" {
 		log = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
 	}
-	cm := newCallManager(ctx, cfg, mx, st, engine, newCallMetrics(reg), log)
-	e := &managerEnv{t: t, cm: cm, mx: mx, st: st, ctx: ctx, reg: reg}
+	host := newTestHost(cfg, log)
+	cm := New(ctx, cfg.Config, mx, st, engine, host, reg, log)
+	e := &managerEnv{t: t, cm: cm, host: host, mx: mx, st: st, ctx: ctx, reg: reg}
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		cm.shutdown(sctx)
+		cm.Shutdown(sctx)
 	})
 	return e
 }
@@ -189,6 +189,30 @@ func (e *managerEnv) deliver(sender id.UserID, t callevent.Type, content map[str
 }
 
 func (e *managerEnv) batchEnd() { e.cm.batchEnd(e.ctx, testRoom) }
+
+// place places a call from the bot to invitee, as the bridge does.
+func (e *managerEnv) place(invitee id.UserID, video bool) (*Leg, error) {
+	callID, legID, err := e.cm.NewCallID()
+	if err != nil {
+		return nil, err
+	}
+	if busy := e.host.Admit(legID, testRoom, ""); busy != "" {
+		return nil, errors.New(busy)
+	}
+	r, err := e.cm.Place(testRoom, callID, PlaceOptions{Invitee: invitee, Video: video}, e.host.events())
+	if err != nil {
+		return nil, err
+	}
+	r.Start()
+	return r, nil
+}
+
+// hangupAll hangs up every call in the room, as the hangup command does.
+func (e *managerEnv) hangupAll() {
+	for _, r := range e.cm.LegsIn(testRoom) {
+		r.Hangup(leg.Hangup, "hung up by the test")
+	}
+}
 
 // next waits for the next thing sent.
 func (e *managerEnv) next() sent {
@@ -305,7 +329,7 @@ func inviteContent(callID, party string, sdp string) map[string]any {
 }
 
 func TestManagerAnswersInvite(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
+	e := newManagerEnv(t, testConfig{})
 	p := newPionPeer(t)
 	e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000aaaaaaaaaaaaaaaa", "ALICE", p.offer(t)), 0)
 	e.batchEnd()
@@ -364,7 +388,7 @@ func TestManagerInviteRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newManagerEnv(t, CallsConfig{})
+			e := newManagerEnv(t, testConfig{})
 			e.mx.public = tt.public
 			tt.send(e, newPionPeer(t).offer(t))
 			e.batchEnd()
@@ -379,7 +403,7 @@ func TestManagerInviteRules(t *testing.T) {
 }
 
 func TestManagerBusy(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{MaxCallsPerRoom: 1})
+	e := newManagerEnv(t, testConfig{MaxCallsPerRoom: 1})
 	e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000aaaaaaaaaaaaaaaa", "ALICE", newPionPeer(t).offer(t)), 0)
 	e.batchEnd()
 	e.nextOf(callevent.TypeAnswer)
@@ -401,8 +425,8 @@ func TestManagerBusy(t *testing.T) {
 func TestManagerGlare(t *testing.T) {
 	for _, oursLesser := range []bool{true, false} {
 		t.Run(fmt.Sprintf("ours lesser %v", oursLesser), func(t *testing.T) {
-			e := newManagerEnv(t, CallsConfig{})
-			r, err := e.cm.Place(testRoom, alice, false)
+			e := newManagerEnv(t, testConfig{})
+			r, err := e.place(alice, false)
 			require.NoError(t, err)
 			inv := e.nextOf(callevent.TypeInvite).content.(*callevent.Invite)
 			assert.Equal(t, alice, inv.Invitee)
@@ -430,7 +454,7 @@ func TestManagerGlare(t *testing.T) {
 			}
 			h := got[callevent.TypeHangup].(*callevent.Hangup)
 			assert.Equal(t, callevent.ReasonReplaced, h.Reason)
-			assert.Equal(t, r.m.CallID, h.CallID, "ours is hung up")
+			assert.Equal(t, r.CallID(), h.CallID, "ours is hung up")
 			ans := got[callevent.TypeAnswer].(*callevent.Answer)
 			assert.Equal(t, theirs, ans.CallID, "theirs is answered on the user's behalf")
 		})
@@ -442,7 +466,7 @@ func TestManagerGlare(t *testing.T) {
 // any answering client must: a peer connection, the remote offer, a track,
 // an answer and its candidates.
 func BenchmarkInviteToAnswer(b *testing.B) {
-	e := newManagerEnv(b, CallsConfig{MaxCalls: 0, MaxCallsPerRoom: 0})
+	e := newManagerEnv(b, testConfig{MaxCalls: 0, MaxCallsPerRoom: 0})
 	var mu sync.Mutex
 	var ours, raw []time.Duration
 	for i := range b.N {
@@ -456,7 +480,7 @@ func BenchmarkInviteToAnswer(b *testing.B) {
 		mu.Lock()
 		ours = append(ours, s.at.Sub(start))
 		mu.Unlock()
-		e.cm.Hangup(testRoom)
+		e.hangupAll()
 		e.nextOf(callevent.TypeHangup)
 		require.Eventually(b, func() bool { return e.cm.Active() == 0 }, 5*time.Second, time.Millisecond)
 
@@ -507,7 +531,7 @@ func reportPercentiles(b *testing.B, name string, d []time.Duration) {
 // stops sending), and takes it back when the peer resumes. (pion answers a
 // sendonly offer with sendrecv; the peer's side then settles on sendonly.)
 func TestManagerRemoteHold(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
+	e := newManagerEnv(t, testConfig{})
 	p := newPionPeer(t)
 	const callID = "1700000000000aaaaaaaaaaaaaaaa"
 	e.connectedCall(p, callID)
@@ -539,8 +563,8 @@ func TestManagerRemoteHold(t *testing.T) {
 // A room's source decides what the caller hears: here the tone, in Opus
 // frames that are not silence.
 func TestManagerToneSource(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
-	require.NoError(t, e.st.SetRoomSettings(e.ctx, testRoom, store.RoomSettings{Source: string(MediaTone)}))
+	e := newManagerEnv(t, testConfig{})
+	e.host.cfg.Tone = true
 	p := newPionPeer(t)
 	got := make(chan []byte, 64)
 	p.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -572,7 +596,7 @@ func TestManagerToneSource(t *testing.T) {
 // With stream metadata, the peer's user-media stream is what the echo sends
 // back, not its screen share, whichever comes first.
 func TestManagerEchoFollowsStreamMetadata(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
+	e := newManagerEnv(t, testConfig{})
 	pc := newLoopbackPC(t)
 	opus := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
 	screen, err := webrtc.NewTrackLocalStaticRTP(opus, "screen-audio", "screen")
@@ -634,7 +658,7 @@ func TestManagerEchoFollowsStreamMetadata(t *testing.T) {
 
 // The peer leaving the room ends its call; nothing is sent.
 func TestManagerPeerLeaves(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
+	e := newManagerEnv(t, testConfig{})
 	e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000aaaaaaaaaaaaaaaa", "ALICE", newPionPeer(t).offer(t)), 0)
 	e.batchEnd()
 	e.nextOf(callevent.TypeAnswer)
@@ -660,12 +684,12 @@ func TestManagerPeerLeaves(t *testing.T) {
 
 // Calls a previous run left active are hung up and recorded as ended.
 func TestManagerEndsStaleCalls(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
+	e := newManagerEnv(t, testConfig{})
 	require.NoError(t, e.st.PutCall(e.ctx, &store.Call{RoomID: testRoom, CallID: "stale1", OurPartyID: string(botDev),
 		PeerUserID: alice, PeerPartyID: "ALICE", Direction: store.CallInbound, Version: "1", State: "connected"}))
 	require.NoError(t, e.st.PutCall(e.ctx, &store.Call{RoomID: testRoom, CallID: "stale0", OurPartyID: string(botDev),
 		PeerUserID: alice, Direction: store.CallInbound, Version: "0", State: "ringing"}))
-	require.NoError(t, e.cm.endStale(e.ctx))
+	require.NoError(t, e.cm.EndStale(e.ctx))
 	hangups := map[string]*callevent.Hangup{}
 	for range 2 {
 		h := e.nextOf(callevent.TypeHangup).content.(*callevent.Hangup)
@@ -686,7 +710,7 @@ func TestManagerEndsStaleCalls(t *testing.T) {
 // fails, it sends an ICE-restart offer as m.call.negotiate, the peer answers
 // it, and media connects again over the path that is left.
 func TestManagerICERestartAfterPathLoss(t *testing.T) {
-	e := newManagerEnvWith(t, CallsConfig{}, voip.Config{Interfaces: []string{"lo"}, IncludeLoopback: true,
+	e := newManagerEnvWith(t, testConfig{}, voip.Config{Interfaces: []string{"lo"}, IncludeLoopback: true,
 		ICEDisconnected: 500 * time.Millisecond, ICEFailed: time.Second, ICEKeepalive: 200 * time.Millisecond})
 	relay, err := impair.NewRelay(impair.Link{}, impair.Link{}, 1)
 	require.NoError(t, err)
@@ -731,7 +755,7 @@ func TestManagerICERestartAfterPathLoss(t *testing.T) {
 // retried; the call ends and the caller, who never saw the answer, is
 // declined.
 func TestManagerAnswerCannotBeSent(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
+	e := newManagerEnv(t, testConfig{})
 	e.mx.refuse = map[callevent.Type]error{callevent.TypeAnswer: httpError(413, "M_TOO_LARGE", nil)}
 	const callID = "1700000000000aaaaaaaaaaaaaaaa"
 	e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", newPionPeer(t).offer(t)), 0)
@@ -775,7 +799,7 @@ func TestManagerSendRetries(t *testing.T) {
 		"forbidden":   {httpError(403, "M_FORBIDDEN", nil), 1, 0},
 	} {
 		t.Run(name, func(t *testing.T) {
-			e := newManagerEnv(t, CallsConfig{})
+			e := newManagerEnv(t, testConfig{})
 			e.mx.refuse = map[callevent.Type]error{callevent.TypeHangup: tc.err}
 			_, err := e.cm.sendCallEvent(e.ctx, zerolog.Nop(), testRoom, callevent.TypeHangup, &callevent.Hangup{Common: callevent.Common{CallID: "c", Version: callevent.Version1}})
 			require.Error(t, err)

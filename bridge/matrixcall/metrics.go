@@ -1,4 +1,4 @@
-package bridge
+package matrixcall
 
 import (
 	"github.com/prometheus/client_golang/prometheus"

@@ -1,4 +1,4 @@
-package bridge
+package matrixcall
 
 import (
 	"fmt"
@@ -52,7 +52,7 @@ func TestManagerDeclinesUnusableOffers(t *testing.T) {
 	offer := newPionPeer(t).offer(t)
 	for name, rewrite := range unusable {
 		t.Run(name, func(t *testing.T) {
-			e := newManagerEnv(t, CallsConfig{})
+			e := newManagerEnv(t, testConfig{})
 			const callID = "1700000000000aaaaaaaaaaaaaaaa"
 			start := time.Now()
 			e.deliver(alice, callevent.TypeInvite, inviteContent(callID, "ALICE", rewrite(offer)), 0)
@@ -79,7 +79,7 @@ func TestManagerDeclinesUnusableOffers(t *testing.T) {
 // record or a notice; an allowed caller's call in the same room is then
 // answered (the room takes one call).
 func TestManagerDeclinesCallersNotAllowed(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{MaxCallsPerRoom: 1})
+	e := newManagerEnv(t, testConfig{MaxCallsPerRoom: 1})
 	e.mx.disallowed = map[id.UserID]bool{mallory: true}
 	const theirs, ours = "1700000000000mmmmmmmmmmmmmmmm", "1700000000001aaaaaaaaaaaaaaaa"
 	// Mallory's candidates before her invite are not kept either.
@@ -110,7 +110,7 @@ func TestManagerDeclinesCallersNotAllowed(t *testing.T) {
 // An invite for anyone in a room with other members is not declined out
 // loud: a reject would end the caller's call for the others too.
 func TestManagerSilentWhenOthersMayAnswer(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
+	e := newManagerEnv(t, testConfig{})
 	e.mx.disallowed = map[id.UserID]bool{mallory: true}
 	e.mx.others = 2
 	e.deliver(mallory, callevent.TypeInvite, inviteContent("1700000000000mmmmmmmmmmmmmmmm", "M", newPionPeer(t).offer(t)), 0)
@@ -128,7 +128,7 @@ func TestManagerSilentWhenOthersMayAnswer(t *testing.T) {
 // (the refusal budget), the rest ring out unanswered; one missed-call
 // notice, then one summary per window.
 func TestManagerRefusalFlood(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{MaxCallsPerRoom: 1})
+	e := newManagerEnv(t, testConfig{MaxCallsPerRoom: 1})
 	e.cm.notices.window = 300 * time.Millisecond
 	e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000aaaaaaaaaaaaaaaa", "ALICE", newPionPeer(t).offer(t)), 0)
 	e.batchEnd()
@@ -227,7 +227,7 @@ func TestMissedNoticesFold(t *testing.T) {
 // nothing else: the call goes on, unheld, and a good negotiate after it is
 // answered.
 func TestManagerKeepsCallOnBadNegotiate(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
+	e := newManagerEnv(t, testConfig{})
 	p := newPionPeer(t)
 	const callID = "1700000000000aaaaaaaaaaaaaaaa"
 	e.connectedCall(p, callID)
@@ -266,7 +266,7 @@ func TestManagerKeepsCallOnBadNegotiate(t *testing.T) {
 // unable to negotiate again (pion took it in, then refused its candidates)
 // ends the call: the peer's party cannot go on with it.
 func TestManagerEndsCallStuckInNegotiation(t *testing.T) {
-	e := newManagerEnv(t, CallsConfig{})
+	e := newManagerEnv(t, testConfig{})
 	p := newPionPeer(t)
 	const callID = "1700000000000aaaaaaaaaaaaaaaa"
 	e.connectedCall(p, callID)

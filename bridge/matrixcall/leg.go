@@ -1,10 +1,9 @@
-package bridge
+package matrixcall
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,11 +12,11 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/bridge/call"
+	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/internal/opqueue"
 	"github.com/voipbot/voipbot/matrix/callevent"
 	"github.com/voipbot/voipbot/store"
 	"github.com/voipbot/voipbot/voip"
-	"github.com/voipbot/voipbot/voip/media"
 )
 
 // Candidate batching and the wait for candidates to go into an SDP, as the
@@ -35,38 +34,50 @@ const (
 // sendRetryDelay is the first wait between tries (tests shorten it).
 var sendRetryDelay = 500 * time.Millisecond
 
-// callRunner runs one call: its state machine, its media session and its
-// timers, all on one ordered queue. Everything that happens to the call —
-// a Matrix event, a media callback, a timer, a command — is posted to the
-// queue, so none of them blocks its caller and none races another.
-type callRunner struct {
-	calls *callManager
+// Leg is one Matrix 1:1 call, as a leg of a conversation: its state
+// machine, its media session and its timers, all on one ordered queue.
+// Everything that happens to the call — a Matrix event, a media callback, a
+// timer, a command — is posted to the queue, so none of them blocks its
+// caller and none races another. What happens to it is reported to its
+// conversation through leg.Events.
+type Leg struct {
+	calls *Manager
 	m     *call.Machine
 	q     *opqueue.Queue
 	log   zerolog.Logger
 	// ctx is cancelled when the call has ended and its queue drained.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// events is where the leg reports; nil for a call no conversation
+	// takes (an invite that loses a glare).
+	events leg.Events
+	// expires is when an inbound call's invite stops ringing.
+	expires time.Time
+	// start is what Start posts: an outbound call's first effects.
+	start []call.Effect
 
 	inviteEvent id.EventID
 	sess        *voip.Session
-	source      MediaMode
-	media       *voip.Bridge
-	sources     []*voip.SourceLeg
 	tracks      []*voip.InboundTrack // the peer's, as they came
 	timers      map[call.Timer]*time.Timer
 	// settled is closed when the call reaches connected or ends, for
-	// whoever waits on it (the place-call command, tests).
+	// whoever waits on it (tests, benchmarks).
 	settled chan struct{}
 	// retired: the call has ended and been stored as ended; effects that
 	// an earlier input asked for before it ended change nothing more.
 	retired bool
+	// reported is what the conversation has been told.
+	reported struct{ answered, connected, muteAudio, muteVideo bool }
 
 	// view is what other goroutines may read of the machine (which only
 	// the queue touches); Room, CallID, Direction and Invitee never change.
 	viewMu sync.Mutex
 	view   callView
 }
+
+// LegID is the leg ID of the Matrix call with this call ID (call IDs are
+// unique enough across rooms: the time and 16 random characters).
+func LegID(callID string) leg.ID { return leg.ID("matrix:" + callID) }
 
 // callView is the part of a call the manager's policies and the status
 // command look at.
@@ -86,10 +97,9 @@ func viewOf(m *call.Machine) callView {
 		peerMutedAudio: audio, peerMutedVideo: video, reason: m.Reason, connectedAt: m.ConnectedAt, created: m.CreatedAt}
 }
 
-func newCallRunner(cm *callManager, m *call.Machine) *callRunner {
+func newLeg(cm *Manager, m *call.Machine) *Leg {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(cm.ctx))
-	return &callRunner{
-		source:  cm.sourceFor(ctx, m.Room),
+	return &Leg{
 		view:    viewOf(m),
 		calls:   cm,
 		m:       m,
@@ -102,15 +112,85 @@ func newCallRunner(cm *callManager, m *call.Machine) *callRunner {
 	}
 }
 
+// ID names the leg.
+func (r *Leg) ID() leg.ID { return LegID(r.m.CallID) }
+
+// Kind is matrix.
+func (r *Leg) Kind() leg.Kind { return leg.KindMatrix }
+
+// Direction says who placed the call.
+func (r *Leg) Direction() leg.Direction {
+	if r.m.Direction == call.Outbound {
+		return leg.Outbound
+	}
+	return leg.Inbound
+}
+
+// Peer is the user the call is with: the caller, the invitee, or (for a
+// call that rings a whole room) whoever answered.
+func (r *Leg) Peer() string {
+	if p := r.snapshot().peer.User; p != "" {
+		return string(p)
+	}
+	return string(r.m.Invitee)
+}
+
+// Video says whether the call has video.
+func (r *Leg) Video() bool { return r.snapshot().video }
+
+// Room is where the call is.
+func (r *Leg) Room() id.RoomID { return r.m.Room }
+
+// CallID is the Matrix call ID.
+func (r *Leg) CallID() string { return r.m.CallID }
+
+// Caller is who placed an inbound call.
+func (r *Leg) Caller() id.UserID { return r.snapshot().peer.User }
+
+// Expires is when an inbound call stops ringing (zero for an outbound one).
+func (r *Leg) Expires() time.Time { return r.expires }
+
+// Settled is closed once the call is connected or has ended.
+func (r *Leg) Settled() <-chan struct{} { return r.settled }
+
+// Done is closed once the call has ended and its queue has drained (its
+// media is closed by then).
+func (r *Leg) Done() <-chan struct{} { return r.q.Done() }
+
+// State is the call's state now.
+func (r *Leg) State() call.State { return r.snapshot().state }
+
+// Start places an outbound call made by Manager.Place.
+func (r *Leg) Start() {
+	effects := r.start
+	r.start = nil
+	r.post(func() { r.input(effects, nil) })
+}
+
+// Answer answers the call if it rings.
+func (r *Leg) Answer() {
+	r.post(func() {
+		if r.m.State == call.StateRinging {
+			r.input(r.m.Answer())
+		}
+	})
+}
+
+// Hangup ends the call for a reason: a ringing call is declined with it
+// (see hangupInput).
+func (r *Leg) Hangup(reason leg.Reason, detail string) {
+	r.post(func() { r.input(hangupInput(r.m, reason, detail)) })
+}
+
 // post runs fn on the call's queue.
-func (r *callRunner) post(fn func()) {
+func (r *Leg) post(fn func()) {
 	if !r.q.Post(fn) {
 		r.log.Debug().Msg("Call input after the call's queue closed")
 	}
 }
 
 // input applies what the machine returned for one input.
-func (r *callRunner) input(effects []call.Effect, err error) {
+func (r *Leg) input(effects []call.Effect, err error) {
 	var ignored *call.Ignored
 	switch {
 	case errors.As(err, &ignored):
@@ -125,7 +205,7 @@ func (r *callRunner) input(effects []call.Effect, err error) {
 	}
 }
 
-func (r *callRunner) apply(e call.Effect) {
+func (r *Leg) apply(e call.Effect) {
 	switch e := e.(type) {
 	case call.Send:
 		if err := r.send(e.Type, e.Content); err != nil && (e.Type == callevent.TypeInvite || e.Type == callevent.TypeAnswer) {
@@ -191,8 +271,8 @@ func (r *callRunner) apply(e call.Effect) {
 	case call.AcceptNegotiation:
 		r.acceptNegotiation(e)
 	case call.SetSending:
-		if r.media != nil && r.sess != nil {
-			r.media.SetReceiving(r.sess, e.On)
+		if r.events != nil {
+			r.events.Receiving(r, e.On)
 		}
 	case call.Changed:
 		r.changed(e.From)
@@ -203,7 +283,7 @@ func (r *callRunner) apply(e call.Effect) {
 
 // send sends a call event (retrying what may succeed later). The call's
 // queue waits meanwhile: later events of the call must not overtake it.
-func (r *callRunner) send(t callevent.Type, c callevent.Content) error {
+func (r *Leg) send(t callevent.Type, c callevent.Content) error {
 	evtID, err := r.calls.sendCallEvent(r.ctx, r.log, r.m.Room, t, c)
 	if err == nil && t == callevent.TypeInvite {
 		r.inviteEvent = evtID
@@ -213,7 +293,7 @@ func (r *callRunner) send(t callevent.Type, c callevent.Content) error {
 
 // newSession makes the call's media session and connects it to the call's
 // media source.
-func (r *callRunner) newSession(candidateWait time.Duration) error {
+func (r *Leg) newSession(candidateWait time.Duration) error {
 	sess, err := r.calls.media.NewSession(r.m.CallID, sessionEvents{r}, voip.SessionOptions{ICEServers: r.calls.ice.current()})
 	if err != nil {
 		return fmt.Errorf("creating media session: %w", err)
@@ -225,69 +305,24 @@ func (r *callRunner) newSession(candidateWait time.Duration) error {
 	return nil
 }
 
-// attachSource adds an outbound track for each kind the session negotiated
-// (or will offer) and connects the call's source to it: the caller's own
-// media (echo), or source legs in a bridge (tone, pattern, silence, files).
-func (r *callRunner) attachSource(kinds map[webrtc.RTPCodecType]webrtc.RTPCodecParameters) error {
+// addOutbound adds an outbound track for each kind the session negotiated
+// (or will offer) and tells the conversation that the call's media may be
+// forwarded to: what goes into those tracks is the conversation's choice
+// (the other party, or the bot's own source).
+func (r *Leg) addOutbound(kinds map[webrtc.RTPCodecType]webrtc.RTPCodecParameters) error {
 	for kind, codec := range kinds {
 		id := fmt.Sprintf("%s-%s", r.m.CallID, kind)
 		if err := r.sess.AddOutbound(r.ctx, voip.NewOutboundTrack(codec.RTPCodecCapability, id, "voipbot")); err != nil {
 			return fmt.Errorf("adding %s track: %w", kind, err)
 		}
 	}
-	opts := []voip.BridgeOption{voip.OnError(func(err error) {
-		r.log.Warn().Err(err).Str("source", string(r.source)).Msg("The call's source cannot send media")
-	})}
-	if r.source == MediaEcho {
-		opts = append(opts, voip.Echo())
-	}
-	r.media = voip.NewBridge(r.m.CallID, r.log, opts...)
-	if err := r.media.Add(r.sess); err != nil {
-		return err
-	}
-	for kind, codec := range kinds {
-		leg, err := r.newSourceLeg(kind, codec)
-		if err != nil {
-			return fmt.Errorf("starting the %s source for %s: %w", r.source, kind, err)
-		}
-		if leg == nil {
-			continue
-		}
-		r.sources = append(r.sources, leg)
-		if err = r.media.Add(leg); err != nil {
-			return err
-		}
+	if r.events != nil {
+		r.events.MediaReady(r, r.sess)
 	}
 	return nil
 }
 
-// newSourceLeg makes the source of one kind of media; nil when the source
-// sends nothing of that kind.
-func (r *callRunner) newSourceLeg(kind webrtc.RTPCodecType, codec webrtc.RTPCodecParameters) (*voip.SourceLeg, error) {
-	id := fmt.Sprintf("%s-%s-%s", r.m.CallID, r.source, kind)
-	cfg := r.calls.cfg
-	switch {
-	case r.source == MediaEcho:
-		return nil, nil
-	case kind == webrtc.RTPCodecTypeAudio && r.source == MediaTone:
-		return media.Tone(id, codec, 440)
-	case kind == webrtc.RTPCodecTypeAudio && r.source == MediaSilence:
-		return media.Silence(id, codec)
-	case kind == webrtc.RTPCodecTypeAudio && r.source == MediaFile && cfg.AudioFile != "":
-		return media.PlayFile(id, cfg.AudioFile)
-	case kind == webrtc.RTPCodecTypeVideo && r.source == MediaTone:
-		if !strings.EqualFold(codec.MimeType, webrtc.MimeTypeVP8) {
-			r.log.Warn().Str("codec", codec.MimeType).Msg("The test pattern is VP8; the call negotiated another video format, so it gets no video")
-			return nil, nil
-		}
-		return media.Pattern(id)
-	case kind == webrtc.RTPCodecTypeVideo && r.source == MediaFile && cfg.VideoFile != "":
-		return media.PlayFile(id, cfg.VideoFile)
-	}
-	return nil, nil
-}
-
-func (r *callRunner) acceptOffer(sdp string) {
+func (r *Leg) acceptOffer(sdp string) {
 	err := func() error {
 		if err := r.newSession(answerCandidateWait); err != nil {
 			return err
@@ -304,19 +339,19 @@ func (r *callRunner) acceptOffer(sdp string) {
 		if len(kinds) == 0 {
 			return errors.New("the offer has no audio or video format the bot takes")
 		}
-		return r.attachSource(kinds)
+		return r.addOutbound(kinds)
 	}()
 	if err != nil {
 		r.input(r.m.MediaError(err))
 		return
 	}
-	r.describe("making the answer", r.sess.CreateAnswer, r.m.LocalDescription)
+	r.makeDescription("making the answer", r.sess.CreateAnswer, r.m.LocalDescription)
 }
 
-// describe makes a local description off the queue (it waits up to
+// makeDescription makes a local description off the queue (it waits up to
 // gatherWait for candidates) and hands the result back to the machine on
 // the queue: to done, or as a media error.
-func (r *callRunner) describe(what string, describeFn func(context.Context, time.Duration) (webrtc.SessionDescription, error),
+func (r *Leg) makeDescription(what string, describeFn func(context.Context, time.Duration) (webrtc.SessionDescription, error),
 	done func(sdp string) ([]call.Effect, error)) {
 	go func() {
 		desc, err := describeFn(r.ctx, gatherWait)
@@ -333,7 +368,7 @@ func (r *callRunner) describe(what string, describeFn func(context.Context, time
 // acceptNegotiation applies the peer's negotiate offer and answers it. An
 // offer the session cannot take leaves the call as it was (as js-sdk does);
 // only a session that cannot get back to where it was ends the call.
-func (r *callRunner) acceptNegotiation(e call.AcceptNegotiation) {
+func (r *Leg) acceptNegotiation(e call.AcceptNegotiation) {
 	if r.sess == nil {
 		return
 	}
@@ -356,10 +391,10 @@ func (r *callRunner) acceptNegotiation(e call.AcceptNegotiation) {
 	r.input(r.m.NegotiationApplied(e.Hold))
 	// An answer that cannot be made leaves the session halfway (pion
 	// cannot roll a remote offer back): that ends the call, as MediaError.
-	r.describe("answering the peer's negotiate offer", r.sess.CreateAnswer, r.m.NegotiationAnswer)
+	r.makeDescription("answering the peer's negotiate offer", r.sess.CreateAnswer, r.m.NegotiationAnswer)
 }
 
-func (r *callRunner) makeOffer() {
+func (r *Leg) makeOffer() {
 	err := func() error {
 		if err := r.newSession(inviteCandidateWait); err != nil {
 			return err
@@ -368,7 +403,7 @@ func (r *callRunner) makeOffer() {
 		if r.m.Video {
 			kinds[webrtc.RTPCodecTypeVideo] = voip.VideoCodecs[0]
 		}
-		return r.attachSource(kinds)
+		return r.addOutbound(kinds)
 	}()
 	if err != nil {
 		r.input(r.m.MediaError(err))
@@ -378,36 +413,26 @@ func (r *callRunner) makeOffer() {
 	offer := func(ctx context.Context, wait time.Duration) (webrtc.SessionDescription, error) {
 		return sess.CreateOffer(ctx, voip.OfferOptions{GatherWait: wait})
 	}
-	r.describe("making the offer", offer, r.m.LocalDescription)
+	r.makeDescription("making the offer", offer, r.m.LocalDescription)
 }
 
-// closeMedia closes the session and the sources, then their bridge: a
-// bridge stops once its legs' tracks have ended.
-func (r *callRunner) closeMedia() {
+// closeMedia closes the session; the conversation takes it out of its
+// forwarder when it learns that the call ended.
+func (r *Leg) closeMedia() {
 	if r.sess != nil {
 		if err := r.sess.Close(); err != nil {
 			r.log.Debug().Err(err).Msg("Closing the media session")
-		}
-	}
-	for _, leg := range r.sources {
-		if err := leg.Close(); err != nil {
-			r.log.Debug().Err(err).Msg("Closing a media source")
-		}
-	}
-	if r.media != nil {
-		if err := r.media.Close(); err != nil {
-			r.log.Debug().Err(err).Msg("Closing the call's media bridge")
 		}
 	}
 }
 
 // inboundTrack applies the peer's stream metadata to a track it sends: with
 // metadata, only user-media streams are the call's media (a screen share
-// or an unlisted stream is not echoed); without, the first stream is.
-func (r *callRunner) inboundTrack(t *voip.InboundTrack) {
+// or an unlisted stream is not forwarded); without, the first stream is.
+func (r *Leg) inboundTrack(t *voip.InboundTrack) {
 	r.tracks = append(r.tracks, t)
 	streams := r.m.RemoteStreams()
-	if streams == nil || r.media == nil {
+	if streams == nil || r.events == nil {
 		return
 	}
 	info, listed := streams[t.StreamID]
@@ -416,29 +441,27 @@ func (r *callRunner) inboundTrack(t *voip.InboundTrack) {
 	case !listed || !info.Known():
 		log.Msg("Ignoring a stream the peer's metadata does not list")
 	case info.Purpose == callevent.PurposeUserMedia:
-		if err := r.media.Select(t); err != nil {
-			r.log.Warn().Err(err).Msg("Selecting the peer's user-media stream")
-		}
+		r.events.Preferred(r, t)
 	default:
-		log.Str("purpose", string(info.Purpose)).Msg("Not echoing a screen share")
+		log.Str("purpose", string(info.Purpose)).Msg("Not forwarding a screen share")
 		// Keep a user-media stream of the same kind selected.
 		for _, other := range r.tracks {
 			if other.Kind == t.Kind && streams[other.StreamID].Purpose == callevent.PurposeUserMedia {
-				_ = r.media.Select(other)
+				r.events.Preferred(r, other)
 			}
 		}
 	}
 }
 
 // snapshot reads the call's view from any goroutine.
-func (r *callRunner) snapshot() callView {
+func (r *Leg) snapshot() callView {
 	r.viewMu.Lock()
 	defer r.viewMu.Unlock()
 	return r.view
 }
 
 // changed persists the call and, once it has ended, retires the runner.
-func (r *callRunner) changed(from call.State) {
+func (r *Leg) changed(from call.State) {
 	m := r.m
 	if r.retired {
 		return
@@ -455,6 +478,7 @@ func (r *callRunner) changed(from call.State) {
 	if err := r.calls.store.PutCall(r.ctx, callRecord(m, r.inviteEvent)); err != nil {
 		r.log.Err(err).Msg("Failed to store the call's state")
 	}
+	r.report()
 	if m.State == call.StateConnected || m.State == call.StateEnded {
 		select {
 		case <-r.settled:
@@ -496,7 +520,7 @@ func callRecord(m *call.Machine, inviteEvent id.EventID) *store.Call {
 
 // sessionEvents turns media session callbacks into inputs on the call's
 // queue; it never blocks.
-type sessionEvents struct{ r *callRunner }
+type sessionEvents struct{ r *Leg }
 
 func (s sessionEvents) OnLocalCandidates(cands []webrtc.ICECandidateInit, done bool) {
 	converted := fromICE(cands)
@@ -535,4 +559,110 @@ func fromICE(cands []webrtc.ICECandidateInit) []callevent.Candidate {
 		out = append(out, callevent.Candidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
 	}
 	return out
+}
+
+// report tells the conversation what changed since it was last told.
+// Called on the queue, after each change of the machine.
+func (r *Leg) report() {
+	if r.events == nil {
+		return
+	}
+	m := r.m
+	if !r.reported.answered && !m.AnsweredAt.IsZero() {
+		r.reported.answered = true
+		r.events.Answered(r)
+	}
+	if m.State == call.StateConnected && !r.reported.connected {
+		r.events.Connected(r)
+	}
+	r.reported.connected = m.State == call.StateConnected
+	if audio, video := m.PeerMuted(); audio != r.reported.muteAudio || video != r.reported.muteVideo {
+		r.reported.muteAudio, r.reported.muteVideo = audio, video
+		r.events.PeerMuted(r, audio, video)
+	}
+	if m.State == call.StateEnded {
+		r.events.Ended(r, endOf(m))
+	}
+}
+
+// endOf says how a call ended in the conversation's terms.
+func endOf(m *call.Machine) leg.End {
+	e := leg.End{By: leg.ByBot, Detail: m.Reason}
+	if m.HangupBy == call.ByRemote {
+		e.By = leg.ByPeer
+	}
+	answered := !m.AnsweredAt.IsZero()
+	switch m.HangupReason {
+	case callevent.ReasonUserBusy:
+		e.Reason = leg.Busy
+	case callevent.ReasonInviteTimeout:
+		e.Reason = leg.NoAnswer
+	case callevent.ReasonICEFailed, callevent.ReasonICETimeout, callevent.ReasonUserMediaFailed, callevent.ReasonUnknownError:
+		e.Reason = leg.Failed
+	default:
+		e.Reason = leg.Hangup
+		if !answered && e.By == leg.ByPeer {
+			// A reject, or the invitee's hangup before answering.
+			e.Reason = leg.Declined
+		}
+	}
+	return e
+}
+
+// hangupInput is how the machine ends a call for a conversation's reason:
+// a call that rings here is declined with the Matrix reason that says it
+// (user_busy, invite_timeout, unknown_error; a plain reject for a decline),
+// anything else is hung up with it.
+func hangupInput(m *call.Machine, r leg.Reason, detail string) ([]call.Effect, error) {
+	reason := matrixReason(r)
+	if m.State == call.StateRinging && m.Direction == call.Inbound {
+		if r == leg.Declined || r == leg.Hangup {
+			return m.Hangup("", detail)
+		}
+		return m.Decline(reason, detail)
+	}
+	return m.Hangup(reason, detail)
+}
+
+// matrixReason is the Matrix hangup reason for a conversation's reason.
+func matrixReason(r leg.Reason) callevent.HangupReason {
+	switch r {
+	case leg.Busy:
+		return callevent.ReasonUserBusy
+	case leg.NoAnswer:
+		return callevent.ReasonInviteTimeout
+	case leg.Failed:
+		return callevent.ReasonUnknownError
+	}
+	return callevent.ReasonUserHangup
+}
+
+// describe says what the call is, in a line, for the status command.
+func (r *Leg) describe(now time.Time) string {
+	v := r.snapshot()
+	kind := "voice"
+	if v.video {
+		kind = "video"
+	}
+	peer := v.peer.User
+	if peer == "" {
+		peer = r.m.Invitee
+	}
+	if peer == "" {
+		peer = "the room"
+	}
+	line := fmt.Sprintf("%s %s call with %s: %s", r.m.Direction, kind, peer, v.state)
+	if !v.connectedAt.IsZero() {
+		line += fmt.Sprintf(" for %s", now.Sub(v.connectedAt).Round(time.Second))
+	}
+	if v.remoteHold {
+		line += ", on hold"
+	}
+	if v.peerMutedAudio {
+		line += ", peer's microphone muted"
+	}
+	if v.peerMutedVideo && v.video {
+		line += ", peer's camera off"
+	}
+	return line
 }

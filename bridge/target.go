@@ -1,0 +1,92 @@
+package bridge
+
+import (
+	"fmt"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/bridge/leg"
+)
+
+// Target is where a call goes: one of the bot's own sources, or a network
+// address. Written kind:address (matrix:@user:server, matrix:!room:server,
+// matrix:#alias:server); a source is written by its name alone (echo).
+// Later leg kinds add their own prefixes (jami:, rtc, xmpp:, guest).
+type Target struct {
+	Kind leg.Kind
+	// Exactly one of these is set for a matrix target.
+	User  id.UserID
+	Room  id.RoomID
+	Alias id.RoomAlias
+}
+
+// String writes the target as ParseTarget reads it.
+func (t Target) String() string {
+	switch {
+	case t.Kind != leg.KindMatrix:
+		return string(t.Kind)
+	case t.User != "":
+		return "matrix:" + string(t.User)
+	case t.Room != "":
+		return "matrix:" + string(t.Room)
+	default:
+		return "matrix:" + string(t.Alias)
+	}
+}
+
+// Own says whether the target is one of the bot's own sources.
+func (t Target) Own() bool { return !t.Kind.Network() }
+
+// ParseTarget reads a target; the error says what is wrong in words a room
+// member understands.
+func ParseTarget(s string) (Target, error) {
+	s = strings.TrimSpace(s)
+	kind, addr, hasAddr := strings.Cut(s, ":")
+	switch k := leg.Kind(strings.ToLower(kind)); {
+	case !hasAddr && !k.Network() && k != "":
+		return Target{Kind: k}, nil
+	case k == leg.KindMatrix:
+		return parseMatrixAddress(addr)
+	case hasAddr && !k.Network():
+		return Target{}, fmt.Errorf("%s takes no address (write just %s)", k, k)
+	case !hasAddr && strings.HasPrefix(s, "@"):
+		return Target{}, fmt.Errorf("%q: write a user as matrix:%s", s, s)
+	case !hasAddr:
+		return Target{}, fmt.Errorf("%q is not a target: write echo, tone, silence, file, or kind:address (matrix:@user:server, matrix:!room:server, matrix:#alias:server)", s)
+	default:
+		return Target{}, fmt.Errorf("%q is not a kind of target this bot knows (matrix, or a source: echo, tone, silence, file)", kind)
+	}
+}
+
+func parseMatrixAddress(addr string) (Target, error) {
+	t := Target{Kind: leg.KindMatrix}
+	switch {
+	case strings.HasPrefix(addr, "@"):
+		u := id.UserID(addr)
+		if local, server, err := u.ParseAndValidateRelaxed(); err != nil || local == "" || server == "" {
+			return Target{}, fmt.Errorf("%q is not a Matrix user ID (like @alice:example.org)", addr)
+		}
+		t.User = u
+	case strings.HasPrefix(addr, "!"):
+		if !validServerPart(addr) {
+			return Target{}, fmt.Errorf("%q is not a room ID (like !abc:example.org)", addr)
+		}
+		t.Room = id.RoomID(addr)
+	case strings.HasPrefix(addr, "#"):
+		if !validServerPart(addr) {
+			return Target{}, fmt.Errorf("%q is not a room alias (like #room:example.org)", addr)
+		}
+		t.Alias = id.RoomAlias(addr)
+	default:
+		return Target{}, fmt.Errorf("matrix:%s: the address must be a user (@…), a room ID (!…) or an alias (#…)", addr)
+	}
+	return t, nil
+}
+
+// validServerPart checks that a sigil identifier has a local part and a
+// server name, and nothing that cannot be in one.
+func validServerPart(s string) bool {
+	local, server, ok := strings.Cut(s[1:], ":")
+	return ok && local != "" && server != "" && !strings.ContainsAny(s, " \t\n/")
+}
