@@ -64,7 +64,7 @@ func parseMatrixAddress(addr string) (Target, error) {
 	switch {
 	case strings.HasPrefix(addr, "@"):
 		u := id.UserID(addr)
-		if local, server, err := u.ParseAndValidateRelaxed(); err != nil || local == "" || server == "" {
+		if local, server, err := u.ParseAndValidateRelaxed(); err != nil || local == "" || server == "" || strings.ContainsAny(addr, " \t\n") {
 			return Target{}, fmt.Errorf("%q is not a Matrix user ID (like @alice:example.org)", addr)
 		}
 		t.User = u

@@ -63,7 +63,6 @@ func (h *testHost) Ringing(l *Leg) leg.Events {
 	return ev
 }
 
-
 // events makes the events of one call: its own forwarder.
 func (h *testHost) events() *testEvents {
 	opts := []voip.BridgeOption{}
