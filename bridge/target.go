@@ -42,6 +42,9 @@ func (t Target) Own() bool { return !t.Kind.Network() }
 // member understands.
 func ParseTarget(s string) (Target, error) {
 	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "@") || strings.HasPrefix(s, "!") || strings.HasPrefix(s, "#") {
+		return Target{}, fmt.Errorf("%q: write a Matrix address as matrix:%s", s, s)
+	}
 	kind, addr, hasAddr := strings.Cut(s, ":")
 	switch k := leg.Kind(strings.ToLower(kind)); {
 	case !hasAddr && !k.Network() && k != "":
@@ -50,8 +53,6 @@ func ParseTarget(s string) (Target, error) {
 		return parseMatrixAddress(addr)
 	case hasAddr && !k.Network():
 		return Target{}, fmt.Errorf("%s takes no address (write just %s)", k, k)
-	case !hasAddr && strings.HasPrefix(s, "@"):
-		return Target{}, fmt.Errorf("%q: write a user as matrix:%s", s, s)
 	case !hasAddr:
 		return Target{}, fmt.Errorf("%q is not a target: write echo, tone, silence, file, or kind:address (matrix:@user:server, matrix:!room:server, matrix:#alias:server)", s)
 	default:

@@ -31,7 +31,7 @@ func TestParseTarget(t *testing.T) {
 	bad := map[string]string{
 		"":                   "is not a target",
 		"music":              "is not a target",
-		"@bob:hs.org":        "write a user as matrix:@bob:hs.org",
+		"@bob:hs.org":        "write a Matrix address as matrix:@bob:hs.org",
 		"echo:x":             "takes no address",
 		"jami:abc":           "not a kind of target",
 		"matrix:bob":         "must be a user",
