@@ -601,8 +601,9 @@ func endOf(m *call.Machine) leg.End {
 		e.Reason = leg.Failed
 	default:
 		e.Reason = leg.Hangup
-		if !answered && e.By == leg.ByPeer {
-			// A reject, or the invitee's hangup before answering.
+		if !answered && e.By == leg.ByPeer && m.Direction == call.Outbound {
+			// A reject, or the invitee's hangup before answering (a
+			// caller that gives up is a plain hangup).
 			e.Reason = leg.Declined
 		}
 	}
