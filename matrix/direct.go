@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -82,15 +83,26 @@ func (c *Client) DirectRoom(ctx context.Context, user id.UserID) (room id.RoomID
 	if err != nil {
 		return "", false, fmt.Errorf("creating a direct room with %s: %w", user, err)
 	}
-	// Read again just before writing: another direct room may have been
-	// added meanwhile (by another call), and must not be lost.
-	direct, err := c.directRooms(ctx)
-	if err != nil {
+	if err = c.markDirect(ctx, user, resp.RoomID); err != nil {
 		return resp.RoomID, true, err
 	}
-	direct[user] = append(direct[user], resp.RoomID)
-	if err = c.cli.SetAccountData(ctx, event.AccountDataDirectChats.Type, direct); err != nil {
-		return resp.RoomID, true, fmt.Errorf("marking the direct room with %s in m.direct: %w", user, err)
-	}
 	return resp.RoomID, true, nil
+}
+
+// markDirect lists room in the bot's m.direct as its direct room with user.
+// The list is read just before it is written, so that a room added
+// meanwhile is kept (there is no compare-and-set for account data).
+func (c *Client) markDirect(ctx context.Context, user id.UserID, room id.RoomID) error {
+	direct, err := c.directRooms(ctx)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(direct[user], room) {
+		return nil
+	}
+	direct[user] = append(direct[user], room)
+	if err = c.cli.SetAccountData(ctx, event.AccountDataDirectChats.Type, direct); err != nil {
+		return fmt.Errorf("marking %s as the direct room with %s in m.direct: %w", room, user, err)
+	}
+	return nil
 }

@@ -32,6 +32,15 @@ func (c *Client) membershipWanted(evt *event.Event) bool {
 	return false
 }
 
+// isDirectInvite says whether an invite is to a direct chat.
+func isDirectInvite(evt *event.Event) bool {
+	if content, ok := evt.Content.Parsed.(*event.MemberEventContent); ok {
+		return content.IsDirect
+	}
+	direct, _ := evt.Content.Raw["is_direct"].(bool)
+	return direct
+}
+
 func membershipOf(evt *event.Event) event.Membership {
 	if content, ok := evt.Content.Parsed.(*event.MemberEventContent); ok {
 		return content.Membership
@@ -62,6 +71,13 @@ func (c *Client) handleMembership(ctx context.Context, evt *Event) error {
 			return fmt.Errorf("joining %s after an invite from %s: %w", evt.RoomID, evt.Sender, err)
 		}
 		log.Info().Stringer("inviter", evt.Sender).Msg("Joined room after invite")
+		if isDirectInvite(evt.Event) {
+			// As Element does: a direct chat someone starts with the bot
+			// is the bot's direct room with them, where the bot calls them.
+			if err := c.markDirect(ctx, evt.Sender, evt.RoomID); err != nil {
+				log.Warn().Err(err).Msg("Failed to record the direct room in m.direct")
+			}
+		}
 		if c.cfg.Mode == ModeAppservice {
 			// Transactions carry only new events: fetch the room's state so
 			// that encryption knows the room's members and settings.

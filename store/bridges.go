@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -150,4 +151,16 @@ func (s *Store) CountActiveBridges(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("counting bridges: %w", err)
 	}
 	return n, nil
+}
+
+// BridgeOfLeg is the bridge a leg is (or was) in; "" if none.
+func (s *Store) BridgeOfLeg(ctx context.Context, legID string) (string, error) {
+	var b string
+	err := s.db.QueryRow(ctx, "SELECT bridge_id FROM bridge_leg WHERE leg_id=$1", legID).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("finding the bridge of leg %s: %w", legID, err)
+	}
+	return b, nil
 }
