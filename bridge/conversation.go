@@ -428,7 +428,7 @@ func (b *Bridge) ring(t Target) {
 	go func() {
 		ctx, cancel := b.reg.reachContext(deadline)
 		defer cancel()
-		far, err := b.reg.place(ctx, b, t, video, deadline)
+		far, err := b.reg.dial(ctx, b, t, video, deadline)
 		b.post(func() {
 			if err != nil {
 				b.log.Info().Err(err).Str("target", t.String()).Msg("Cannot reach the target")

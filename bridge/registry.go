@@ -44,18 +44,37 @@ type registry struct {
 	log   zerolog.Logger
 	now   func() time.Time
 
+	// dial makes the leg that rings a target (place; tests put fake legs
+	// here).
+	dial func(ctx context.Context, b *Bridge, t Target, video bool, deadline time.Time) (placedLeg, error)
+
 	mu      sync.Mutex
 	bridges map[leg.BridgeID]*Bridge
+}
+
+// placedLeg is a leg made to ring someone, which rings once started (after
+// its bridge has added it).
+type placedLeg interface {
+	leg.Leg
+	Start()
 }
 
 var _ matrixcall.Host = (*registry)(nil)
 
 func newRegistry(ctx context.Context, cfg CallsConfig, st *store.Store, mx reacher, log zerolog.Logger) *registry {
-	return &registry{
+	reg := &registry{
 		ctx: ctx, cfg: cfg, store: st, mx: mx, log: log.With().Str("component", "bridges").Logger(), now: time.Now,
 		adm: newAdmission(cfg.MaxCalls, cfg.MaxCallsPerRoom), joins: newJoinWaiters(),
 		bridges: map[leg.BridgeID]*Bridge{},
 	}
+	reg.dial = func(ctx context.Context, b *Bridge, t Target, video bool, deadline time.Time) (placedLeg, error) {
+		l, err := reg.place(ctx, b, t, video, deadline)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return l, nil
+	}
+	return reg
 }
 
 func (reg *registry) add(b *Bridge) {
