@@ -116,7 +116,7 @@ func (e *Engine) interfaceAllowed(name string) bool {
 // engine sends them for every session from one goroutine (see reporter).
 type Interceptors struct {
 	// PionStats adds pion's statistics interceptor, whose numbers
-	// PeerConnection.GetStats reports. Leg stats do not need it: the bridge
+	// PeerConnection.GetStats reports. Leg stats do not need it: the forwarder
 	// counts what it forwards, and loss and jitter, itself.
 	PionStats bool
 }

@@ -40,7 +40,7 @@ func opusPacket(seq uint16) []byte {
 	return append(b, make([]byte, 160)...)
 }
 
-// BenchmarkForwardHop is the bridge's own work per packet and destination,
+// BenchmarkForwardHop is the forwarder's own work per packet and destination,
 // without the network and SRTP on either side (which cost the same for
 // both): parse, receive statistics and duplicate check, rewrite, write;
 // against the raw pion forwarder's (TrackRemote.ReadRTP's unmarshal into a

@@ -91,7 +91,7 @@ type Session struct {
 	reportSlot int      // which tenth of the report interval the session reports in
 }
 
-// defaultPLIInterval bounds keyframe requests per stream: a bridge passes on
+// defaultPLIInterval bounds keyframe requests per stream: a forwarder passes on
 // every receiver's request, and one keyframe serves them all.
 const defaultPLIInterval = 250 * time.Millisecond
 
