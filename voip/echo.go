@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -66,10 +67,11 @@ func NewEchoLeg(id string, peer Leg) *EchoLeg {
 			Leg:      id,
 			ssrc:     rand.Uint32(),
 			read:     func([]byte) (int, error) { return 0, errPushedTrack },
-			push:     &pushed{},
 		}
 		out := NewOutboundTrack(codec, trackID, id)
+		in.push = &pushed{mu: &out.mu}
 		out.writer = echoWriter{in}
+		out.pushTo = in.push
 		out.ssrc = in.ssrc
 		out.pt = echoPayloadType
 		if kind == webrtc.RTPCodecTypeAudio {
@@ -89,10 +91,12 @@ func NewEchoLeg(id string, peer Leg) *EchoLeg {
 var errPushedTrack = errors.New("the track is fed in process and cannot be read")
 
 // echoWriter is what an echo's outbound track writes to in place of a
-// sender: the inbound track of the echo.
+// sender: the inbound track of the echo. Forwarded packets skip it (see
+// OutboundTrack.pushTo); injected ones (telephone events) go through it.
 type echoWriter struct{ in *InboundTrack }
 
-// WriteRTP implements webrtc.TrackLocalWriter.
+// WriteRTP implements webrtc.TrackLocalWriter; the caller holds the
+// outbound track's lock.
 func (w echoWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	w.in.push.deliver(h, payload, time.Now())
 	return len(payload), nil
@@ -161,30 +165,26 @@ func (l *EchoLeg) Close() error {
 
 // pushed connects a track fed in process to the forwarder that has it, in
 // place of a reader: the writer's goroutine runs the forwarder's hot path.
+// Every packet is delivered under the writing track's lock (mu), which is
+// what detach waits on.
 type pushed struct {
-	mu sync.Mutex // held while a packet is handled: detach waits for it
-	tf *trackForwarder
+	mu *sync.Mutex
+	tf atomic.Pointer[trackForwarder]
 }
 
-func (p *pushed) attach(tf *trackForwarder) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.tf = tf
-}
+func (p *pushed) attach(tf *trackForwarder) { p.tf.Store(tf) }
 
+// detach returns once no packet is being handled by tf.
 func (p *pushed) detach(tf *trackForwarder) {
+	p.tf.CompareAndSwap(tf, nil)
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tf == tf {
-		p.tf = nil
-	}
+	p.mu.Unlock() //nolint:staticcheck // an empty critical section: waits for the packet being delivered
 }
 
-// deliver hands one packet to the track's forwarder, if it is in one.
+// deliver hands one packet to the track's forwarder, if it is in one. The
+// caller holds p.mu.
 func (p *pushed) deliver(h *rtp.Header, payload []byte, now time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tf != nil {
-		p.tf.handle(h, payload, h.MarshalSize()+len(payload), now)
+	if tf := p.tf.Load(); tf != nil {
+		tf.handle(h, payload, h.MarshalSize()+len(payload), now)
 	}
 }

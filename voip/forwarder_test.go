@@ -287,10 +287,21 @@ func TestEchoLegSendsAPeerItsOwnMedia(t *testing.T) {
 	}
 	require.Equal(t, '5', (<-tones).Digit, "telephone events come back too")
 
-	st := echo.Stats()
+	// Every packet the session read went into the echo and came out again.
+	var st LegStats
+	require.NoError(t, waitUntil(10*time.Second, func() bool {
+		st = echo.Stats()
+		return st.Outbound[0].Packets == a.leg.s.Stats().Inbound[0].Packets && st.Inbound[0].Packets == st.Outbound[0].Packets
+	}), "echo stats %+v", st)
 	require.Len(t, st.Inbound, 1)
-	require.Positive(t, st.Inbound[0].Packets)
-	require.Equal(t, st.Inbound[0].Packets, st.Outbound[0].Packets, "what the echo was given it gave back")
+	require.Greater(t, st.Inbound[0].Packets, uint64(10))
+
+	// Out of the forwarder, the echo is given nothing more.
+	fw.Remove(echo)
+	before := a.leg.s.Stats().Inbound[0].Packets
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 100, 5, 960)
+	require.NoError(t, waitUntil(10*time.Second, func() bool { return a.leg.s.Stats().Inbound[0].Packets >= before+5 }))
+	require.Equal(t, st.Outbound[0].Packets, echo.Stats().Outbound[0].Packets)
 	a.close(t)
 	require.NoError(t, echo.Close())
 	require.NoError(t, fw.Close())

@@ -202,6 +202,11 @@ type OutboundTrack struct {
 	munger munger
 	header rtp.Header // scratch, to rewrite without allocating
 
+	// pushTo is set on an echo's track: what is forwarded to it goes
+	// straight to the echo's inbound track, with the arrival time it came
+	// with (writer still says whether the track takes packets).
+	pushTo *pushed
+
 	onKeyframeRequest atomic.Pointer[func()]
 	packets, bytes    atomic.Uint64
 	remote            remoteReport // what the receiver's reports say
@@ -309,7 +314,9 @@ func (o *OutboundTrack) forward(src *InboundTrack, h *rtp.Header, payload []byte
 	out.SSRC = o.ssrc
 	out.PayloadType = pt
 	out.SequenceNumber, out.Timestamp = o.munger.apply(src, h.SequenceNumber, h.Timestamp, now, o.codec.ClockRate)
-	if _, err := o.writer.WriteRTP(out, payload); err != nil {
+	if o.pushTo != nil {
+		o.pushTo.deliver(out, payload, now)
+	} else if _, err := o.writer.WriteRTP(out, payload); err != nil {
 		return err
 	}
 	o.packets.Add(1)
