@@ -27,6 +27,7 @@ type Engine struct {
 	udpMux   *ice.MultiUDPMuxDefault // shared by all sessions when udp_mux_port is set
 	net      transport.Net           // nil: the host's network
 	reporter reporter                // RTCP reports of every session
+	hosts    hostCount               // how many host candidates a session gathers
 }
 
 // EngineOption changes how an Engine reaches the network.
@@ -92,8 +93,10 @@ func (e *Engine) Describe() string {
 	return where
 }
 
-// Close releases the shared UDP port.
+// Close releases the shared UDP port (once a probe of the host candidates
+// has ended).
 func (e *Engine) Close() error {
+	e.hosts.probes.Wait()
 	if e.udpMux != nil {
 		return e.udpMux.Close()
 	}
@@ -116,7 +119,7 @@ func (e *Engine) interfaceAllowed(name string) bool {
 // engine sends them for every session from one goroutine (see reporter).
 type Interceptors struct {
 	// PionStats adds pion's statistics interceptor, whose numbers
-	// PeerConnection.GetStats reports. Leg stats do not need it: the bridge
+	// PeerConnection.GetStats reports. Leg stats do not need it: the forwarder
 	// counts what it forwards, and loss and jitter, itself.
 	PionStats bool
 }
@@ -130,6 +133,9 @@ type SessionOptions struct {
 	Audio, Video []Codec
 	Interceptors Interceptors
 	ICEServers   []webrtc.ICEServer
+	// GatherUntil is what a local description waits for within the wait
+	// its caller gives: all candidates (the default) or the host ones.
+	GatherUntil GatherUntil
 }
 
 // newAPI builds a fresh MediaEngine, interceptor registry and setting engine

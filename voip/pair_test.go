@@ -31,7 +31,7 @@ func leakCheck(t *testing.T) {
 	t.Cleanup(test.CheckRoutines(t))
 }
 
-func testEngine(t *testing.T) *Engine {
+func testEngine(t testing.TB) *Engine {
 	t.Helper()
 	e, err := NewEngine(testConfig(), zerolog.Nop())
 	require.NoError(t, err)

@@ -73,6 +73,10 @@ type Session struct {
 	batchDelay     time.Duration
 	batchTimer     *time.Timer
 	gatherComplete chan struct{}
+	untilHosts     bool          // GatherHosts: a description waits for hostsIn
+	hosts          int           // host candidates of this gathering so far
+	hostsWanted    int           // how many hostsIn waits for (0: not waiting)
+	hostsIn        chan struct{} // closed once hostsWanted host candidates came
 
 	mu        sync.Mutex // guards the fields below, read by other goroutines
 	inbound   []*InboundTrack
@@ -91,7 +95,7 @@ type Session struct {
 	reportSlot int      // which tenth of the report interval the session reports in
 }
 
-// defaultPLIInterval bounds keyframe requests per stream: a bridge passes on
+// defaultPLIInterval bounds keyframe requests per stream: a forwarder passes on
 // every receiver's request, and one keyframe serves them all.
 const defaultPLIInterval = 250 * time.Millisecond
 
@@ -111,6 +115,8 @@ func (e *Engine) NewSession(id string, h Handler, opts SessionOptions) (*Session
 		handler:        h,
 		described:      map[string]bool{},
 		gatherComplete: make(chan struct{}),
+		untilHosts:     opts.GatherUntil == GatherHosts,
+		hostsIn:        make(chan struct{}),
 		done:           make(chan struct{}),
 		pliInterval:    defaultPLIInterval,
 		engine:         e,
@@ -162,7 +168,8 @@ func (s *Session) SetCandidateBatch(ctx context.Context, d time.Duration) error 
 type OfferOptions struct {
 	ICERestart bool
 	// GatherWait is how long to let candidates gather into the description
-	// before returning it; the rest trickle.
+	// before returning it (less once what SessionOptions.GatherUntil waits
+	// for is in); the rest trickle.
 	GatherWait time.Duration
 }
 
@@ -188,7 +195,8 @@ func (s *Session) CreateOffer(ctx context.Context, opts OfferOptions) (webrtc.Se
 
 // CreateAnswer answers the remote offer, sets the answer as the local
 // description and returns it, with the candidates gathered within
-// gatherWait.
+// gatherWait (returning sooner once what SessionOptions.GatherUntil waits
+// for is in).
 func (s *Session) CreateAnswer(ctx context.Context, gatherWait time.Duration) (webrtc.SessionDescription, error) {
 	err := s.ops.Do(ctx, func() error {
 		answer, err := s.pc.CreateAnswer(nil)
@@ -206,17 +214,34 @@ func (s *Session) CreateAnswer(ctx context.Context, gatherWait time.Duration) (w
 	return s.describeLocal(ctx, gatherWait)
 }
 
-// describeLocal waits up to wait for gathering, then returns the local
+// describeLocal waits up to wait for gathering to complete (or, with
+// GatherHosts, for the host candidates), then returns the local
 // description and releases later candidates to trickle.
 func (s *Session) describeLocal(ctx context.Context, wait time.Duration) (webrtc.SessionDescription, error) {
 	if wait > 0 {
-		var complete chan struct{}
-		if err := s.ops.Do(ctx, func() error { complete = s.gatherComplete; return nil }); err != nil {
+		deadline := time.Now().Add(wait)
+		want := 0
+		if s.untilHosts {
+			hctx, cancel := context.WithDeadline(ctx, deadline)
+			want = s.engine.hostCandidates(hctx)
+			cancel()
+		}
+		var complete, hostsIn chan struct{}
+		if err := s.ops.Do(ctx, func() error {
+			complete = s.gatherComplete
+			if want > 0 {
+				s.hostsWanted = want
+				s.checkHosts()
+				hostsIn = s.hostsIn
+			}
+			return nil
+		}); err != nil {
 			return webrtc.SessionDescription{}, err
 		}
-		timer := time.NewTimer(wait)
+		timer := time.NewTimer(time.Until(deadline))
 		select {
 		case <-complete:
+		case <-hostsIn: // nil unless waiting for the host candidates
 		case <-timer.C:
 		case <-ctx.Done():
 		}
@@ -308,6 +333,8 @@ func (s *Session) RestartICE(ctx context.Context, gatherWait time.Duration) (web
 		s.described = map[string]bool{}
 		s.localReleased = false
 		s.gatherComplete = make(chan struct{})
+		s.hosts, s.hostsWanted = 0, 0
+		s.hostsIn = make(chan struct{})
 	})
 	return s.CreateOffer(ctx, OfferOptions{ICERestart: true, GatherWait: gatherWait})
 }
@@ -321,11 +348,32 @@ func (s *Session) localCandidate(c *webrtc.ICECandidate) {
 		case <-s.gatherComplete:
 		default:
 			close(s.gatherComplete)
+			// What this machine yields now, for the next calls' wait.
+			s.engine.noteHosts(s.hosts)
 		}
-	} else if init := c.ToJSON(); !s.described[init.Candidate] {
-		s.localPending = append(s.localPending, init)
+	} else {
+		if c.Typ == webrtc.ICECandidateTypeHost {
+			s.hosts++
+			s.checkHosts()
+		}
+		if init := c.ToJSON(); !s.described[init.Candidate] {
+			s.localPending = append(s.localPending, init)
+		}
 	}
 	s.scheduleLocal()
+}
+
+// checkHosts releases a description waiting for the host candidates once
+// they are in.
+func (s *Session) checkHosts() {
+	if s.hostsWanted == 0 || s.hosts < s.hostsWanted {
+		return
+	}
+	select {
+	case <-s.hostsIn:
+	default:
+		close(s.hostsIn)
+	}
 }
 
 // scheduleLocal hands out pending local candidates once a description was

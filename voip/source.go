@@ -11,7 +11,7 @@ import (
 )
 
 // Packetized is a stream of RTP packets made by the bot itself (a tone, a
-// file played in a loop): a paced goroutine writes packets, the bridge
+// file played in a loop): a paced goroutine writes packets, the forwarder
 // reads them as an inbound track.
 type Packetized struct {
 	track   *InboundTrack
@@ -39,7 +39,7 @@ func NewPacketized(kind webrtc.RTPCodecType, codec webrtc.RTPCodecParameters, id
 	return p
 }
 
-// Track is the inbound track the bridge reads.
+// Track is the inbound track the forwarder reads.
 func (p *Packetized) Track() *InboundTrack { return p.track }
 
 // KeyframeRequests delivers (coalesced) keyframe requests from receivers.
@@ -88,7 +88,7 @@ type queuedPacket struct {
 
 // staleAfter is how long a written packet may wait for the reader. Older
 // ones are dropped: media made while nobody listened (before the source
-// joined a bridge) would otherwise arrive as a burst and delay the stream
+// joined a forwarder) would otherwise arrive as a burst and delay the stream
 // for good.
 const staleAfter = 200 * time.Millisecond
 

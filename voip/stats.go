@@ -14,10 +14,10 @@ type TrackStats struct {
 	Codec string
 	SSRC  uint32
 	// Packets and Bytes: read from an inbound track, or written to an
-	// outbound one, by the bridge.
+	// outbound one, by the forwarder.
 	Packets, Bytes uint64
 	// Inbound: loss and jitter as RFC 3550 counts them over the packets the
-	// bridge read. Outbound: loss, jitter and round-trip time from the
+	// forwarder read. Outbound: loss, jitter and round-trip time from the
 	// peer's reception reports.
 	Lost   int64
 	Jitter time.Duration

@@ -29,8 +29,14 @@ type InboundTrack struct {
 
 	read     func(b []byte) (int, error)
 	keyframe func() // asks the sender for a keyframe; nil if it cannot
+	// reader is held by the goroutine reading the track, so that a leg
+	// moved between forwarders is never read by two (see Leg).
+	reader sync.Mutex
+	// push is set for a track fed in process (an echo): its writer hands
+	// packets to the forwarder, and nothing reads it.
+	push *pushed
 
-	// Counted by the bridge's forwarder, read by Stats.
+	// Counted by the track's reader, read by Stats.
 	packets, bytes atomic.Uint64
 	duplicates     atomic.Uint64
 	rx             receiveStats
@@ -39,7 +45,7 @@ type InboundTrack struct {
 
 // receiveStats is what RFC 3550 (appendix A.3, A.8) has a receiver count:
 // loss from the extended highest sequence number, and interarrival jitter.
-// The forwarder updates it; Stats reads the results.
+// The track's reader updates it; Stats reads the results.
 type receiveStats struct {
 	started     bool
 	start       time.Time
@@ -196,6 +202,11 @@ type OutboundTrack struct {
 	munger munger
 	header rtp.Header // scratch, to rewrite without allocating
 
+	// pushTo is set on an echo's track: what is forwarded to it goes
+	// straight to the echo's inbound track, with the arrival time it came
+	// with (writer still says whether the track takes packets).
+	pushTo *pushed
+
 	onKeyframeRequest atomic.Pointer[func()]
 	packets, bytes    atomic.Uint64
 	remote            remoteReport // what the receiver's reports say
@@ -273,7 +284,7 @@ func (o *OutboundTrack) Kind() webrtc.RTPCodecType {
 func (o *OutboundTrack) Codec() webrtc.RTPCodecCapability { return o.codec }
 
 // OnKeyframeRequest sets what to do when the receiver asks for a keyframe
-// (PLI or FIR); the bridge points it at the current source.
+// (PLI or FIR); the forwarder points it at the current source.
 func (o *OutboundTrack) OnKeyframeRequest(fn func()) { o.onKeyframeRequest.Store(&fn) }
 
 func (o *OutboundTrack) keyframeRequested() {
@@ -303,7 +314,9 @@ func (o *OutboundTrack) forward(src *InboundTrack, h *rtp.Header, payload []byte
 	out.SSRC = o.ssrc
 	out.PayloadType = pt
 	out.SequenceNumber, out.Timestamp = o.munger.apply(src, h.SequenceNumber, h.Timestamp, now, o.codec.ClockRate)
-	if _, err := o.writer.WriteRTP(out, payload); err != nil {
+	if o.pushTo != nil {
+		o.pushTo.deliver(out, payload, now)
+	} else if _, err := o.writer.WriteRTP(out, payload); err != nil {
 		return err
 	}
 	o.packets.Add(1)

@@ -1,6 +1,7 @@
 // Package benchserver is the server side of the media benchmarks: an HTTP
 // signalling front (POST /call with an SDP offer, answer in the response)
-// over either voipbot's media plane (a two-leg bridge, or the echo source)
+// over either voipbot's media plane (a two-leg forwarder, or a forwarder
+// with an echo leg)
 // or a minimal raw pion forwarder, the baseline.
 package benchserver
 
@@ -31,9 +32,10 @@ type Mode string
 // The modes.
 const (
 	// Bridge pairs calls with the same pair ID and forwards each one's
-	// audio to the other through a voip.Bridge.
+	// audio to the other through a voip.Forwarder.
 	Bridge Mode = "bridge"
-	// Echo sends each call its own audio back (the bot's echo source).
+	// Echo sends each call its own audio back: the call's leg and a
+	// voip.EchoLeg in one forwarder.
 	Echo Mode = "echo"
 	// RawEcho is the baseline: a minimal pion echo (remote track → local
 	// static RTP track of the same connection, pion's default interceptors).
@@ -80,7 +82,7 @@ type Server struct {
 	seq     int
 	calls   map[string]*call
 	waiting map[string]*call // bridge modes: the first call of each pair
-	bridges map[string]*voip.Bridge
+	bridges map[string]*voip.Forwarder
 }
 
 type call struct {
@@ -95,7 +97,7 @@ type call struct {
 // raw modes gather ICE candidates on iface only (as the engine should be
 // configured to), with the interceptors of rawSet.
 func New(mode Mode, engine *voip.Engine, opts voip.SessionOptions, iface string, rawSet RawInterceptors, log zerolog.Logger) (*Server, error) {
-	s := &Server{mode: mode, engine: engine, opts: opts, log: log, calls: map[string]*call{}, waiting: map[string]*call{}, bridges: map[string]*voip.Bridge{}}
+	s := &Server{mode: mode, engine: engine, opts: opts, log: log, calls: map[string]*call{}, waiting: map[string]*call{}, bridges: map[string]*voip.Forwarder{}}
 	switch mode {
 	case Bridge, Echo:
 	case RawEcho, RawBridge:
@@ -166,11 +168,13 @@ func (s *Server) answer(ctx context.Context, offer Offer) (*Answer, error) {
 	s.calls[c.id] = c
 	switch s.mode {
 	case Echo:
-		br := voip.NewBridge(c.id, s.log, voip.Echo())
-		if err = br.Add(c.leg); err != nil {
+		fw := voip.NewForwarder(c.id, s.log)
+		echo := voip.NewEchoLeg(c.id+"-echo", c.leg)
+		c.close = func() error { return errors.Join(c.leg.Close(), echo.Close()) }
+		if err = errors.Join(fw.Add(c.leg), fw.Add(echo)); err != nil {
 			return nil, err
 		}
-		s.bridges[c.id] = br
+		s.bridges[c.id] = fw
 	case RawEcho:
 		c.raw.forwardTo(c.raw)
 	case Bridge, RawBridge:
@@ -188,11 +192,11 @@ func (s *Server) answer(ctx context.Context, offer Offer) (*Answer, error) {
 			other.raw.forwardTo(c.raw)
 			break
 		}
-		br := voip.NewBridge(c.pair, s.log)
-		if err = errors.Join(br.Add(other.leg), br.Add(c.leg)); err != nil {
+		fw := voip.NewForwarder(c.pair, s.log)
+		if err = errors.Join(fw.Add(other.leg), fw.Add(c.leg)); err != nil {
 			return nil, err
 		}
-		s.bridges[c.pair] = br
+		s.bridges[c.pair] = fw
 	}
 	return &Answer{SDP: sdp, ID: c.id}, nil
 }
@@ -250,7 +254,7 @@ func (s *Server) handleReset(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) Reset() error {
 	s.mu.Lock()
 	calls, bridges := s.calls, s.bridges
-	s.calls, s.waiting, s.bridges = map[string]*call{}, map[string]*call{}, map[string]*voip.Bridge{}
+	s.calls, s.waiting, s.bridges = map[string]*call{}, map[string]*call{}, map[string]*voip.Forwarder{}
 	s.mu.Unlock()
 	var errs []error
 	var wg sync.WaitGroup
@@ -267,8 +271,8 @@ func (s *Server) Reset() error {
 		}()
 	}
 	wg.Wait()
-	for _, br := range bridges {
-		errs = append(errs, br.Close())
+	for _, fw := range bridges {
+		errs = append(errs, fw.Close())
 	}
 	return errors.Join(errs...)
 }

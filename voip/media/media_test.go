@@ -160,7 +160,7 @@ func TestRecordThenPlayBack(t *testing.T) {
 	pattern, err := Pattern("pattern")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pattern.Close() })
-	br := voip.NewBridge("rec", zerolog.Nop())
+	br := voip.NewForwarder("rec", zerolog.Nop())
 	seen := &countTap{done: make(chan struct{}), audio: 25, video: 20}
 	br.Tap(nil, rec)
 	br.Tap(nil, seen)

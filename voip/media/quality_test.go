@@ -159,7 +159,7 @@ func runImpairedCall(t testing.TB, link impair.Link, frames int, seed uint64) qu
 	require.NoError(t, err)
 	defer func() { require.NoError(t, engine.Close()) }()
 
-	// Legs close first: a bridge's Close waits for its legs' tracks to end.
+	// Legs close first: a forwarder's Close waits for its legs' tracks to end.
 	var legs, bridges, relays []func() error
 	defer func() {
 		for _, close := range append(append(legs, bridges...), relays...) {
@@ -179,8 +179,8 @@ func runImpairedCall(t testing.TB, link impair.Link, frames int, seed uint64) qu
 		relays = append(relays, r.Close)
 		return r
 	}
-	bridge := func(id string, legs ...voip.Leg) *voip.Bridge {
-		b := voip.NewBridge(id, zerolog.Nop(), voip.OnError(func(err error) { t.Errorf("bridge %s: %v", id, err) }))
+	bridge := func(id string, legs ...voip.Leg) *voip.Forwarder {
+		b := voip.NewForwarder(id, zerolog.Nop(), voip.OnError(func(err error) { t.Errorf("bridge %s: %v", id, err) }))
 		bridges = append(bridges, b.Close)
 		for _, l := range legs {
 			require.NoError(t, b.Add(l))

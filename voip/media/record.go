@@ -20,9 +20,9 @@ import (
 	"github.com/voipbot/voipbot/voip"
 )
 
-// Recorder is a bridge tap writing each track it sees to a file of its own,
+// Recorder is a forwarder tap writing each track it sees to a file of its own,
 // without transcoding: Opus to Ogg, VP8/VP9/AV1 to IVF, H.264 to an Annex B
-// stream, G.711 to WAV. Attach it to one leg or to the whole bridge.
+// stream, G.711 to WAV. Attach it to one leg or to the whole forwarder.
 type Recorder struct {
 	dir, prefix string
 	log         zerolog.Logger

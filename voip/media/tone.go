@@ -1,5 +1,5 @@
 // Package media holds the bot's own media: sources (test tone and pattern,
-// files played in a loop, silence) as legs of a bridge, and sinks
+// files played in a loop, silence) as legs of a forwarder, and sinks
 // (recorders) as taps on it.
 package media
 

@@ -18,7 +18,7 @@ var (
 	vp8  = VideoCodecs[0].RTPCodecCapability
 )
 
-// call is a client connected to a bridge leg.
+// call is a client connected to a forwarder leg.
 type call struct {
 	client, leg *peer
 }
@@ -40,14 +40,14 @@ func (c *call) close(t *testing.T) {
 
 func audioOnly() SessionOptions { return SessionOptions{Video: []Codec{}} }
 
-func TestBridgeForwardsBothWaysRewritingForEachLeg(t *testing.T) {
+func TestForwarderForwardsBothWaysRewritingForEachLeg(t *testing.T) {
 	leakCheck(t)
 	e := testEngine(t)
 	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
 	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
-	br := NewBridge("ab", zerolog.Nop())
-	require.NoError(t, br.Add(a.leg.s))
-	require.NoError(t, br.Add(b.leg.s))
+	fw := NewForwarder("ab", zerolog.Nop())
+	require.NoError(t, fw.Add(a.leg.s))
+	require.NoError(t, fw.Add(b.leg.s))
 
 	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 50, 960)
 	got := readN(t, waitTrack(t, b.client), 50)
@@ -73,7 +73,7 @@ func TestBridgeForwardsBothWaysRewritingForEachLeg(t *testing.T) {
 
 	a.close(t)
 	b.close(t)
-	require.NoError(t, br.Close())
+	require.NoError(t, fw.Close())
 }
 
 // TestSourceSwitchKeepsStreamContinuous: when the leg a receiver hears is
@@ -85,9 +85,9 @@ func TestSourceSwitchKeepsStreamContinuous(t *testing.T) {
 	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
 	c := dial(t, e, "c", audioOnly(), audioOnly(), opus)
 	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
-	br := NewBridge("abc", zerolog.Nop())
+	fw := NewForwarder("abc", zerolog.Nop())
 	for _, l := range []*call{a, c, b} {
-		require.NoError(t, br.Add(l.leg.s))
+		require.NoError(t, fw.Add(l.leg.s))
 	}
 
 	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 10, 960)
@@ -96,11 +96,11 @@ func TestSourceSwitchKeepsStreamContinuous(t *testing.T) {
 	require.Equal(t, byte(9), first[9].payload[0], "b hears a, the first leg")
 
 	// c starts talking (its own numbering is unrelated to a's), and is
-	// selected. c's first packet may reach the bridge before or after the
+	// selected. c's first packet may reach the forwarder before or after the
 	// switch: b gets c's packets from the switch on, continuing a's numbers.
 	send(t, c.client.out[webrtc.RTPCodecTypeAudio], 100, 1, 480)
 	cTrack := waitTrackOn(t, c.leg.s)
-	require.NoError(t, br.Select(cTrack))
+	require.NoError(t, fw.Select(cTrack))
 	send(t, c.client.out[webrtc.RTPCodecTypeAudio], 101, 10, 480)
 	var switched []received
 	for len(switched) == 0 || switched[len(switched)-1].payload[0] != 110 {
@@ -116,11 +116,11 @@ func TestSourceSwitchKeepsStreamContinuous(t *testing.T) {
 	}
 
 	// c's leg is replaced by a new leg d: b's stream continues again.
-	br.Remove(c.leg.s)
+	fw.Remove(c.leg.s)
 	c.close(t)
 	d := dial(t, e, "d", audioOnly(), audioOnly(), opus)
-	require.NoError(t, br.Add(d.leg.s))
-	br.Remove(a.leg.s) // only d is left to hear
+	require.NoError(t, fw.Add(d.leg.s))
+	fw.Remove(a.leg.s) // only d is left to hear
 	send(t, d.client.out[webrtc.RTPCodecTypeAudio], 200, 5, 960)
 	replaced := readN(t, bTrack, 5)
 	require.Equal(t, byte(200), replaced[0].payload[0])
@@ -129,10 +129,10 @@ func TestSourceSwitchKeepsStreamContinuous(t *testing.T) {
 	for _, l := range []*call{a, b, d} {
 		l.close(t)
 	}
-	require.NoError(t, br.Close())
+	require.NoError(t, fw.Close())
 }
 
-// waitTrackOn returns the bridge's inbound track from a leg once it exists.
+// waitTrackOn returns the forwarder's inbound track from a leg once it exists.
 func waitTrackOn(t *testing.T, leg Leg) *InboundTrack {
 	t.Helper()
 	got := make(chan *InboundTrack, 1)
@@ -156,35 +156,35 @@ func TestMuteStopsForwardingIntoALegOnly(t *testing.T) {
 	e := testEngine(t)
 	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
 	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
-	br := NewBridge("ab", zerolog.Nop())
-	require.NoError(t, br.Add(a.leg.s))
-	require.NoError(t, br.Add(b.leg.s))
+	fw := NewForwarder("ab", zerolog.Nop())
+	require.NoError(t, fw.Add(a.leg.s))
+	require.NoError(t, fw.Add(b.leg.s))
 
 	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 5, 960)
 	bTrack := waitTrack(t, b.client)
 	readN(t, bTrack, 5)
 
-	br.SetReceiving(b.leg.s, false)
+	fw.SetReceiving(b.leg.s, false)
 	seen := &seenTap{ch: make(chan byte, 100)}
-	br.Tap(a.leg.s, seen)
+	fw.Tap(a.leg.s, seen)
 	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 5, 20, 960)
-	seen.waitFor(t, 24) // the bridge has handled everything sent while muted
+	seen.waitFor(t, 24) // the forwarder has handled everything sent while muted
 	// b, on hold, still sends: a hears it while b hears nothing.
 	send(t, b.client.out[webrtc.RTPCodecTypeAudio], 0, 3, 960)
 	readN(t, waitTrack(t, a.client), 3)
-	br.SetReceiving(b.leg.s, true)
+	fw.SetReceiving(b.leg.s, true)
 	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 25, 3, 960)
 	resumed := readN(t, bTrack, 3)
 	require.Equal(t, byte(25), resumed[0].payload[0], "nothing sent while muted reached b")
 
 	a.close(t)
 	b.close(t)
-	require.NoError(t, br.Close())
+	require.NoError(t, fw.Close())
 }
 
-// TestKeyframeRequestCrossesTheBridge: a PLI from the receiving client
+// TestKeyframeRequestCrossesTheForwarder: a PLI from the receiving client
 // reaches the sending client as a PLI for its own stream.
-func TestKeyframeRequestCrossesTheBridge(t *testing.T) {
+func TestKeyframeRequestCrossesTheForwarder(t *testing.T) {
 	leakCheck(t)
 	e := testEngine(t)
 	videoOnly := SessionOptions{Audio: []Codec{AudioCodecs[0]}}
@@ -193,9 +193,9 @@ func TestKeyframeRequestCrossesTheBridge(t *testing.T) {
 	plis := make(chan struct{}, 10)
 	a.client.out[webrtc.RTPCodecTypeVideo].OnKeyframeRequest(func() { plis <- struct{}{} })
 	a.leg.s.pliInterval = 0 // every request is passed on; the rate limit is tested on its own
-	br := NewBridge("ab", zerolog.Nop())
-	require.NoError(t, br.Add(a.leg.s))
-	require.NoError(t, br.Add(b.leg.s))
+	fw := NewForwarder("ab", zerolog.Nop())
+	require.NoError(t, fw.Add(a.leg.s))
+	require.NoError(t, fw.Add(b.leg.s))
 	send(t, a.client.out[webrtc.RTPCodecTypeVideo], 0, 3, 3000)
 	bTrack := waitTrack(t, b.client)
 	readN(t, bTrack, 3)
@@ -207,17 +207,17 @@ func TestKeyframeRequestCrossesTheBridge(t *testing.T) {
 			t.Fatal(what)
 		}
 	}
-	waitPLI("the bridge did not ask for a keyframe when b started watching")
+	waitPLI("the forwarder did not ask for a keyframe when b started watching")
 
 	require.NoError(t, b.client.s.PeerConnection().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: bTrack.ssrc}}))
 	waitPLI("b's keyframe request did not reach the sender")
 	a.close(t)
 	b.close(t)
-	require.NoError(t, br.Close())
+	require.NoError(t, fw.Close())
 }
 
 // TestNoCommonCodecFailsLoudly: a leg that negotiated only PCMU cannot take
-// Opus; the bridge says so instead of sending garbage.
+// Opus; the forwarder says so instead of sending garbage.
 func TestNoCommonCodecFailsLoudly(t *testing.T) {
 	leakCheck(t)
 	e := testEngine(t)
@@ -225,15 +225,15 @@ func TestNoCommonCodecFailsLoudly(t *testing.T) {
 	pcmuOnly := SessionOptions{Audio: []Codec{AudioCodecs[1]}, Video: []Codec{}}
 	b := dial(t, e, "b", pcmuOnly, audioOnly(), pcmu)
 	errs := make(chan error, 10)
-	br := NewBridge("ab", zerolog.Nop(), OnError(func(err error) { errs <- err }))
-	require.NoError(t, br.Add(a.leg.s))
-	require.NoError(t, br.Add(b.leg.s))
+	fw := NewForwarder("ab", zerolog.Nop(), OnError(func(err error) { errs <- err }))
+	require.NoError(t, fw.Add(a.leg.s))
+	require.NoError(t, fw.Add(b.leg.s))
 	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 1, 960)
 	var err error
 	select {
 	case err = <-errs:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the bridge did not report the codec mismatch")
+		t.Fatal("the forwarder did not report the codec mismatch")
 	}
 	var nc *NoCommonCodecError
 	require.True(t, errors.As(err, &nc))
@@ -247,34 +247,160 @@ func TestNoCommonCodecFailsLoudly(t *testing.T) {
 	require.Equal(t, pcmu.MimeType, chosen.MimeType)
 	a.close(t)
 	b.close(t)
-	require.NoError(t, br.Close())
+	require.NoError(t, fw.Close())
 }
 
-func TestEchoSendsALegItsOwnMedia(t *testing.T) {
+// TestEchoLegSendsAPeerItsOwnMedia: an echo leg beside a session sends the
+// session's client its own audio back, telephone events too, in order and
+// as one continuous stream of the session's sender.
+func TestEchoLegSendsAPeerItsOwnMedia(t *testing.T) {
 	leakCheck(t)
 	e := testEngine(t)
 	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
-	br := NewBridge("echo", zerolog.Nop(), Echo())
-	require.NoError(t, br.Add(a.leg.s))
+	echo := NewEchoLeg("a-echo", a.leg.s)
+	require.NotNil(t, echo.Outbound(webrtc.RTPCodecTypeAudio))
+	require.Nil(t, echo.Outbound(webrtc.RTPCodecTypeVideo), "the session receives no video: none is echoed")
+	fw := NewForwarder("echo", zerolog.Nop(), OnError(func(err error) { t.Error(err) }))
+	require.NoError(t, fw.Add(a.leg.s))
+	require.NoError(t, fw.Add(echo))
 	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 10, 960)
-	got := readN(t, waitTrack(t, a.client), 10)
-	require.Equal(t, byte(9), got[9].payload[0])
+	track := waitTrack(t, a.client)
+	got := readN(t, track, 10)
+	aOut := a.leg.out[webrtc.RTPCodecTypeAudio]
+	for i, r := range got {
+		require.Equal(t, byte(i), r.payload[0])
+		require.Equal(t, aOut.ssrc, r.h.SSRC)
+		require.Equal(t, aOut.pt, r.h.PayloadType)
+		if i > 0 {
+			require.Equal(t, got[i-1].h.SequenceNumber+1, r.h.SequenceNumber)
+			require.Equal(t, got[i-1].h.Timestamp+960, r.h.Timestamp)
+		}
+	}
+
+	require.NoError(t, SendDTMF(ctx(t), a.client.out[webrtc.RTPCodecTypeAudio], "5", DTMFOptions{Duration: 40 * time.Millisecond}))
+	require.NotZero(t, track.DTMFPayloadType)
+	tones := make(chan DTMF, 1)
+	detector := NewDTMFDetector(func(d DTMF) { tones <- d })
+	for len(tones) == 0 {
+		r := readN(t, track, 1)[0]
+		detector.Packet(track, &r.h, r.payload)
+	}
+	require.Equal(t, '5', (<-tones).Digit, "telephone events come back too")
+
+	// Every packet the session read went into the echo and came out again.
+	var st LegStats
+	require.NoError(t, waitUntil(10*time.Second, func() bool {
+		st = echo.Stats()
+		return st.Outbound[0].Packets == a.leg.s.Stats().Inbound[0].Packets && st.Inbound[0].Packets == st.Outbound[0].Packets
+	}), "echo stats %+v", st)
+	require.Len(t, st.Inbound, 1)
+	require.Greater(t, st.Inbound[0].Packets, uint64(10))
+
+	// Out of the forwarder, the echo is given nothing more.
+	fw.Remove(echo)
+	before := a.leg.s.Stats().Inbound[0].Packets
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 100, 5, 960)
+	require.NoError(t, waitUntil(10*time.Second, func() bool { return a.leg.s.Stats().Inbound[0].Packets >= before+5 }))
+	require.Equal(t, st.Outbound[0].Packets, echo.Stats().Outbound[0].Packets)
 	a.close(t)
-	require.NoError(t, br.Close())
+	require.NoError(t, echo.Close())
+	require.NoError(t, fw.Close())
 }
 
-func TestDTMFAcrossTheBridge(t *testing.T) {
+// TestEchoLegPassesKeyframeRequestsBack: a PLI from the client for the video
+// it gets back reaches the client's own sender, as a PLI for its stream.
+func TestEchoLegPassesKeyframeRequestsBack(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	videoOnly := SessionOptions{Audio: []Codec{AudioCodecs[0]}}
+	a := dial(t, e, "a", videoOnly, videoOnly, vp8)
+	plis := make(chan struct{}, 10)
+	a.client.out[webrtc.RTPCodecTypeVideo].OnKeyframeRequest(func() { plis <- struct{}{} })
+	a.leg.s.pliInterval = 0
+	fw := NewForwarder("echo", zerolog.Nop())
+	echo := NewEchoLeg("a-echo", a.leg.s)
+	require.NoError(t, fw.Add(a.leg.s))
+	require.NoError(t, fw.Add(echo))
+	send(t, a.client.out[webrtc.RTPCodecTypeVideo], 0, 3, 3000)
+	track := waitTrack(t, a.client)
+	readN(t, track, 3)
+	waitPLI := func(what string) {
+		t.Helper()
+		select {
+		case <-plis:
+		case <-time.After(10 * time.Second):
+			t.Fatal(what)
+		}
+	}
+	waitPLI("no keyframe request when the echo started sending the video back")
+	for len(plis) > 0 {
+		<-plis
+	}
+	require.NoError(t, a.client.s.PeerConnection().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: track.ssrc}}))
+	waitPLI("the client's keyframe request did not come back to its sender")
+	a.close(t)
+	require.NoError(t, echo.Close())
+	require.NoError(t, fw.Close())
+}
+
+// TestLegIsInOneForwarderAtATime: a leg in a forwarder is refused by
+// another (and by the same one again); once removed, another forwarder
+// takes it and its media flows there.
+func TestLegIsInOneForwarderAtATime(t *testing.T) {
 	leakCheck(t)
 	e := testEngine(t)
 	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
 	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
-	br := NewBridge("ab", zerolog.Nop())
-	tones := make(chan DTMF, 10)
-	br.Tap(nil, NewDTMFDetector(func(d DTMF) { tones <- d }))
-	require.NoError(t, br.Add(a.leg.s))
-	require.NoError(t, br.Add(b.leg.s))
+	c := dial(t, e, "c", audioOnly(), audioOnly(), opus)
+	first := NewForwarder("first", zerolog.Nop())
+	second := NewForwarder("second", zerolog.Nop())
+	require.NoError(t, first.Add(a.leg.s))
+	require.NoError(t, first.Add(b.leg.s))
+	require.ErrorIs(t, second.Add(a.leg.s), ErrLegInUse)
+	err := first.Add(a.leg.s)
+	require.ErrorIs(t, err, ErrLegInUse)
+	require.ErrorContains(t, err, "(first)")
 
-	// Audio first, so the bridge has a's track; then a sends tones.
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 5, 960)
+	readN(t, waitTrack(t, b.client), 5)
+
+	first.Remove(a.leg.s)
+	require.NoError(t, second.Add(a.leg.s))
+	require.NoError(t, second.Add(c.leg.s))
+	// The first forwarder's reader of a's track stops at the next packet
+	// (counted, not forwarded); the second's reads from then on.
+	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 5, 10, 960)
+	cTrack := waitTrack(t, c.client)
+	var got []received
+	for len(got) == 0 || got[len(got)-1].payload[0] != 14 {
+		got = append(got, readN(t, cTrack, 1)...)
+	}
+	require.GreaterOrEqual(t, len(got), 9, "at most the packet in flight at the move is lost")
+	require.EqualValues(t, 15, a.leg.s.Stats().Inbound[0].Packets, "every packet counted once")
+
+	for _, l := range []*call{a, b, c} {
+		l.close(t)
+	}
+	require.NoError(t, first.Close())
+	require.NoError(t, second.Close())
+	// A closed forwarder lets its legs go.
+	third := NewForwarder("third", zerolog.Nop())
+	require.NoError(t, third.Add(b.leg.s))
+	require.NoError(t, third.Close())
+}
+
+func TestDTMFAcrossTheForwarder(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
+	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
+	fw := NewForwarder("ab", zerolog.Nop())
+	tones := make(chan DTMF, 10)
+	fw.Tap(nil, NewDTMFDetector(func(d DTMF) { tones <- d }))
+	require.NoError(t, fw.Add(a.leg.s))
+	require.NoError(t, fw.Add(b.leg.s))
+
+	// Audio first, so the forwarder has a's track; then a sends tones.
 	send(t, a.client.out[webrtc.RTPCodecTypeAudio], 0, 2, 960)
 	bTrack := waitTrack(t, b.client)
 	require.NoError(t, SendDTMF(ctx(t), a.client.out[webrtc.RTPCodecTypeAudio], "1#", DTMFOptions{Duration: 60 * time.Millisecond, Gap: 20 * time.Millisecond}))
@@ -300,7 +426,7 @@ func TestDTMFAcrossTheBridge(t *testing.T) {
 	require.Equal(t, '1', (<-clientTones).Digit)
 	a.close(t)
 	b.close(t)
-	require.NoError(t, br.Close())
+	require.NoError(t, fw.Close())
 }
 
 func TestSendDTMFRejectsBadInput(t *testing.T) {
@@ -352,7 +478,7 @@ func (s *seenTap) waitFor(t *testing.T, b byte) {
 				return
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatalf("packet %d never reached the bridge", b)
+			t.Fatalf("packet %d never reached the forwarder", b)
 		}
 	}
 }
@@ -366,12 +492,12 @@ func TestRTCPReportsGiveLossAndRTT(t *testing.T) {
 	e := testEngine(t)
 	a := dial(t, e, "a", audioOnly(), audioOnly(), opus)
 	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
-	br := NewBridge("ab", zerolog.Nop())
-	require.NoError(t, br.Add(a.leg.s))
-	require.NoError(t, br.Add(b.leg.s))
-	// b's client reads what it gets through a bridge of its own, so that
+	fw := NewForwarder("ab", zerolog.Nop())
+	require.NoError(t, fw.Add(a.leg.s))
+	require.NoError(t, fw.Add(b.leg.s))
+	// b's client reads what it gets through a forwarder of its own, so that
 	// its receive statistics (and receiver reports) exist.
-	sink := NewBridge("sink", zerolog.Nop())
+	sink := NewForwarder("sink", zerolog.Nop())
 	require.NoError(t, sink.Add(b.client.s))
 
 	stop := make(chan struct{})
@@ -407,7 +533,7 @@ func TestRTCPReportsGiveLossAndRTT(t *testing.T) {
 	for _, c := range []*call{a, b} {
 		c.close(t)
 	}
-	require.NoError(t, br.Close())
+	require.NoError(t, fw.Close())
 	require.NoError(t, sink.Close())
 }
 
