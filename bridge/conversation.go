@@ -34,7 +34,7 @@ type Bridge struct {
 	reg    *registry
 	q      *opqueue.Queue
 	log    zerolog.Logger
-	fwd    *voip.Bridge
+	fwd    *voip.Forwarder
 	events bridgeEvents
 
 	// Only the queue touches these.
@@ -522,14 +522,9 @@ func (e bridgeEvents) PeerMuted(l leg.Leg, audio, video bool) {
 }
 func (e bridgeEvents) Ended(l leg.Leg, end leg.End) { e.b.post(func() { e.b.ended(l, end) }) }
 
-// newForwarder makes the bridge's media forwarder. Echo is the forwarder
-// sending each party its own media (until it is an ordinary leg).
-func newForwarder(b *Bridge) *voip.Bridge {
-	opts := []voip.BridgeOption{voip.OnError(func(err error) {
+// newForwarder makes the bridge's media forwarder.
+func newForwarder(b *Bridge) *voip.Forwarder {
+	return voip.NewForwarder(string(b.id), b.log, voip.OnError(func(err error) {
 		b.log.Warn().Err(err).Msg("The bridge cannot forward media")
-	})}
-	if b.target.Kind == leg.KindEcho {
-		opts = append(opts, voip.Echo())
-	}
-	return voip.NewBridge(string(b.id), b.log, opts...)
+	}))
 }

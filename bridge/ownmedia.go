@@ -47,11 +47,14 @@ func (o *ownLeg) Done() <-chan struct{}     { return o.done }
 func (o *ownLeg) Hangup(leg.Reason, string) { o.close() }
 
 // start makes the sources for peer: one per kind of media peer takes, in
-// the format it negotiated. Echo has none: the forwarder sends the peer's
-// media back (see newForwarder).
+// the format it negotiated; for echo, an echo leg that sends the peer its
+// own media back.
 func (o *ownLeg) start(peer voip.Leg) ([]voip.Leg, error) {
 	var made []voip.Leg
 	var errs []error
+	if o.kind == leg.KindEcho {
+		made = append(made, voip.NewEchoLeg(fmt.Sprintf("%s-%s", o.id, peer.ID()), peer))
+	}
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
 		out := peer.Outbound(kind)
 		if out == nil {

@@ -65,18 +65,14 @@ func (h *testHost) Ringing(l *Leg) leg.Events {
 
 // events makes the events of one call: its own forwarder.
 func (h *testHost) events() *testEvents {
-	opts := []voip.BridgeOption{}
-	if !h.cfg.Tone {
-		opts = append(opts, voip.Echo())
-	}
-	return &testEvents{h: h, fwd: voip.NewBridge("test", h.log, opts...)}
+	return &testEvents{h: h, fwd: voip.NewForwarder("test", h.log)}
 }
 
 // testEvents connects one call's media to its source; it does the work in
 // the callbacks, which a real host queues (these do nothing slow).
 type testEvents struct {
 	h   *testHost
-	fwd *voip.Bridge
+	fwd *voip.Forwarder
 
 	mu      sync.Mutex
 	media   voip.Leg
@@ -90,6 +86,9 @@ func (e *testEvents) MediaReady(_ leg.Leg, m voip.Leg) {
 	e.media = m
 	_ = e.fwd.Add(m)
 	if !e.h.cfg.Tone {
+		echo := voip.NewEchoLeg("echo", m)
+		e.sources = append(e.sources, echo)
+		_ = e.fwd.Add(echo)
 		return
 	}
 	if out := m.Outbound(webrtc.RTPCodecTypeAudio); out != nil {

@@ -20,8 +20,9 @@ import (
 )
 
 // Candidate batching and the wait for candidates to go into an SDP, as the
-// spec recommends (MSC2746): ~200 ms of gathering in the description, then
-// batches every 500 ms after an answer and every 2 s after an invite.
+// spec recommends (MSC2746): up to 200 ms of gathering in the description
+// — less once the host candidates are in (voip.GatherHosts) — then batches
+// every 500 ms after an answer and every 2 s after an invite.
 const (
 	gatherWait          = 200 * time.Millisecond
 	answerCandidateWait = 500 * time.Millisecond
@@ -294,7 +295,10 @@ func (r *Leg) send(t callevent.Type, c callevent.Content) error {
 // newSession makes the call's media session and connects it to the call's
 // media source.
 func (r *Leg) newSession(candidateWait time.Duration) error {
-	sess, err := r.calls.media.NewSession(r.m.CallID, sessionEvents{r}, voip.SessionOptions{ICEServers: r.calls.ice.current()})
+	// The answer (or invite) goes out once the host candidates are in;
+	// server-reflexive and relay candidates trickle after it.
+	sess, err := r.calls.media.NewSession(r.m.CallID, sessionEvents{r}, voip.SessionOptions{
+		ICEServers: r.calls.ice.current(), GatherUntil: voip.GatherHosts})
 	if err != nil {
 		return fmt.Errorf("creating media session: %w", err)
 	}

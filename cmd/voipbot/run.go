@@ -52,6 +52,13 @@ func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log z
 			log.Err(err).Msg("Failed to close the media engine")
 		}
 	}()
+	// The first call's answer waits for as many host candidates as this
+	// machine yields: learn the count now rather than in that call.
+	if n, err := media.ProbeHostCandidates(ctx); err != nil {
+		log.Warn().Err(err).Msg("Probing this machine's host candidates failed; the first call learns them")
+	} else {
+		log.Debug().Int("host_candidates", n).Msg("Host candidates probed")
+	}
 	log.Info().Str("media", media.Describe()).Msg("Media engine ready")
 
 	mx, err := matrix.New(cfg.Matrix, st, reg, log)
