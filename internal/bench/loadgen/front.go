@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/voipbot/voipbot/internal/benchserver"
+	"github.com/voipbot/voipbot/internal/bench/benchserver"
 )
 
 // HTTPFront signals through a bench server's POST /call.

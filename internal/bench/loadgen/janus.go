@@ -5,7 +5,7 @@ package loadgen
 import (
 	"context"
 
-	"github.com/voipbot/voipbot/internal/janus"
+	"github.com/voipbot/voipbot/internal/testbed/janus"
 )
 
 // JanusFront signals through Janus's HTTP API to its echotest plugin.

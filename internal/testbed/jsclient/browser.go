@@ -4,7 +4,7 @@
 // microphone), which can place, answer, reject and hang up 1:1 calls and
 // report their states and WebRTC statistics.
 //
-// The JavaScript side lives in e2e/jsclient: a bundle of matrix-js-sdk and
+// The JavaScript side lives in js/ beside this package: a bundle of matrix-js-sdk and
 // src/harness.js built with esbuild, and driver.mjs, a node process that
 // launches Chromium with playwright-core and speaks JSON lines on its stdin
 // and stdout. Launch installs the pinned npm packages (npm ci) and builds the
@@ -46,7 +46,7 @@ const (
 // repository.
 type Options struct {
 	// Dir is the JavaScript project (package.json, driver.mjs); default
-	// e2e/jsclient of this repository.
+	// js/ beside this package's source.
 	Dir string
 	// Chromium is the browser binary; default $JSCLIENT_CHROMIUM, else
 	// Debian's /usr/bin/chromium.
@@ -137,10 +137,10 @@ func browserTime(ms float64) time.Time {
 	return time.UnixMicro(int64(ms * 1000))
 }
 
-// repoDir is e2e/jsclient, found from this source file's location.
+// repoDir is js/ beside this package, found from this source file's location.
 func repoDir() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", "e2e", "jsclient"))
+	return filepath.Join(filepath.Dir(file), "js")
 }
 
 // Launch prepares the JavaScript project (npm ci and the bundle, when

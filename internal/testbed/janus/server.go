@@ -4,7 +4,7 @@
 // this machine for benchmarks, and drives its echotest plugin over the Janus
 // HTTP API.
 //
-// Janus runs inside a network namespace of its own (see internal/netns),
+// Janus runs inside a network namespace of its own (see internal/testbed/netns),
 // reached over a veth pair, because it cannot do ICE over 127.0.0.1 and the
 // project's tests use no address of the machine's real network:
 //
@@ -47,7 +47,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/voipbot/voipbot/internal/netns"
+	"github.com/voipbot/voipbot/internal/testbed/netns"
 )
 
 // Binary is the Janus executable Start runs (Debian's janus package).

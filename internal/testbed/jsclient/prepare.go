@@ -22,7 +22,7 @@ const (
 	buildStamp   = "dist/.voipbot-jsclient-stamp"
 )
 
-// Prepare makes dir (e2e/jsclient) ready to run: it installs the pinned npm
+// Prepare makes dir (js/ beside this package) ready to run: it installs the pinned npm
 // packages (npm ci) unless node_modules was installed from the same
 // package.json and package-lock.json, and bundles the harness (build.mjs)
 // unless dist was built from the same sources and packages. A file lock

@@ -17,7 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/voipbot/voipbot/internal/dhtnode"
+	"github.com/voipbot/voipbot/internal/testbed/dhtnode"
 )
 
 // testTimeout bounds each test; every wait inside is bounded by it.

@@ -17,8 +17,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/voipbot/voipbot/internal/jsclient"
 	"github.com/voipbot/voipbot/internal/testbed"
+	"github.com/voipbot/voipbot/internal/testbed/jsclient"
 )
 
 var (

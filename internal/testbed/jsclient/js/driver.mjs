@@ -1,4 +1,4 @@
-// The node side of the test harness, started by internal/jsclient: it serves
+// The node side of the test harness, started by internal/testbed/jsclient: it serves
 // dist/ on http://127.0.0.1:<port> (a secure context for getUserMedia and
 // WebRTC), launches Chromium through playwright-core with fake media
 // devices, and speaks JSON lines:

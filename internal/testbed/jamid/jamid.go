@@ -4,7 +4,7 @@
 // 13.7.0", package 20230206.0~ds2-1.1+deb12u1) headless for tests, and
 // drives it over D-Bus with github.com/godbus/dbus/v5. It is the reference
 // Jami peer the project's own Jami code (jami/) is tested against, the way
-// internal/dhtnode is for OpenDHT.
+// internal/testbed/dhtnode is for OpenDHT.
 //
 // # What Start sets up
 //
@@ -78,7 +78,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/voipbot/voipbot/internal/netns"
+	"github.com/voipbot/voipbot/internal/testbed/netns"
 )
 
 const (
@@ -120,7 +120,7 @@ type Options struct {
 	// Link is the network namespace to run jamid in, for example the Link
 	// of a dhtnode.Network, so that jamid and dhtnode share a local DHT;
 	// Start turns IPv6 off in it (DisableIPv6). Several daemons can share a
-	// namespace. Nil: a namespace of the daemon's own (internal/netns),
+	// namespace. Nil: a namespace of the daemon's own (internal/testbed/netns),
 	// which Stop deletes.
 	Link *netns.Link
 	// Dir is the daemon's folder: HOME, the XDG folders, the bus socket and
@@ -178,7 +178,7 @@ type process struct {
 func startProcess(cmd *exec.Cmd) (*process, error) {
 	// The process goes when the test process goes, even on SIGKILL or a
 	// test timeout. (ip netns exec execs jamid, which keeps the setting;
-	// see internal/dhtnode about the thread it follows.)
+	// see internal/testbed/dhtnode about the thread it follows.)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -9,7 +9,7 @@
 //
 // dhtnode binds 0.0.0.0 (and ::) and has no option to bind anything else, so
 // every peer runs inside a network namespace of its own test (a Network),
-// made by internal/netns: loopback up, plus a veth pair to this namespace.
+// made by internal/testbed/netns: loopback up, plus a veth pair to this namespace.
 // Nothing a test starts can reach or be reached from the machine's real
 // networks, and parallel tests cannot collide on ports.
 //
@@ -67,7 +67,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/voipbot/voipbot/internal/netns"
+	"github.com/voipbot/voipbot/internal/testbed/netns"
 )
 
 // FirstPort is the port the first node of a Network gets when its Options
@@ -96,7 +96,7 @@ type Network struct {
 	pythons  map[*Python]bool
 }
 
-// NewNetwork creates a namespace with a veth pair (internal/netns) and a
+// NewNetwork creates a namespace with a veth pair (internal/testbed/netns) and a
 // temporary folder for the peers' output. Close removes both.
 func NewNetwork() (*Network, error) {
 	dir, err := os.MkdirTemp("", "dhtnode-")

@@ -1,6 +1,6 @@
 // Bundles src/harness.js (with matrix-js-sdk) for the browser into dist/,
 // next to the page that loads it and the Rust crypto WebAssembly module.
-// Run by internal/jsclient before each launch; `npm run build` by hand.
+// Run by internal/testbed/jsclient before each launch; `npm run build` by hand.
 import * as esbuild from "esbuild";
 import { copyFile, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/voipbot/voipbot/internal/netns"
+	"github.com/voipbot/voipbot/internal/testbed/netns"
 )
 
 const (

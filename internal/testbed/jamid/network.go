@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/voipbot/voipbot/internal/netns"
+	"github.com/voipbot/voipbot/internal/testbed/netns"
 )
 
 // disableIPv6Script turns IPv6 off for every interface of the namespace it
