@@ -3,21 +3,19 @@
 package dhtnode
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/voipbot/voipbot/internal/testbed/proc"
 )
 
 // Binary is the dhtnode Start runs (Debian's dhtnode package, OpenDHT 2.4.12).
@@ -87,13 +85,12 @@ type Node struct {
 	ownNet bool
 	port   int
 	name   string // file names: dhtnode-<port>
-	cmd    *exec.Cmd
+	proc   *proc.Process
 	input  *os.File // the terminal's master side: dhtnode's commands
 	files  []string // stdout transcript, stderr, log
 
-	ready   chan struct{} // closed once the start banner is read
-	exited  chan struct{} // closed once dhtnode has exited and been waited for
-	waitErr error         // cmd.Wait's result; read only after exited is closed
+	ready  chan struct{} // closed once the start banner is read
+	exited chan struct{} // closed once dhtnode has exited, been waited for, and its output read
 
 	// repl is held (one token) from writing a command until dhtnode has
 	// printed the line that ends it.
@@ -211,57 +208,45 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		closeOwn()
 		return nil, err
 	}
-	out, err := os.Create(outPath)
-	if err != nil {
-		return fail(fmt.Errorf("creating the dhtnode transcript: %w", err))
-	}
 	errFile, err := os.Create(errPath)
 	if err != nil {
-		out.Close()
 		return fail(fmt.Errorf("creating the dhtnode error file: %w", err))
 	}
 	input, tty, err := openPTY()
 	if err != nil {
-		out.Close()
 		errFile.Close()
 		return fail(err)
 	}
 	n.input = input
-	n.cmd = n.net.Link.Command(Binary, args...)
-	n.cmd.Dir = n.net.Dir
-	n.cmd.Stdin = tty
-	n.cmd.Stderr = errFile
+	cmd := n.net.Link.Command(Binary, args...)
+	cmd.Dir = n.net.Dir
+	cmd.Stdin = tty
+	cmd.Stderr = errFile
 	// A hermetic environment: no user readline configuration (INPUTRC),
 	// and a terminal type for which readline sends no escape sequences.
-	n.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + n.net.Dir,
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + n.net.Dir,
 		"TERM=dumb", "INPUTRC=/dev/null", "LANG=C"}
 	// dhtnode goes when the test process goes, even on SIGKILL or a test
-	// timeout. (The signal follows the OS thread that started it; Go
-	// retires a thread only when a goroutine exits locked to it, which
-	// nothing here does.)
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout, err := n.cmd.StdoutPipe()
-	if err != nil {
-		out.Close()
-		errFile.Close()
-		input.Close()
-		tty.Close()
-		return fail(fmt.Errorf("dhtnode's output pipe: %w", err))
-	}
-	if err = n.cmd.Start(); err != nil {
-		out.Close()
-		errFile.Close()
-		input.Close()
-		tty.Close()
-		return fail(fmt.Errorf("starting %s: %w", Binary, err))
-	}
+	// timeout (proc sets PR_SET_PDEATHSIG). Its standard output, the
+	// transcript, is parsed a line at a time; Stop quits it with x and the
+	// end of its input.
+	n.proc, err = proc.Start(cmd, proc.Options{
+		Name: "dhtnode", LogPath: outPath, OnLine: n.handleLine, Grace: stopGrace,
+		Quit: func() error {
+			_, err := n.input.WriteString("x\n")
+			return errors.Join(err, n.input.Close())
+		},
+	})
 	tty.Close()
 	errFile.Close()
+	if err != nil {
+		input.Close()
+		return fail(err)
+	}
 	n.net.addNode(n)
 	go func() {
-		n.read(io.TeeReader(stdout, out))
-		n.waitErr = n.cmd.Wait()
-		out.Close()
+		<-n.proc.Exited()
+		n.endOfOutput()
 		close(n.exited)
 	}()
 
@@ -269,7 +254,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	case <-n.ready:
 		return n, nil
 	case <-n.exited:
-		err = fmt.Errorf("dhtnode exited during start (%w):\n%s", exitError(n.waitErr), n.LogTail())
+		err = fmt.Errorf("dhtnode exited during start (%w):\n%s", exitError(n.proc.ExitErr()), n.LogTail())
 	case <-ctx.Done():
 		err = fmt.Errorf("dhtnode did not start: %w\n%s", ctx.Err(), n.LogTail())
 	}
@@ -306,10 +291,10 @@ func (n *Node) PublicKeyID() string {
 
 // PID is dhtnode's process id.
 func (n *Node) PID() int {
-	if n.cmd == nil || n.cmd.Process == nil {
+	if n.proc == nil {
 		return 0
 	}
-	return n.cmd.Process.Pid
+	return n.proc.PID()
 }
 
 // Exited is closed once dhtnode has exited.
@@ -664,18 +649,9 @@ func (s *listenSub) forward() {
 	}
 }
 
-// read parses dhtnode's output until it ends, then fails what waits on it.
-func (n *Node) read(r io.Reader) {
-	br := bufio.NewReader(r)
-	for {
-		line, err := br.ReadString('\n')
-		if line != "" {
-			n.handleLine(strings.TrimSuffix(line, "\n"))
-		}
-		if err != nil {
-			break
-		}
-	}
+// endOfOutput fails what waits on dhtnode once its output has ended (it
+// exited).
+func (n *Node) endOfOutput() {
 	n.mu.Lock()
 	n.eof = true
 	cur, sub := n.cur, n.listen
@@ -880,26 +856,14 @@ func (n *Node) endLocked() {
 // up on them. Nothing is lost by killing it then: it keeps no state.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
-		if n.cmd == nil || n.cmd.Process == nil {
+		if n.proc == nil {
 			return
 		}
-		killed := false
-		select {
-		case <-n.exited:
-		default:
-			_, _ = n.input.WriteString("x\n")
-			_ = n.input.Close()
-			select {
-			case <-n.exited:
-			case <-time.After(stopGrace):
-				_ = n.cmd.Process.Kill()
-				<-n.exited
-				killed = true
-			}
-		}
+		err := n.proc.Stop()
+		<-n.exited
 		_ = n.input.Close()
-		if !killed && n.waitErr != nil {
-			n.stopErr = fmt.Errorf("dhtnode exited abnormally: %w\n%s", n.waitErr, n.LogTail())
+		if err != nil && !errors.Is(err, proc.ErrKilled) {
+			n.stopErr = fmt.Errorf("dhtnode exited abnormally: %w\n%s", err, n.LogTail())
 		}
 		n.net.removeNode(n)
 	})

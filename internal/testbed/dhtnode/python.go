@@ -3,17 +3,14 @@
 package dhtnode
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
-	"time"
+
+	"github.com/voipbot/voipbot/internal/testbed/proc"
 )
 
 // PythonBinary is Debian's python3, which has python3-opendht (a python3
@@ -39,15 +36,10 @@ if os.environ.get("DHT_BOOTSTRAP"):
 // Python is a python3 script running in a Network's namespace.
 type Python struct {
 	net    *Network
-	cmd    *exec.Cmd
+	proc   *proc.Process
 	stderr bytes.Buffer // written by exec's copier; read after done
 
-	mu      sync.Mutex
-	lines   []string
-	changed chan struct{} // closed (and replaced) at every new line
-
-	done    chan struct{}
-	waitErr error // read after done
+	done chan struct{} // closed once it has exited and been forgotten by the network
 }
 
 // StartPython runs script with Debian's python3 in the network's
@@ -64,18 +56,13 @@ func (n *Network) StartPython(ctx context.Context, script string, env ...string)
 	if nodes := n.Nodes(); len(nodes) > 0 {
 		bootstrap = nodes[0].Addr().String()
 	}
-	p := &Python{net: n, changed: make(chan struct{}), done: make(chan struct{})}
-	p.cmd = n.Link.Command(PythonBinary, "-c", script)
-	p.cmd.Dir = n.Dir
-	p.cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + n.Dir, "LANG=C.UTF-8",
+	p := &Python{net: n, done: make(chan struct{})}
+	cmd := n.Link.Command(PythonBinary, "-c", script)
+	cmd.Dir = n.Dir
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + n.Dir, "LANG=C.UTF-8",
 		"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1",
 		"DHT_IP=" + n.NodeIP.String(), "DHT_BOOTSTRAP=" + bootstrap}, env...)
-	p.cmd.Stderr = &p.stderr
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("python's output pipe: %w", err)
-	}
+	cmd.Stderr = &p.stderr
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -83,22 +70,15 @@ func (n *Network) StartPython(ctx context.Context, script string, env ...string)
 	}
 	n.pythons[p] = true
 	n.mu.Unlock()
-	if err = p.cmd.Start(); err != nil {
+	var err error
+	// Its standard output is captured, every line of it.
+	if p.proc, err = proc.Start(cmd, proc.Options{Name: "python", KeepLines: -1}); err != nil {
 		n.forgetPython(p)
-		return nil, fmt.Errorf("starting %s: %w", PythonBinary, err)
+		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = p.cmd.Process.Kill() })
+	stop := context.AfterFunc(ctx, p.proc.Kill)
 	go func() {
-		lines := bufio.NewScanner(stdout)
-		lines.Buffer(make([]byte, 64*1024), 16*1024*1024)
-		for lines.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, lines.Text())
-			close(p.changed)
-			p.changed = make(chan struct{})
-			p.mu.Unlock()
-		}
-		p.waitErr = p.cmd.Wait()
+		<-p.proc.Exited()
 		stop()
 		n.forgetPython(p)
 		close(p.done)
@@ -126,78 +106,51 @@ func (n *Network) RunPython(ctx context.Context, script string, env ...string) (
 // and returns that line. It fails when the script exits without printing
 // one, or ctx ends.
 func (p *Python) WaitOutput(ctx context.Context, substr string) (string, error) {
-	seen := 0
-	for {
-		p.mu.Lock()
-		for ; seen < len(p.lines); seen++ {
-			if strings.Contains(p.lines[seen], substr) {
-				line := p.lines[seen]
-				p.mu.Unlock()
-				return line, nil
-			}
-		}
-		changed := p.changed
-		p.mu.Unlock()
-		select {
-		case <-changed:
-		case <-p.done:
-			p.mu.Lock()
-			more := seen < len(p.lines)
-			p.mu.Unlock()
-			if !more {
-				return "", fmt.Errorf("python exited (%w) without printing %q:\n%s", exitError(p.waitErr), substr, p.Output())
-			}
-		case <-ctx.Done():
-			return "", fmt.Errorf("waiting for python to print %q: %w\n%s", substr, ctx.Err(), p.Output())
-		}
+	line, err := p.proc.WaitOutput(ctx, substr)
+	if err != nil {
+		return "", fmt.Errorf("waiting for python to print %q: %w%s", substr, err, p.stderrIfExited())
 	}
+	return line, nil
+}
+
+// stderrIfExited is the script's standard error, once it has exited.
+func (p *Python) stderrIfExited() string {
+	select {
+	case <-p.proc.Exited():
+		if p.stderr.Len() > 0 {
+			return "\n--- stderr ---\n" + p.stderr.String()
+		}
+	default:
+	}
+	return ""
 }
 
 // Output is what the script has printed so far: its standard output, and
 // once it has exited its standard error.
 func (p *Python) Output() string {
-	p.mu.Lock()
-	out := strings.Join(p.lines, "\n")
-	p.mu.Unlock()
-	select {
-	case <-p.done:
-		if p.stderr.Len() > 0 {
-			out += "\n--- stderr ---\n" + p.stderr.String()
-		}
-	default:
-	}
-	return out
+	return strings.Join(p.proc.Lines(), "\n") + p.stderrIfExited()
 }
 
 // Wait waits for the script to exit and returns its standard output; the
 // error, if it failed, includes its standard error.
 func (p *Python) Wait() (string, error) {
 	<-p.done
-	p.mu.Lock()
-	out := strings.Join(p.lines, "\n")
-	if len(p.lines) > 0 {
+	lines := p.proc.Lines()
+	out := strings.Join(lines, "\n")
+	if len(lines) > 0 {
 		out += "\n"
 	}
-	p.mu.Unlock()
-	if p.waitErr != nil {
-		return out, fmt.Errorf("python: %w\n%s", p.waitErr, p.Output())
+	if err := p.proc.ExitErr(); err != nil {
+		return out, fmt.Errorf("python: %w\n%s", err, p.Output())
 	}
 	return out, nil
 }
 
 // PID is the python process id.
-func (p *Python) PID() int { return p.cmd.Process.Pid }
+func (p *Python) PID() int { return p.proc.PID() }
 
 // Stop kills the script and waits for it to exit.
 func (p *Python) Stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.done:
-	case <-time.After(stopGrace):
-	}
+	p.proc.Kill()
+	<-p.done
 }

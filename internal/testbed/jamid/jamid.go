@@ -61,7 +61,6 @@
 package jamid
 
 import (
-	"bufio"
 	"context"
 	"encoding/xml"
 	"errors"
@@ -73,12 +72,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
 	"github.com/voipbot/voipbot/internal/testbed/netns"
+	"github.com/voipbot/voipbot/internal/testbed/proc"
 )
 
 const (
@@ -149,13 +148,13 @@ type Daemon struct {
 	hostIP  netip.Addr
 	busAddr string
 
-	bus  *process // dbus-daemon
+	bus  *proc.Process // dbus-daemon
 	conn *dbus.Conn
 	sigs *signalLog
 	log  *logBuffer
 
 	mu          sync.Mutex
-	jamid       *process
+	jamid       *proc.Process
 	procChanged chan struct{} // closed (and replaced) when jamid is replaced
 	owner       string        // the unique bus name of the jamid that answered last
 	crashErr    error         // why a jamid exited by itself, if one did
@@ -166,49 +165,12 @@ type Daemon struct {
 	stopErr  error
 }
 
-// process is a started command and its end.
-type process struct {
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed once the process has exited and been waited for
-	waitErr  error         // cmd.Wait's result; read after exited is closed
-	stopping chan struct{} // closed when Stop or Restart ends it on purpose
-	stopOnce sync.Once
-}
-
-func startProcess(cmd *exec.Cmd) (*process, error) {
-	// The process goes when the test process goes, even on SIGKILL or a
-	// test timeout. (ip netns exec execs jamid, which keeps the setting;
-	// see internal/testbed/dhtnode about the thread it follows.)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, exited: make(chan struct{}), stopping: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// stop sends SIGTERM, waits up to grace, then kills, and returns once the
-// process has exited.
-func (p *process) stop(grace time.Duration) {
-	p.stopOnce.Do(func() {
-		select {
-		case <-p.exited:
-			return
-		default:
-		}
-		close(p.stopping)
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(grace):
-			_ = p.cmd.Process.Kill()
-		}
-	})
-	<-p.exited
+// startProcess starts cmd through internal/testbed/proc: it goes when the
+// test process goes, even on SIGKILL or a test timeout (ip netns exec execs
+// jamid, which keeps the death signal), and is reaped at once. Stop sends
+// SIGTERM and kills it after grace.
+func startProcess(cmd *exec.Cmd, name string, grace time.Duration) (*proc.Process, error) {
+	return proc.Start(cmd, proc.Options{Name: name, Grace: grace})
 }
 
 // Installed reports what Start needs and is missing, with how to install it.
@@ -344,29 +306,18 @@ func (d *Daemon) startBus(ctx context.Context) error {
 	cmd.Dir = d.dir
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + filepath.Join(d.dir, "home"), "LANG=C.UTF-8"}
 	cmd.Stderr = errLog
-	out, err := cmd.StdoutPipe()
+	// Its standard output is captured: the address is its first line.
+	if d.bus, err = startProcess(cmd, "dbus-daemon", busStopGrace); err != nil {
+		return err
+	}
+	d.busAddr, err = d.bus.WaitLine(ctx, func(line string) bool { return strings.TrimSpace(line) != "" })
+	d.busAddr = strings.TrimSpace(d.busAddr)
 	if err != nil {
-		return fmt.Errorf("dbus-daemon's output pipe: %w", err)
-	}
-	if d.bus, err = startProcess(cmd); err != nil {
-		return fmt.Errorf("starting %s: %w", DBusDaemon, err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		br := bufio.NewReader(out)
-		line, _ := br.ReadString('\n')
-		addr <- strings.TrimSpace(line)
-		_, _ = io.Copy(io.Discard, br)
-	}()
-	select {
-	case d.busAddr = <-addr:
-	case <-ctx.Done():
-		return fmt.Errorf("dbus-daemon did not start: %w", ctx.Err())
-	}
-	if d.busAddr == "" {
-		<-d.bus.exited
-		data, _ := os.ReadFile(errLog.Name())
-		return fmt.Errorf("dbus-daemon exited during start (%w): %s", exitError(d.bus.waitErr), strings.TrimSpace(string(data)))
+		if !d.bus.Running() {
+			data, _ := os.ReadFile(errLog.Name())
+			return fmt.Errorf("dbus-daemon exited during start (%w): %s", exitError(d.bus.ExitErr()), strings.TrimSpace(string(data)))
+		}
+		return fmt.Errorf("dbus-daemon did not start: %w", err)
 	}
 	d.conn, err = dbus.Connect(d.busAddr, dbus.WithSignalHandler(d.sigs))
 	if err != nil {
@@ -409,9 +360,9 @@ func (d *Daemon) startJamid(ctx context.Context) error {
 	}
 	cmd.Stdout = d.log
 	cmd.Stderr = d.log
-	p, err := startProcess(cmd)
+	p, err := startProcess(cmd, "jamid", stopGrace)
 	if err != nil {
-		return fmt.Errorf("starting %s in namespace %s: %w", Binary, d.link.Name, err)
+		return fmt.Errorf("in namespace %s: %w", d.link.Name, err)
 	}
 	d.mu.Lock()
 	d.jamid = p
@@ -419,12 +370,10 @@ func (d *Daemon) startJamid(ctx context.Context) error {
 	d.procChanged = make(chan struct{})
 	d.mu.Unlock()
 	go func() {
-		<-p.exited
-		select {
-		case <-p.stopping:
-		default:
+		<-p.Exited()
+		if !p.Stopping() {
 			d.mu.Lock()
-			d.crashErr = fmt.Errorf("%w by itself: %w", ErrExited, exitError(p.waitErr))
+			d.crashErr = fmt.Errorf("%w by itself: %w", ErrExited, exitError(p.ExitErr()))
 			d.mu.Unlock()
 		}
 	}()
@@ -434,7 +383,7 @@ func (d *Daemon) startJamid(ctx context.Context) error {
 // waitReady waits until a jamid other than the previous one owns the bus
 // name and answers getAccountList (it owns the name before its main loop
 // runs). It waits for NameOwnerChanged signals, not by polling.
-func (d *Daemon) waitReady(ctx context.Context, p *process) error {
+func (d *Daemon) waitReady(ctx context.Context, p *proc.Process) error {
 	d.mu.Lock()
 	prev := d.owner
 	d.mu.Unlock()
@@ -461,8 +410,8 @@ func (d *Daemon) waitReady(ctx context.Context, p *process) error {
 		}
 		select {
 		case <-changed:
-		case <-p.exited:
-			return fmt.Errorf("jamid exited during start (%w):\n%s", exitError(p.waitErr), d.LogTail(4000))
+		case <-p.Exited():
+			return fmt.Errorf("jamid exited during start (%w):\n%s", exitError(p.ExitErr()), d.LogTail(4000))
 		case <-ctx.Done():
 			return fmt.Errorf("jamid did not take the bus name %s (last: %w): %w\n%s", BusName, lastErr, ctx.Err(), d.LogTail(4000))
 		}
@@ -479,8 +428,7 @@ func (d *Daemon) Restart(ctx context.Context) error {
 		return ErrStopped
 	default:
 	}
-	p := d.current()
-	p.stop(stopGrace)
+	_ = d.current().Stop()
 	d.mu.Lock()
 	d.crashErr = nil
 	d.mu.Unlock()
@@ -489,7 +437,7 @@ func (d *Daemon) Restart(ctx context.Context) error {
 }
 
 // current is the jamid process now.
-func (d *Daemon) current() *process {
+func (d *Daemon) current() *proc.Process {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.jamid
@@ -497,7 +445,7 @@ func (d *Daemon) current() *process {
 
 // currentAndChanged is the jamid process now, and a channel closed when
 // another replaces it.
-func (d *Daemon) currentAndChanged() (*process, <-chan struct{}) {
+func (d *Daemon) currentAndChanged() (*proc.Process, <-chan struct{}) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.jamid, d.procChanged
@@ -513,7 +461,7 @@ func (d *Daemon) Stop() error {
 		close(d.stopped)
 		var errs []error
 		if p := d.current(); p != nil {
-			p.stop(stopGrace)
+			_ = p.Stop()
 		}
 		d.mu.Lock()
 		if d.crashErr != nil {
@@ -524,7 +472,7 @@ func (d *Daemon) Stop() error {
 			_ = d.conn.Close()
 		}
 		if d.bus != nil {
-			d.bus.stop(busStopGrace)
+			_ = d.bus.Stop()
 		}
 		if d.log != nil {
 			if err := d.log.close(); err != nil {
@@ -565,23 +513,23 @@ func (d *Daemon) Conn() *dbus.Conn { return d.conn }
 
 // PID is the process id of the running jamid.
 func (d *Daemon) PID() int {
-	if p := d.current(); p != nil && p.cmd.Process != nil {
-		return p.cmd.Process.Pid
+	if p := d.current(); p != nil {
+		return p.PID()
 	}
 	return 0
 }
 
 // BusPID is dbus-daemon's process id.
 func (d *Daemon) BusPID() int {
-	if d.bus != nil && d.bus.cmd.Process != nil {
-		return d.bus.cmd.Process.Pid
+	if d.bus != nil {
+		return d.bus.PID()
 	}
 	return 0
 }
 
 // Exited is closed once the running jamid has exited (it is replaced by
 // Restart).
-func (d *Daemon) Exited() <-chan struct{} { return d.current().exited }
+func (d *Daemon) Exited() <-chan struct{} { return d.current().Exited() }
 
 // Err is why jamid exited by itself (a crash), or nil while it runs or
 // after it was stopped or restarted on purpose.

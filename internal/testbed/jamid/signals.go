@@ -172,13 +172,11 @@ func (d *Daemon) wait(ctx context.Context, sigFrom, logFrom int, check func([]Si
 			}
 		}
 		if exited {
-			return fmt.Errorf("%w (%w)", ErrExited, exitError(p.waitErr))
+			return fmt.Errorf("%w (%w)", ErrExited, exitError(p.ExitErr()))
 		}
-		exitedCh := p.exited
-		select {
-		case <-p.stopping: // Restart or Stop: wait for the next jamid
+		exitedCh := p.Exited()
+		if p.Stopping() { // Restart or Stop: wait for the next jamid
 			exitedCh = nil
-		default:
 		}
 		select {
 		case <-sigCh:

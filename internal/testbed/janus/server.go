@@ -36,11 +36,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"text/template"
 	"time"
 
@@ -48,6 +46,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/voipbot/voipbot/internal/testbed/netns"
+	"github.com/voipbot/voipbot/internal/testbed/proc"
 )
 
 // Binary is the Janus executable Start runs (Debian's janus package).
@@ -82,9 +81,7 @@ type Server struct {
 
 	logPath string // Janus's own log (log_to_file)
 	outPath string // stdout and stderr: errors before the logger starts, crashes
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed once cmd.Wait has returned
-	waitErr error         // cmd.Wait's result; read only after exited is closed
+	proc    *proc.Process
 
 	stopOnce sync.Once
 	stopErr  error
@@ -254,7 +251,6 @@ func Start(dir string, link *netns.Link) (*Server, error) {
 		ClientAddress: link.HostIP,
 		logPath:       filepath.Join(dir, "janus.log"),
 		outPath:       filepath.Join(dir, "janus.out"),
-		exited:        make(chan struct{}),
 	}
 	configPath := filepath.Join(dir, "janus.jcfg")
 	files := []struct {
@@ -281,30 +277,17 @@ func Start(dir string, link *netns.Link) (*Server, error) {
 		return nil, fmt.Errorf("writing janus.plugin.echotest.jcfg: %w", err)
 	}
 
-	out, err := os.Create(s.outPath)
-	if err != nil {
-		return nil, fmt.Errorf("creating the Janus output file: %w", err)
-	}
 	// --config names the file explicitly so that Janus fails instead of
 	// falling back to defaults when it cannot parse it; --configs-folder is
 	// where the plugin and transport read theirs.
-	s.cmd = link.Command(Binary, "--config="+configPath, "--configs-folder="+dir)
-	s.cmd.Dir = dir
-	s.cmd.Stdout, s.cmd.Stderr = out, out
+	cmd := link.Command(Binary, "--config="+configPath, "--configs-folder="+dir)
+	cmd.Dir = dir
 	// Janus goes when the process that started it goes, even on SIGKILL or
-	// a test timeout, instead of holding its ports and threads. (The signal
-	// follows the OS thread that started Janus; Go retires a thread only
-	// when a goroutine exits while locked to it, which nothing here does.)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err = s.cmd.Start(); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("starting %s: %w", Binary, err)
+	// a test timeout, instead of holding its ports and threads (proc sets
+	// PR_SET_PDEATHSIG).
+	if s.proc, err = proc.Start(cmd, proc.Options{Name: "janus", LogPath: s.outPath, Grace: stopTimeout}); err != nil {
+		return nil, err
 	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		out.Close()
-		close(s.exited)
-	}()
 	if err = s.waitReady(startTimeout); err != nil {
 		_ = s.Stop()
 		return nil, err
@@ -313,32 +296,17 @@ func Start(dir string, link *netns.Link) (*Server, error) {
 }
 
 // waitReady polls GET {URL}/info until Janus answers with its server info,
-// the process exits, or timeout passes. The poll starts at 10 ms and backs
-// off to 250 ms: Janus usually needs a fraction of a second, and there is no
-// event to wait on.
+// the process exits, or timeout passes (see proc.Process.WaitUntil: Janus
+// usually needs a fraction of a second, and there is no event to wait on).
 func (s *Server) waitReady(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	delay := 10 * time.Millisecond
-	for {
-		ok, err := s.infoAnswers(ctx, client)
-		if ok {
-			return nil
-		}
-		select {
-		case <-s.exited:
-			exitErr := s.waitErr
-			if exitErr == nil {
-				exitErr = errors.New("exit status 0")
-			}
-			return fmt.Errorf("janus exited during start (%w):\n%s", exitErr, s.LogTail())
-		case <-ctx.Done():
-			return fmt.Errorf("janus did not answer %s/info within %s (last error: %w):\n%s", s.URL, timeout, err, s.LogTail())
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 250*time.Millisecond)
+	err := s.proc.WaitUntil(ctx, func(ctx context.Context) (bool, error) { return s.infoAnswers(ctx, client) })
+	if err != nil {
+		return fmt.Errorf("janus did not answer %s/info within %s: %w\n%s", s.URL, timeout, err, s.LogTail())
 	}
+	return nil
 }
 
 // infoAnswers reports whether GET {URL}/info returns Janus's server info.
@@ -380,10 +348,10 @@ func (s *Server) ConfigureClient(se *webrtc.SettingEngine) {
 
 // PID is the Janus process id.
 func (s *Server) PID() int {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.proc == nil {
 		return 0
 	}
-	return s.cmd.Process.Pid
+	return s.proc.PID()
 }
 
 // Stop asks Janus to shut down (SIGTERM, which Janus handles like ^C), kills
@@ -392,25 +360,15 @@ func (s *Server) PID() int {
 // crash a benchmark should hear about. Stop is safe to call more than once.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
-		if s.cmd == nil || s.cmd.Process == nil {
+		if s.proc == nil {
 			return
 		}
-		select {
-		case <-s.exited:
-			// Already gone: report how it went.
-		default:
-			_ = s.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-s.exited:
-			case <-time.After(stopTimeout):
-				_ = s.cmd.Process.Kill()
-				<-s.exited
-				s.stopErr = fmt.Errorf("janus did not stop within %s of SIGTERM and was killed:\n%s", stopTimeout, s.LogTail())
-				return
-			}
-		}
-		if s.waitErr != nil {
-			s.stopErr = fmt.Errorf("janus exited abnormally: %w\n%s", s.waitErr, s.LogTail())
+		err := s.proc.Stop()
+		switch {
+		case errors.Is(err, proc.ErrKilled):
+			s.stopErr = fmt.Errorf("janus did not stop within %s of SIGTERM and was killed:\n%s", stopTimeout, s.LogTail())
+		case err != nil:
+			s.stopErr = fmt.Errorf("janus exited abnormally: %w\n%s", err, s.LogTail())
 		}
 	})
 	return s.stopErr

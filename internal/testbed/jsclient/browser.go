@@ -15,7 +15,6 @@
 package jsclient
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +29,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/voipbot/voipbot/internal/testbed/proc"
 )
 
 const (
@@ -38,8 +39,6 @@ const (
 	closeTimeout = 15 * time.Second
 	// clientCloseTimeout bounds closing one client's page.
 	clientCloseTimeout = 15 * time.Second
-	// maxLine caps one JSON line from the driver.
-	maxLine = 16 << 20
 )
 
 // Options configure Launch. The zero value works from within this
@@ -69,15 +68,15 @@ type Browser struct {
 	// URL is the harness page the clients load.
 	URL string
 
-	cmd      *exec.Cmd
+	proc     *proc.Process
 	stdin    io.WriteCloser
-	pid      int
 	stateDir string
 	wmu      sync.Mutex
 	seq      int64
 	done     chan struct{} // closed when the driver has exited and been reaped
 	exit     error
 	stderr   *tailWriter
+	ready    chan *message
 
 	mu      sync.Mutex
 	pending map[int64]chan reply
@@ -174,6 +173,7 @@ func Launch(ctx context.Context, opts Options) (*Browser, error) {
 		clients: make(map[string]*Client),
 		early:   make(map[string][]*message),
 		stderr:  &tailWriter{w: opts.Log},
+		ready:   make(chan *message, 1),
 	}
 	// Everything the browser writes (profile, crash database, shared memory
 	// files) goes to a directory of its own, removed on Close. Its path in
@@ -182,41 +182,39 @@ func Launch(ctx context.Context, opts Options) (*Browser, error) {
 	if b.stateDir, err = os.MkdirTemp("", "jsclient-"); err != nil {
 		return nil, fmt.Errorf("jsclient: %w", err)
 	}
-	b.cmd = exec.Command(node, "driver.mjs")
-	b.cmd.Dir = opts.Dir
-	b.cmd.Env = append(os.Environ(),
+	cmd := exec.Command(node, "driver.mjs")
+	cmd.Dir = opts.Dir
+	cmd.Env = append(os.Environ(),
 		"JSCLIENT_CHROMIUM="+chromium, "JSCLIENT_CHROMIUM_ARGS="+strings.Join(opts.ChromiumArgs, " "),
 		"TMPDIR="+b.stateDir, "XDG_CONFIG_HOME="+filepath.Join(b.stateDir, "config"), "XDG_CACHE_HOME="+filepath.Join(b.stateDir, "cache"))
 	if opts.Verbose {
-		b.cmd.Env = append(b.cmd.Env, "JSCLIENT_VERBOSE=1")
+		cmd.Env = append(cmd.Env, "JSCLIENT_VERBOSE=1")
 	}
-	// A group of its own: a test's Ctrl-C reaches the test, which closes the
-	// browser; and the driver's group can be killed as a whole.
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	b.cmd.Stderr = b.stderr
-	// Should a straggler keep the stderr pipe open, Wait gives up on it.
-	b.cmd.WaitDelay = 5 * time.Second
-	if b.stdin, err = b.cmd.StdinPipe(); err != nil {
+	cmd.Stderr = b.stderr
+	if b.stdin, err = cmd.StdinPipe(); err != nil {
 		_ = os.RemoveAll(b.stateDir)
 		return nil, err
 	}
-	stdout, err := b.cmd.StdoutPipe()
+	// The driver's standard output is its protocol, a JSON line at a time.
+	// It runs in a process group of its own: a test's Ctrl-C reaches the
+	// test, which closes the browser; and the driver's group can be killed
+	// as a whole. Closing its standard input asks it to close the browser
+	// and exit.
+	b.proc, err = proc.Start(cmd, proc.Options{
+		Name: "the jsclient driver", OnLine: b.line, KeepLines: 1, Group: true, Grace: closeTimeout,
+		Quit: func() error {
+			b.wmu.Lock()
+			defer b.wmu.Unlock()
+			return b.stdin.Close()
+		},
+	})
 	if err != nil {
 		_ = os.RemoveAll(b.stateDir)
-		return nil, err
+		return nil, fmt.Errorf("jsclient: %w", err)
 	}
-	if err = b.cmd.Start(); err != nil {
-		_ = os.RemoveAll(b.stateDir)
-		return nil, fmt.Errorf("jsclient: starting the driver: %w", err)
-	}
-	b.pid = b.cmd.Process.Pid
-	lines := bufio.NewScanner(stdout)
-	lines.Buffer(make([]byte, 0, 64<<10), maxLine)
-
-	ready := make(chan *message, 1)
-	go b.read(lines, ready)
+	go b.reaped()
 	select {
-	case m := <-ready:
+	case m := <-b.ready:
 		b.Version, b.URL = m.BrowserVersion, m.URL
 		return b, nil
 	case <-b.done:
@@ -263,43 +261,41 @@ func findNode(ctx context.Context) (string, error) {
 	return node, nil
 }
 
-// read dispatches the driver's lines until it exits, then reaps it.
-func (b *Browser) read(lines *bufio.Scanner, ready chan<- *message) {
-	for lines.Scan() {
-		m := new(message)
-		if err := json.Unmarshal(lines.Bytes(), m); err != nil {
-			fmt.Fprintf(b.stderr, "jsclient: bad line from the driver: %v: %.200s\n", err, lines.Text())
-			continue
-		}
-		switch {
-		case m.Event == "ready":
-			ready <- m
-		case m.Event != "":
-			b.dispatch(m)
+// line dispatches a line from the driver.
+func (b *Browser) line(line string) {
+	m := new(message)
+	if err := json.Unmarshal([]byte(line), m); err != nil {
+		fmt.Fprintf(b.stderr, "jsclient: bad line from the driver: %v: %.200s\n", err, line)
+		return
+	}
+	switch {
+	case m.Event == "ready":
+		select {
+		case b.ready <- m:
 		default:
-			b.mu.Lock()
-			ch := b.pending[m.ID]
-			delete(b.pending, m.ID)
-			b.mu.Unlock()
-			if ch != nil {
-				r := reply{result: m.Result}
-				if !m.OK {
-					r.err = errors.New(m.Error)
-				}
-				ch <- r
+		}
+	case m.Event != "":
+		b.dispatch(m)
+	default:
+		b.mu.Lock()
+		ch := b.pending[m.ID]
+		delete(b.pending, m.ID)
+		b.mu.Unlock()
+		if ch != nil {
+			r := reply{result: m.Result}
+			if !m.OK {
+				r.err = errors.New(m.Error)
 			}
+			ch <- r
 		}
 	}
-	scanErr := lines.Err()
-	// Drain what is left so that the driver never blocks on a full pipe
-	// while it shuts down.
-	if scanErr != nil {
-		fmt.Fprintf(b.stderr, "jsclient: reading the driver: %v\n", scanErr)
-	}
-	err := b.cmd.Wait()
-	if err == nil && scanErr != nil {
-		err = scanErr
-	}
+}
+
+// reaped waits until the driver has exited (and every line of it was
+// dispatched), then fails what still waits on it.
+func (b *Browser) reaped() {
+	<-b.proc.Exited()
+	err := b.proc.ExitErr()
 	b.mu.Lock()
 	b.exit = err
 	if b.exit == nil {
@@ -313,7 +309,7 @@ func (b *Browser) read(lines *bufio.Scanner, ready chan<- *message) {
 	}
 	b.mu.Unlock()
 	for _, ch := range pending {
-		ch <- reply{err: fmt.Errorf("jsclient: the driver exited: %w", err)}
+		ch <- reply{err: fmt.Errorf("jsclient: the driver exited: %w", b.exit)}
 	}
 	for _, c := range clients {
 		c.markClosed(errors.New("the browser is gone"))
@@ -404,18 +400,13 @@ func (b *Browser) Close() error {
 
 	// Every process of the browser now: they must all be gone at the end.
 	procs := b.Processes()
-	// Closing stdin asks the driver to close the browser and exit.
-	b.wmu.Lock()
-	_ = b.stdin.Close()
-	b.wmu.Unlock()
+	// Closing stdin asks the driver to close the browser and exit; after
+	// 15 s its group is killed.
 	var err error
-	select {
-	case <-b.done:
-	case <-time.After(closeTimeout):
+	if stopErr := b.proc.Stop(); errors.Is(stopErr, proc.ErrKilled) {
 		err = fmt.Errorf("jsclient: the driver did not exit within %s; killed", closeTimeout)
-		_ = syscall.Kill(-b.pid, syscall.SIGKILL)
-		<-b.done
 	}
+	<-b.done
 	// The browser's helpers (zygotes and what they forked) can outlive its
 	// main process for a moment, and Playwright starts the browser in a
 	// process group of its own, out of reach of the driver's. Wait for them
@@ -454,7 +445,7 @@ func (b *Browser) Done() <-chan struct{} { return b.done }
 // Processes lists the driver and every process of its browser (zygotes,
 // renderers, GPU, utility and crash handler processes) alive now.
 func (b *Browser) Processes() []Process {
-	procs := descendants(b.pid)
+	procs := descendants(b.proc.PID())
 	seen := make(map[int]bool, len(procs))
 	for _, p := range procs {
 		seen[p.Pid] = true
@@ -483,54 +474,29 @@ type Process struct {
 
 // Alive reports whether the process still runs (a zombie does not).
 func (p Process) Alive() bool {
-	st, ok := readStat(p.Pid)
-	return ok && st.start == p.StartTime && st.state != 'Z' && st.state != 'X'
-}
-
-type procStat struct {
-	ppid  int
-	state byte
-	start uint64
-}
-
-func readStat(pid int) (procStat, bool) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, false
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return procStat{}, false
-	}
-	f := strings.Fields(s[i+1:]) // state is field 3, ppid 4, starttime 22
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procStat{}, false
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	start, _ := strconv.ParseUint(f[19], 10, 64)
-	return procStat{ppid: ppid, state: f[0][0], start: start}, true
+	st, err := proc.ReadStat(p.Pid)
+	return err == nil && st.StartTime == p.StartTime && st.Alive()
 }
 
 // ProcessOf identifies a running process.
 func ProcessOf(pid int) (Process, bool) {
-	st, ok := readStat(pid)
-	return Process{Pid: pid, StartTime: st.start}, ok
+	st, err := proc.ReadStat(pid)
+	return Process{Pid: pid, StartTime: st.StartTime}, err == nil
 }
 
 // descendants lists root and the processes below it, alive now.
 func descendants(root int) []Process {
 	entries, _ := os.ReadDir("/proc")
 	children := make(map[int][]int)
-	stats := make(map[int]procStat)
+	stats := make(map[int]proc.Stat)
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if st, ok := readStat(pid); ok {
+		if st, err := proc.ReadStat(pid); err == nil {
 			stats[pid] = st
-			children[st.ppid] = append(children[st.ppid], pid)
+			children[st.PPID] = append(children[st.PPID], pid)
 		}
 	}
 	var out []Process
@@ -542,8 +508,8 @@ func descendants(root int) []Process {
 		if !ok {
 			continue
 		}
-		if st.state != 'Z' && st.state != 'X' {
-			out = append(out, Process{Pid: pid, StartTime: st.start})
+		if st.Alive() {
+			out = append(out, Process{Pid: pid, StartTime: st.StartTime})
 		}
 		queue = append(queue, children[pid]...)
 	}
