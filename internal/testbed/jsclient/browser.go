@@ -4,10 +4,15 @@
 // microphone), which can place, answer, reject and hang up 1:1 calls and
 // report their states and WebRTC statistics.
 //
-// The JavaScript side lives in js/ beside this package: a bundle of matrix-js-sdk and
-// src/harness.js built with esbuild, and driver.mjs, a node process that
-// launches Chromium with playwright-core and speaks JSON lines on its stdin
-// and stdout. Launch installs the pinned npm packages (npm ci) and builds the
+// Real audio: ToneWAV writes a tone that a browser plays as its clients'
+// microphone (Options.FakeAudioCapture), and Call.WaitRemoteTone checks the
+// dominant frequency of what a call receives (a WebAudio analyser on the
+// remote audio track): that each party hears the other's tone.
+//
+// The JavaScript side lives in js/ beside this package: a bundle of
+// matrix-js-sdk and src/harness.js built with esbuild, and driver.mjs, a
+// node process that launches Chromium with playwright-core and speaks JSON
+// lines on its stdin and stdout (run through internal/testbed/proc). Launch installs the pinned npm packages (npm ci) and builds the
 // bundle when they are missing or stale, as the test bed builds Dendrite.
 //
 // Needs node 20 or later with npm (playwright-core 1.64 refuses older node;
@@ -50,8 +55,17 @@ type Options struct {
 	// Chromium is the browser binary; default $JSCLIENT_CHROMIUM, else
 	// Debian's /usr/bin/chromium.
 	Chromium string
-	// ChromiumArgs are extra command line switches for Chromium.
+	// ChromiumArgs are extra command line switches for Chromium (none may
+	// contain a space).
 	ChromiumArgs []string
+	// FakeAudioCapture is a WAV file (see ToneWAV) that Chromium plays,
+	// looped, as the microphone of every client of this browser instead of
+	// its beep (--use-file-for-fake-audio-capture; the path must be absolute
+	// and hold no space). The clients then capture audio without echo
+	// cancellation, noise suppression and gain control (ClientOptions.RawAudio),
+	// so that the tone reaches their peers as it is. A tone per party needs a
+	// browser per party.
+	FakeAudioCapture string
 	// Log receives the driver's stderr: browser console errors, page
 	// errors, and npm's output when it installs. Default os.Stderr.
 	Log io.Writer
@@ -67,6 +81,8 @@ type Browser struct {
 	Version string
 	// URL is the harness page the clients load.
 	URL string
+	// FakeAudioCapture is Options.FakeAudioCapture.
+	FakeAudioCapture string
 
 	proc     *proc.Process
 	stdin    io.WriteCloser
@@ -155,6 +171,20 @@ func Launch(ctx context.Context, opts Options) (*Browser, error) {
 	if os.Getenv("JSCLIENT_VERBOSE") == "1" {
 		opts.Verbose = true
 	}
+	if opts.FakeAudioCapture != "" {
+		if !filepath.IsAbs(opts.FakeAudioCapture) || strings.ContainsAny(opts.FakeAudioCapture, " \t\n") {
+			return nil, fmt.Errorf("jsclient: the fake audio capture file %q must be an absolute path without spaces", opts.FakeAudioCapture)
+		}
+		if _, err := os.Stat(opts.FakeAudioCapture); err != nil {
+			return nil, fmt.Errorf("jsclient: the fake audio capture file: %w", err)
+		}
+		opts.ChromiumArgs = append(opts.ChromiumArgs, "--use-file-for-fake-audio-capture="+opts.FakeAudioCapture)
+	}
+	for _, arg := range opts.ChromiumArgs {
+		if strings.ContainsAny(arg, " \t\n") {
+			return nil, fmt.Errorf("jsclient: the Chromium switch %q holds white space", arg)
+		}
+	}
 	chromium, err := findChromium(opts.Chromium)
 	if err != nil {
 		return nil, err
@@ -174,6 +204,8 @@ func Launch(ctx context.Context, opts Options) (*Browser, error) {
 		early:   make(map[string][]*message),
 		stderr:  &tailWriter{w: opts.Log},
 		ready:   make(chan *message, 1),
+
+		FakeAudioCapture: opts.FakeAudioCapture,
 	}
 	// Everything the browser writes (profile, crash database, shared memory
 	// files) goes to a directory of its own, removed on Close. Its path in

@@ -41,6 +41,11 @@ type ClientOptions struct {
 	Crypto bool `json:"crypto"`
 	// Incoming is the policy for incoming calls; default IncomingNotify.
 	Incoming IncomingPolicy `json:"incoming,omitempty"`
+	// RawAudio captures the microphone without echo cancellation, noise
+	// suppression and automatic gain control (js-sdk's
+	// MediaHandler.setAudioSettings), which would otherwise treat a steady
+	// tone as noise. Always on in a browser with Options.FakeAudioCapture.
+	RawAudio bool `json:"rawAudio,omitempty"`
 }
 
 // Client is one matrix-js-sdk MatrixClient, on a page of its own, synced
@@ -86,6 +91,9 @@ func (b *Browser) NewClient(ctx context.Context, opts ClientOptions) (*Client, e
 	}
 	if opts.Incoming == "" {
 		opts.Incoming = IncomingNotify
+	}
+	if b.FakeAudioCapture != "" {
+		opts.RawAudio = true
 	}
 	var res struct {
 		Client     string `json:"client"`

@@ -71,9 +71,9 @@ func ctxFor(tb testing.TB) context.Context {
 	return ctx
 }
 
-// newClient registers a user, logs it in on a device of its own and starts
-// a js-sdk client for it.
-func newClient(tb testing.TB, name string, crypto bool, incoming jsclient.IncomingPolicy) (*jsclient.Client, jsclient.ClientOptions) {
+// newClientOn registers a user, logs it in on a device of its own and starts
+// a js-sdk client for it on browser br.
+func newClientOn(tb testing.TB, br *jsclient.Browser, name string, crypto bool, incoming jsclient.IncomingPolicy) (*jsclient.Client, jsclient.ClientOptions) {
 	tb.Helper()
 	ctx := ctxFor(tb)
 	localpart := fmt.Sprintf("%s%d", name, userSeq.Add(1))
@@ -82,7 +82,7 @@ func newClient(tb testing.TB, name string, crypto bool, incoming jsclient.Incomi
 	opts, err := jsclient.Login(ctx, hs.URL, localpart, "password-"+localpart)
 	require.NoError(tb, err)
 	opts.Crypto, opts.Incoming = crypto, incoming
-	c, err := browser.NewClient(ctx, opts)
+	c, err := br.NewClient(ctx, opts)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { require.NoError(tb, c.Close()) })
 	require.Equal(tb, opts.DeviceID, c.DeviceID)
@@ -92,9 +92,15 @@ func newClient(tb testing.TB, name string, crypto bool, incoming jsclient.Incomi
 // pair makes two clients in a private room (created by the first).
 func pair(tb testing.TB, encrypted bool, incoming jsclient.IncomingPolicy) (a, b *jsclient.Client, room string, aOpts jsclient.ClientOptions) {
 	tb.Helper()
+	return pairOn(tb, browser, browser, encrypted, incoming)
+}
+
+// pairOn is pair with the first client on browser brA, the second on brB.
+func pairOn(tb testing.TB, brA, brB *jsclient.Browser, encrypted bool, incoming jsclient.IncomingPolicy) (a, b *jsclient.Client, room string, aOpts jsclient.ClientOptions) {
+	tb.Helper()
 	ctx := ctxFor(tb)
-	a, aOpts = newClient(tb, "alice", encrypted, jsclient.IncomingNotify)
-	b, _ = newClient(tb, "bob", encrypted, incoming)
+	a, aOpts = newClientOn(tb, brA, "alice", encrypted, jsclient.IncomingNotify)
+	b, _ = newClientOn(tb, brB, "bob", encrypted, incoming)
 	room, err := a.CreateRoom(ctx, jsclient.CreateRoomOptions{Invite: []string{b.UserID}, Encrypted: encrypted, Direct: true})
 	require.NoError(tb, err)
 	_, err = b.JoinRoom(ctx, room)

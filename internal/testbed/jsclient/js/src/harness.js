@@ -86,7 +86,10 @@ function track(call) {
     calls.set(call.callId, call);
     call.on(sdk.CallEvent.State, (state, old) => {
         emit({ event: "call.state", ...callInfo(call), state, old });
-        if (state === "ended") dropFeeds(call);
+        if (state === "ended") {
+            dropFeeds(call);
+            dropAnalyser(call.callId);
+        }
     });
     call.on(sdk.CallEvent.Hangup, () => emit({ event: "call.hangup", ...callInfo(call) }));
     // Mandatory: placeCall throws without an error listener.
@@ -135,6 +138,15 @@ async function start(opts) {
     if (!client.supportsVoip()) throw new Error("matrix-js-sdk says this page cannot do VoIP (no WebRTC?)");
     if (opts.crypto) {
         await client.initRustCrypto({ useIndexedDB: false });
+    }
+    if (opts.rawAudio) {
+        // A steady tone is what noise suppression removes: capture the
+        // (fake) microphone as it is.
+        await client.getMediaHandler().setAudioSettings({
+            autoGainControl: false,
+            echoCancellation: false,
+            noiseSuppression: false,
+        });
     }
     client.on("Call.incoming", onIncoming);
     const prepared = new Promise((resolve, reject) => {
@@ -456,6 +468,73 @@ async function stats(callId) {
     return out;
 }
 
+// The remote audio track of a call: that of its remote usermedia feed (what
+// js-sdk plays), else any audio track the peer connection receives.
+function remoteAudioTrack(call) {
+    for (const feed of call.getRemoteFeeds()) {
+        const track = feed.stream?.getAudioTracks().find((t) => t.readyState === "live");
+        if (track) return track;
+    }
+    return call.peerConn?.getReceivers().find((r) => r.track?.kind === "audio" && r.track.readyState === "live")?.track ?? null;
+}
+
+// One AudioContext per page, and an analyser per call on its remote audio
+// track (made again when the track changes).
+let audioContext = null;
+const analysers = new Map(); // callId -> {trackId, source, analyser, bins}
+
+function dropAnalyser(callId) {
+    const a = analysers.get(callId);
+    if (!a) return;
+    a.source.disconnect();
+    analysers.delete(callId);
+}
+
+// remoteTone reads the dominant frequency (50 Hz to 8 kHz) of the call's
+// remote audio and its level in dBFS (-200: silence), from a 16384-point
+// FFT without smoothing, interpolated between bins (a parabola through the
+// peak's dB and its neighbours').
+async function remoteTone(callId) {
+    const call = getCall(callId);
+    const track = remoteAudioTrack(call);
+    if (!track) return { hz: 0, db: -200, track: false, state: audioContext?.state ?? "", t: now() };
+    audioContext ??= new AudioContext();
+    if (audioContext.state === "suspended") await audioContext.resume();
+    let a = analysers.get(callId);
+    if (!a || a.trackId !== track.id) {
+        dropAnalyser(callId);
+        const source = audioContext.createMediaStreamSource(new MediaStream([track]));
+        const analyser = audioContext.createAnalyser();
+        analyser.fftSize = 16384;
+        analyser.smoothingTimeConstant = 0;
+        analyser.minDecibels = -200;
+        analyser.maxDecibels = 0;
+        source.connect(analyser);
+        a = { trackId: track.id, source, analyser, bins: new Float32Array(analyser.frequencyBinCount) };
+        analysers.set(callId, a);
+    }
+    a.analyser.getFloatFrequencyData(a.bins);
+    const binHz = audioContext.sampleRate / a.analyser.fftSize;
+    let peak = -1;
+    let peakDb = -Infinity;
+    const last = Math.min(a.bins.length - 2, Math.floor(8000 / binHz));
+    for (let i = Math.max(1, Math.ceil(50 / binHz)); i <= last; i++) {
+        if (a.bins[i] > peakDb) {
+            peakDb = a.bins[i];
+            peak = i;
+        }
+    }
+    if (peak < 0 || !Number.isFinite(peakDb)) return { hz: 0, db: -200, track: true, state: audioContext.state, t: now() };
+    let hz = peak * binHz;
+    const [l, m, r] = [a.bins[peak - 1], a.bins[peak], a.bins[peak + 1]];
+    const denom = l - 2 * m + r;
+    if (Number.isFinite(l) && Number.isFinite(r) && denom !== 0) {
+        const p = (0.5 * (l - r)) / denom;
+        if (Math.abs(p) <= 1) hz = (peak + p) * binHz;
+    }
+    return { hz, db: Math.max(peakDb, -200), track: true, state: audioContext.state, t: now() };
+}
+
 window.harness = {
     start,
     stop,
@@ -474,5 +553,6 @@ window.harness = {
     setRemoteOnHold,
     info,
     stats,
+    remoteTone,
 };
 window.harnessReady = true;
