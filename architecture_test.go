@@ -10,39 +10,91 @@ import (
 
 const module = "github.com/voipbot/voipbot"
 
-// forbidden lists, per package (and its subpackages), the import path
-// prefixes it must not depend on, directly or not. This is the import
-// direction of ARCHITECTURE.md: the media plane knows nothing of Matrix,
-// Matrix nothing of media, the store neither, and only bridge knows both.
+// forbidden lists, per package tree (a package and its subpackages, by path
+// under the module), the import path prefixes it must not depend on,
+// directly or not. This is the import direction of ARCHITECTURE.md: the
+// media plane knows nothing of Matrix, Matrix nothing of media, the store
+// neither, and only bridge knows both. The test bed runs real peers and
+// knows nothing of the bridge.
 var forbidden = map[string][]string{
-	"voip":   {"maunium.net/go/mautrix", module + "/matrix", module + "/bridge", module + "/store", module + "/web"},
-	"matrix": {"github.com/pion/", module + "/voip", module + "/bridge", module + "/web"},
-	"store":  {"github.com/pion/", module + "/matrix", module + "/voip", module + "/bridge", module + "/web"},
-	"web":    {"github.com/pion/", "maunium.net/go/mautrix", module + "/matrix", module + "/voip", module + "/bridge", module + "/store"},
-	"bridge": {module + "/web", module + "/cmd"},
+	"voip":             {"maunium.net/go/mautrix", module + "/matrix", module + "/bridge", module + "/store", module + "/web"},
+	"matrix":           {"github.com/pion/", module + "/voip", module + "/bridge", module + "/web"},
+	"store":            {"github.com/pion/", module + "/matrix", module + "/voip", module + "/bridge", module + "/web"},
+	"web":              {"github.com/pion/", "maunium.net/go/mautrix", module + "/matrix", module + "/voip", module + "/bridge", module + "/store"},
+	"bridge":           {module + "/web", module + "/cmd"},
+	"internal/testbed": {module + "/bridge"},
+}
+
+// testOnly are the trees of the test bed (real peers for tests) and of the
+// benchmark parts: production code depends on neither.
+var testOnly = []string{module + "/internal/testbed", module + "/internal/bench"}
+
+// mayUseTestOnly are the trees that may depend on testOnly: those trees
+// themselves, the end-to-end tests, and the benchmark tool.
+var mayUseTestOnly = []string{module + "/internal/testbed", module + "/internal/bench", module + "/e2e", module + "/cmd/voipbot-bench"}
+
+// under reports whether pkg is tree or one of its subpackages.
+func under(pkg, tree string) bool { return pkg == tree || strings.HasPrefix(pkg, tree+"/") }
+
+func underAny(pkg string, trees []string) bool {
+	for _, tree := range trees {
+		if under(pkg, tree) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestImportDirection checks every package's transitive dependencies
-// (production code, not tests) against the rules above, and that nothing
-// but tests uses the test bed.
+// (production code, not tests) against the rules above, that nothing but
+// tests and benchmarks uses the test bed or the benchmark parts, and that
+// the test bed's tests do not import the bridge either.
 func TestImportDirection(t *testing.T) {
-	out, err := exec.Command("go", "list", "-tags", "goolm", "-f", `{{.ImportPath}} {{join .Deps " "}}`, module+"/...").CombinedOutput()
+	out, err := exec.Command("go", "list", "-tags", "goolm", "-f",
+		`{{.ImportPath}}|{{join .Deps " "}}|{{join .TestImports " "}} {{join .XTestImports " "}}`, module+"/...").CombinedOutput()
 	require.NoErrorf(t, err, "go list: %s", out)
 	checked := 0
 	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
-		pkg, depList, _ := strings.Cut(line, " ")
-		deps := strings.Fields(depList)
+		fields := strings.Split(line, "|")
+		require.Lenf(t, fields, 3, "go list line %q", line)
+		pkg, deps, testImports := fields[0], strings.Fields(fields[1]), strings.Fields(fields[2])
 		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
-		top, _, _ := strings.Cut(rel, "/")
-		for _, bad := range forbidden[top] {
-			for _, dep := range deps {
-				require.Falsef(t, strings.HasPrefix(dep, bad), "%s depends on %s (forbidden: %s)", pkg, dep, bad)
+		for tree, bad := range forbidden {
+			if !under(rel, tree) {
+				continue
+			}
+			imports := deps
+			if tree == "internal/testbed" {
+				imports = append(append([]string(nil), deps...), testImports...)
+			}
+			for _, prefix := range bad {
+				for _, dep := range imports {
+					require.Falsef(t, strings.HasPrefix(dep, prefix), "%s depends on %s (forbidden: %s)", pkg, dep, prefix)
+				}
 			}
 		}
-		if top != "internal" && top != "e2e" {
-			require.NotContainsf(t, deps, module+"/internal/testbed", "%s uses the test bed outside tests", pkg)
+		if !underAny(pkg, mayUseTestOnly) {
+			for _, dep := range deps {
+				require.Falsef(t, underAny(dep, testOnly), "%s depends on %s: the test bed and the benchmark parts are for tests and benchmarks only", pkg, dep)
+			}
 		}
 		checked++
 	}
 	require.Greater(t, checked, 8, "go list saw the packages")
+}
+
+// TestInternalHoldsProductionHelpersOnly: internal/ holds small production
+// helpers and the two trees for tests and benchmarks, nothing else (a new
+// test harness goes under internal/testbed, a benchmark part under
+// internal/bench).
+func TestInternalHoldsProductionHelpersOnly(t *testing.T) {
+	out, err := exec.Command("go", "list", "-tags", "goolm", module+"/internal/...").CombinedOutput()
+	require.NoErrorf(t, err, "go list: %s", out)
+	helpers := []string{module + "/internal/opqueue", module + "/internal/pionlog"}
+	for pkg := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		if underAny(pkg, testOnly) {
+			continue
+		}
+		require.Containsf(t, helpers, pkg, "%s: a test harness belongs under internal/testbed, a benchmark part under internal/bench; a new production helper is added to this list", pkg)
+	}
 }

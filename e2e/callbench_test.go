@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/voipbot/voipbot/internal/jsclient"
 	"github.com/voipbot/voipbot/internal/testbed"
+	"github.com/voipbot/voipbot/internal/testbed/jsclient"
 )
 
 // BenchmarkCallSetupJS measures the setup of a voice call as matrix-js-sdk

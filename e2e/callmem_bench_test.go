@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/event"
 
-	"github.com/voipbot/voipbot/internal/benchserver"
+	"github.com/voipbot/voipbot/internal/bench/benchserver"
 	"github.com/voipbot/voipbot/internal/testbed"
 	"github.com/voipbot/voipbot/matrix/callevent"
 )

@@ -16,13 +16,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/voipbot/voipbot/internal/jsclient"
 	"github.com/voipbot/voipbot/internal/testbed"
+	"github.com/voipbot/voipbot/internal/testbed/jsclient"
 	"github.com/voipbot/voipbot/store"
 )
 
 // The tests in this file have matrix-js-sdk (the reference Matrix VoIP
-// client, in Chromium: internal/jsclient) call the bot and be called by it.
+// client, in Chromium: internal/testbed/jsclient) call the bot and be called by it.
 
 var (
 	jsOnce        sync.Once

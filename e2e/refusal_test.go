@@ -11,7 +11,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/voipbot/voipbot/internal/jsclient"
+	"github.com/voipbot/voipbot/internal/testbed/jsclient"
 )
 
 // waitDeclined waits until a js-sdk call the bot declines has ended, by the

@@ -11,8 +11,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/voipbot/voipbot/internal/dhtnode"
-	"github.com/voipbot/voipbot/internal/jamid"
+	"github.com/voipbot/voipbot/internal/testbed/dhtnode"
+	"github.com/voipbot/voipbot/internal/testbed/jamid"
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/jami/dht"
 )

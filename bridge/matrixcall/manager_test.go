@@ -25,7 +25,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/bridge/leg"
-	"github.com/voipbot/voipbot/internal/impair"
+	"github.com/voipbot/voipbot/internal/testbed/impair"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/matrix/callevent"
 	"github.com/voipbot/voipbot/store"

@@ -20,8 +20,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/voipbot/voipbot/internal/benchserver"
-	"github.com/voipbot/voipbot/internal/loadgen"
+	"github.com/voipbot/voipbot/internal/bench/benchserver"
+	"github.com/voipbot/voipbot/internal/bench/loadgen"
 	"github.com/voipbot/voipbot/voip"
 )
 

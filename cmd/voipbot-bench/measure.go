@@ -6,9 +6,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/voipbot/voipbot/internal/benchserver"
-	"github.com/voipbot/voipbot/internal/loadgen"
-	"github.com/voipbot/voipbot/internal/netns"
+	"github.com/voipbot/voipbot/internal/bench/benchserver"
+	"github.com/voipbot/voipbot/internal/bench/loadgen"
+	"github.com/voipbot/voipbot/internal/testbed/netns"
 )
 
 // halfCore is the CPU load the capacity is measured at.

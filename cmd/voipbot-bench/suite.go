@@ -19,10 +19,10 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
-	"github.com/voipbot/voipbot/internal/benchserver"
-	"github.com/voipbot/voipbot/internal/janus"
-	"github.com/voipbot/voipbot/internal/loadgen"
-	"github.com/voipbot/voipbot/internal/netns"
+	"github.com/voipbot/voipbot/internal/bench/benchserver"
+	"github.com/voipbot/voipbot/internal/bench/loadgen"
+	"github.com/voipbot/voipbot/internal/testbed/janus"
+	"github.com/voipbot/voipbot/internal/testbed/netns"
 )
 
 // suiteConfig chooses what the suite measures.

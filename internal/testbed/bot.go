@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
+
 	"time"
+
+	"github.com/voipbot/voipbot/internal/testbed/proc"
 )
 
 // BuildBot builds the voipbot binary into dir, as `make build` does.
@@ -29,39 +32,26 @@ func BuildBot(dir string) (string, error) {
 // Bot is a running voipbot process.
 type Bot struct {
 	// HTTP is the base URL of its HTTP listener.
-	HTTP     string
-	Dir      string
-	LogPath  string
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	exitCode int
-	started  time.Time
+	HTTP    string
+	Dir     string
+	LogPath string
+	proc    *proc.Process
+	started time.Time
 }
 
 // StartBot runs the voipbot binary with the config file at configPath and
 // extra environment, logging to a file in dir. httpAddr must be the config's
 // http.listen.
 func StartBot(bin, dir, configPath, httpAddr string, env []string) (*Bot, error) {
-	b := &Bot{HTTP: "http://" + httpAddr, Dir: dir, LogPath: filepath.Join(dir, fmt.Sprintf("voipbot-%d.log", time.Now().UnixNano())), exited: make(chan struct{})}
-	logFile, err := os.Create(b.LogPath)
-	if err != nil {
+	b := &Bot{HTTP: "http://" + httpAddr, Dir: dir, LogPath: filepath.Join(dir, fmt.Sprintf("voipbot-%d.log", time.Now().UnixNano()))}
+	cmd := exec.Command(bin, "-c", configPath)
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnv(), env...)
+	b.started = time.Now()
+	var err error
+	if b.proc, err = proc.Start(cmd, proc.Options{Name: "voipbot", LogPath: b.LogPath, Grace: 30 * time.Second}); err != nil {
 		return nil, err
 	}
-	b.cmd = exec.Command(bin, "-c", configPath)
-	b.cmd.Dir = dir
-	b.cmd.Env = append(cleanEnv(), env...)
-	b.cmd.Stdout, b.cmd.Stderr = logFile, logFile
-	b.started = time.Now()
-	if err = b.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting voipbot: %w", err)
-	}
-	go func() {
-		_ = b.cmd.Wait()
-		b.exitCode = b.cmd.ProcessState.ExitCode()
-		logFile.Close()
-		close(b.exited)
-	}()
 	return b, nil
 }
 
@@ -115,8 +105,8 @@ func (b *Bot) waitReady(ctx context.Context, wait func(context.Context, func() (
 	var readyAt time.Time
 	err := wait(ctx, func() (bool, error) {
 		select {
-		case <-b.exited:
-			return false, fmt.Errorf("voipbot exited with code %d before it was ready:\n%s", b.exitCode, b.LogTail())
+		case <-b.proc.Exited():
+			return false, fmt.Errorf("voipbot exited with code %d before it was ready:\n%s", b.proc.ExitCode(), b.LogTail())
 		default:
 		}
 		h, _, err := b.GetHealth()
@@ -137,21 +127,17 @@ func (b *Bot) Metrics() (string, error) {
 	return string(data), err
 }
 
-// Stop sends SIGTERM and returns the exit code once the process exits.
+// Stop sends SIGTERM and returns the exit code once the process exits
+// (killing it, with an error, if it has not within 30 s).
 func (b *Bot) Stop() (int, error) {
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.exited:
-		return b.exitCode, nil
-	case <-time.After(30 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-b.exited
-		return b.exitCode, fmt.Errorf("voipbot did not stop within 30 s of SIGTERM:\n%s", b.LogTail())
+	if err := b.proc.Stop(); errors.Is(err, proc.ErrKilled) {
+		return b.proc.ExitCode(), fmt.Errorf("voipbot did not stop within 30 s of SIGTERM:\n%s", b.LogTail())
 	}
+	return b.proc.ExitCode(), nil
 }
 
 // Exited is closed when the process has exited.
-func (b *Bot) Exited() <-chan struct{} { return b.exited }
+func (b *Bot) Exited() <-chan struct{} { return b.proc.Exited() }
 
 // Logs is the whole log of the process.
 func (b *Bot) Logs() string {
@@ -169,4 +155,4 @@ func (b *Bot) LogTail() string {
 }
 
 // PID is the bot process's ID.
-func (b *Bot) PID() int { return b.cmd.Process.Pid }
+func (b *Bot) PID() int { return b.proc.PID() }

@@ -13,15 +13,15 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/voipbot/voipbot/internal/testbed/proc"
 )
 
 // DendriteVersion is the pinned test homeserver (tools/dendrite/go.mod).
@@ -36,8 +36,7 @@ type Dendrite struct {
 	URL          string
 	SharedSecret string
 	dir          string
-	cmd          *exec.Cmd
-	exited       chan struct{}
+	proc         *proc.Process
 	logPath      string
 }
 
@@ -182,7 +181,7 @@ func StartDendrite(dir string, opts DendriteOptions) (*Dendrite, error) {
 	}
 	secret := make([]byte, 16)
 	_, _ = rand.Read(secret)
-	d := &Dendrite{SharedSecret: hex.EncodeToString(secret), dir: dir, exited: make(chan struct{}), logPath: filepath.Join(dir, "dendrite.log")}
+	d := &Dendrite{SharedSecret: hex.EncodeToString(secret), dir: dir, logPath: filepath.Join(dir, "dendrite.log")}
 	if err = writeMatrixKey(filepath.Join(dir, "matrix_key.pem")); err != nil {
 		return nil, err
 	}
@@ -201,46 +200,18 @@ func StartDendrite(dir string, opts DendriteOptions) (*Dendrite, error) {
 		return nil, err
 	}
 	d.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	logFile, err := os.Create(d.logPath)
-	if err != nil {
+	cmd := exec.Command(bin, "--config", cfgPath, "--http-bind-address", fmt.Sprintf("127.0.0.1:%d", port))
+	cmd.Dir = dir
+	if d.proc, err = proc.Start(cmd, proc.Options{Name: "dendrite", LogPath: d.logPath, Grace: 15 * time.Second}); err != nil {
 		return nil, err
 	}
-	d.cmd = exec.Command(bin, "--config", cfgPath, "--http-bind-address", fmt.Sprintf("127.0.0.1:%d", port))
-	d.cmd.Dir = dir
-	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
-	if err = d.cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting Dendrite: %w", err)
-	}
-	go func() {
-		_ = d.cmd.Wait()
-		logFile.Close()
-		close(d.exited)
-	}()
-	if err = d.waitReady(60 * time.Second); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err = d.proc.WaitHTTP(ctx, d.URL+"/_matrix/client/versions"); err != nil {
 		d.Stop()
 		return nil, err
 	}
 	return d, nil
-}
-
-// waitReady waits until the client API answers, or the process exits.
-func (d *Dendrite) waitReady(timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return WaitFor(ctx, func() (bool, error) {
-		select {
-		case <-d.exited:
-			return false, fmt.Errorf("dendrite exited during start:\n%s", d.LogTail())
-		default:
-		}
-		resp, err := http.Get(d.URL + "/_matrix/client/versions")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
 }
 
 // LogTail is the end of the homeserver's log, for failure messages.
@@ -252,17 +223,11 @@ func (d *Dendrite) LogTail() string {
 	return string(data)
 }
 
-// Stop stops the homeserver and waits for it to exit.
+// Stop stops the homeserver (SIGTERM, SIGKILL after 15 s) and waits for it
+// to exit.
 func (d *Dendrite) Stop() {
-	if d.cmd == nil || d.cmd.Process == nil {
-		return
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(15 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
+	if d.proc != nil {
+		_ = d.proc.Stop()
 	}
 }
 

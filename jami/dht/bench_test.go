@@ -21,8 +21,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/voipbot/voipbot/internal/benchserver"
-	"github.com/voipbot/voipbot/internal/dhtnode"
+	"github.com/voipbot/voipbot/internal/bench/benchserver"
+	"github.com/voipbot/voipbot/internal/testbed/dhtnode"
 	"github.com/voipbot/voipbot/jami/dht"
 )
 

@@ -18,7 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/voipbot/voipbot/internal/dhtnode"
+	"github.com/voipbot/voipbot/internal/testbed/dhtnode"
 	"github.com/voipbot/voipbot/jami/dht"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/voipbot/voipbot/internal/impair"
+	"github.com/voipbot/voipbot/internal/testbed/impair"
 	"github.com/voipbot/voipbot/voip"
 )
 
