@@ -58,6 +58,10 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "FAIL: closing the browser:", err)
 		code = 1
 	}
+	if err = closeToneBrowsers(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		code = 1
+	}
 	return code
 }
 

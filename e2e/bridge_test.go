@@ -1,0 +1,312 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/voipbot/voipbot/internal/testbed"
+	"github.com/voipbot/voipbot/internal/testbed/jsclient"
+	"github.com/voipbot/voipbot/store"
+)
+
+// The people's tones: neither is 440 Hz, the bot's own, and neither is a
+// harmonic of the other, so that the dominant frequency a side hears says
+// who it hears.
+const (
+	toneA = 880
+	toneB = 660
+	// toneTolerance is how far the measured peak may be from a tone (the
+	// analyser's bins are ~23 Hz at 48 kHz with 2048 points).
+	toneTolerance = 40
+)
+
+var (
+	toneMu       sync.Mutex
+	toneBrowsers = map[int]*jsclient.Browser{}
+)
+
+// toneBrowser is a Chromium whose fake microphone plays a tone of hz (the
+// fake microphone is per browser, so each tone has its own), launched on
+// first use and closed after the package's tests.
+func toneBrowser(tb testing.TB, hz int) *jsclient.Browser {
+	tb.Helper()
+	toneMu.Lock()
+	defer toneMu.Unlock()
+	if b := toneBrowsers[hz]; b != nil {
+		return b
+	}
+	wav := filepath.Join(os.TempDir(), fmt.Sprintf("voipbot-e2e-tone-%d.wav", hz))
+	require.NoError(tb, jsclient.ToneWAV(wav, float64(hz), 30))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b, err := jsclient.Launch(ctx, jsclient.Options{FakeAudioCapture: wav})
+	require.NoError(tb, err, "launching Chromium with a %d Hz microphone", hz)
+	toneBrowsers[hz] = b
+	return b
+}
+
+// closeToneBrowsers closes the tone browsers (from runMain).
+func closeToneBrowsers() error {
+	toneMu.Lock()
+	defer toneMu.Unlock()
+	var errs []string
+	for hz, b := range toneBrowsers {
+		if err := b.Close(); err != nil {
+			errs = append(errs, fmt.Sprintf("%d Hz: %v", hz, err))
+		}
+		delete(toneBrowsers, hz)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("closing tone browsers: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// newToneUser registers a user whose js-sdk client speaks with a tone of hz.
+func newToneUser(tb testing.TB, name string, hz int, crypto bool, incoming jsclient.IncomingPolicy) *jsclient.Client {
+	tb.Helper()
+	ctx := jsCtx(tb)
+	localpart := fmt.Sprintf("%s%d", name, userSeq.Add(1))
+	_, err := hs.Register(ctx, localpart, "pw-"+localpart)
+	require.NoError(tb, err)
+	opts, err := jsclient.Login(ctx, hs.URL, localpart, "pw-"+localpart)
+	require.NoError(tb, err)
+	opts.Crypto, opts.Incoming = crypto, incoming
+	c, err := toneBrowser(tb, hz).NewClient(ctx, opts)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { assert.NoError(tb, c.Close()) })
+	return c
+}
+
+// bridgePair is two people and the bot: A's room with the bot routes calls
+// to B, who has a direct chat with the bot.
+type bridgePair struct {
+	setup        *botSetup
+	bot          *testbed.Bot
+	a, b         *jsclient.Client
+	roomA, roomB string
+}
+
+func newBridgePair(t *testing.T, encrypted bool, incomingB jsclient.IncomingPolicy) (*bridgePair, func()) {
+	t.Helper()
+	setup, bot := startCallBot(t, "")
+	a := newToneUser(t, "bra", toneA, encrypted, jsclient.IncomingNotify)
+	b := newToneUser(t, "brb", toneB, encrypted, incomingB)
+	p := &bridgePair{setup: setup, bot: bot, a: a, b: b}
+	p.roomB = jsRoomWithBot(t, b, setup.UserID, encrypted)
+	p.roomA = jsRoomWithBot(t, a, setup.UserID, encrypted)
+	reply := jsCommand(t, a, p.roomA, setup.UserID, "!voip route matrix:"+b.UserID)
+	require.Contains(t, reply.Body, "now go to **matrix:"+b.UserID+"**")
+	return p, func() { stopBot(t, bot) }
+}
+
+// requireHears waits until call's remote audio has the tone hz as its
+// dominant frequency.
+func requireHears(t *testing.T, call *jsclient.Call, hz int) {
+	t.Helper()
+	spec, err := call.WaitRemoteTone(jsCtx(t), float64(hz), toneTolerance)
+	require.NoErrorf(t, err, "%s hears %d Hz (last spectrum %+v)", call.Client().UserID, hz, spec)
+	t.Logf("%s hears %.1f Hz at %.0f dBFS", call.Client().UserID, spec.Hz, spec.DB)
+}
+
+// TestBridgeMatrixToMatrix: A calls the bot in a room routed to B; B's
+// phone rings (A's keeps ringing, unanswered, meanwhile); B answers and
+// each hears the other's tone, not their own and not the bot's; B hangs up
+// and A's call ends too. The bot's records link both legs in one bridge.
+func TestBridgeMatrixToMatrix(t *testing.T) {
+	p, stop := newBridgePair(t, false, jsclient.IncomingNotify)
+	ctx := jsCtx(t)
+
+	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
+	require.NoError(t, err)
+	callB, err := p.b.WaitIncoming(ctx)
+	require.NoError(t, err)
+	require.Equal(t, p.roomB, callB.RoomID())
+	require.Equal(t, p.setup.UserID.String(), callB.Opponent())
+	require.NotEqual(t, jsclient.StateConnected, callA.State(), "A is not answered before B answers")
+
+	require.NoError(t, callB.Answer(ctx))
+	waitConnected(t, callA)
+	waitConnected(t, callB)
+	requireHears(t, callA, toneB)
+	requireHears(t, callB, toneA)
+	waitMetric(t, p.bot, `voipbot_bridges 1`)
+	waitMetric(t, p.bot, `voipbot_bridge_legs{kind="matrix",state="connected"} 2`)
+
+	require.NoError(t, callB.Hangup(ctx, ""))
+	waitEnded(t, callB)
+	waitEnded(t, callA)
+	require.Equal(t, "user_hangup", callA.HangupReason())
+	waitMetric(t, p.bot, `voipbot_bridges 0`)
+	stop()
+
+	db := openBotDB(t, p.setup.Dir+"/voipbot.db")
+	c := botCall(t, p.setup, p.roomA, callA.ID())
+	require.Equal(t, store.CallInbound, c.Direction)
+	require.Equal(t, "local", c.HangupBy, "the bot ended A's leg for B's hangup")
+	legs := bridgeLegsOf(t, db, "matrix:"+callA.ID())
+	require.Len(t, legs, 2, "A's and B's legs are one bridge")
+	assert.Equal(t, "inbound", legs[0].Direction)
+	assert.Equal(t, "outbound", legs[1].Direction)
+	assert.Equal(t, p.b.UserID, legs[1].Peer)
+	assert.Equal(t, "peer", legs[1].EndedBy)
+	for _, l := range legs {
+		assert.Equal(t, store.LegStateEnded, l.State)
+		assert.False(t, l.AnsweredAt.IsZero())
+	}
+}
+
+// bridgeLegsOf finds the bridge a leg is in and returns its legs.
+func bridgeLegsOf(t *testing.T, db *store.Store, legID string) []*store.BridgeLeg {
+	t.Helper()
+	id, err := db.BridgeOfLeg(ctxFor(t), legID)
+	require.NoError(t, err)
+	require.NotEmptyf(t, id, "leg %s is in a bridge", legID)
+	legs, err := db.BridgeLegs(ctxFor(t), id)
+	require.NoError(t, err)
+	return legs
+}
+
+// TestBridgeVideo: a video call through the bridge shows B's frames at A and
+// A's at B.
+func TestBridgeVideo(t *testing.T) {
+	p, stop := newBridgePair(t, false, jsclient.IncomingAnswer)
+	defer stop()
+	ctx := jsCtx(t)
+	callA, err := p.a.PlaceCall(ctx, p.roomA, "", true)
+	require.NoError(t, err)
+	waitConnected(t, callA)
+	requireJSMedia(t, callA, true)
+	callB := p.b.Calls()[0]
+	requireJSMedia(t, callB, true)
+	requireHears(t, callA, toneB)
+	require.NoError(t, callA.Hangup(ctx, ""))
+	waitEnded(t, callB)
+}
+
+// TestBridgeDecline: B declines; A's call, still ringing, ends with B's
+// decline (a reject), and nothing is left.
+func TestBridgeDecline(t *testing.T) {
+	p, stop := newBridgePair(t, false, jsclient.IncomingNotify)
+	defer stop()
+	ctx := jsCtx(t)
+	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
+	require.NoError(t, err)
+	callB, err := p.b.WaitIncoming(ctx)
+	require.NoError(t, err)
+	require.NoError(t, callB.Reject(ctx))
+	waitEnded(t, callA)
+	assert.Empty(t, callA.Errors())
+	_, connected := callA.StateTime(jsclient.StateConnected)
+	assert.False(t, connected, "A was never answered")
+	waitMetric(t, p.bot, `voipbot_bridges 0`)
+}
+
+// TestBridgeBusy: B is busy (js-sdk rejects with user_busy); A hears busy.
+func TestBridgeBusy(t *testing.T) {
+	p, stop := newBridgePair(t, false, jsclient.IncomingNotify)
+	defer stop()
+	ctx := jsCtx(t)
+	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
+	require.NoError(t, err)
+	callB, err := p.b.WaitIncoming(ctx)
+	require.NoError(t, err)
+	require.NoError(t, callB.Hangup(ctx, "user_busy"))
+	waitEnded(t, callA)
+	assert.Equal(t, "user_busy", callA.HangupReason())
+}
+
+// TestBridgeCallerGivesUp: A hangs up while B's phone rings: B stops
+// ringing.
+func TestBridgeCallerGivesUp(t *testing.T) {
+	p, stop := newBridgePair(t, false, jsclient.IncomingNotify)
+	defer stop()
+	ctx := jsCtx(t)
+	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
+	require.NoError(t, err)
+	callB, err := p.b.WaitIncoming(ctx)
+	require.NoError(t, err)
+	require.NoError(t, callA.Hangup(ctx, ""))
+	waitEnded(t, callB)
+	waitMetric(t, p.bot, `voipbot_bridges 0`)
+}
+
+// TestBridgeEncrypted: the same bridge in encrypted rooms.
+func TestBridgeEncrypted(t *testing.T) {
+	p, stop := newBridgePair(t, true, jsclient.IncomingAnswer)
+	defer stop()
+	ctx := jsCtx(t)
+	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
+	require.NoError(t, err)
+	waitConnected(t, callA)
+	requireHears(t, callA, toneB)
+	requireHears(t, p.b.Calls()[0], toneA)
+	require.NoError(t, callA.Hangup(ctx, ""))
+	waitEnded(t, p.b.Calls()[0])
+}
+
+// TestBridgeCallCommand: `!voip call matrix:@B` rings A, then (once A
+// answers) B, and bridges them.
+func TestBridgeCallCommand(t *testing.T) {
+	setup, bot := startCallBot(t, "")
+	defer stopBot(t, bot)
+	a := newToneUser(t, "cca", toneA, false, jsclient.IncomingNotify)
+	b := newToneUser(t, "ccb", toneB, false, jsclient.IncomingAnswer)
+	jsRoomWithBot(t, b, setup.UserID, false)
+	roomA := jsRoomWithBot(t, a, setup.UserID, false)
+	ctx := jsCtx(t)
+	reply := jsCommand(t, a, roomA, setup.UserID, "!voip call matrix:"+b.UserID)
+	require.Contains(t, reply.Body, "once you answer, the bot calls matrix:"+b.UserID)
+	callA, err := a.WaitIncoming(ctx)
+	require.NoError(t, err)
+	require.NoError(t, callA.Answer(ctx))
+	requireHears(t, callA, toneB)
+	requireHears(t, b.Calls()[0], toneA)
+	require.NoError(t, callA.Hangup(ctx, ""))
+	waitEnded(t, b.Calls()[0])
+}
+
+// TestBridgeRouteRefusals: bad targets, loops and members without the power
+// to change the room's settings are refused, and change nothing.
+func TestBridgeRouteRefusals(t *testing.T) {
+	setup, bot := startCallBot(t, "")
+	defer stopBot(t, bot)
+	a := newToneUser(t, "rra", toneA, false, jsclient.IncomingNotify)
+	b := newToneUser(t, "rrb", toneB, false, jsclient.IncomingNotify)
+	roomB := jsRoomWithBot(t, b, setup.UserID, false)
+	roomA := jsRoomWithBot(t, a, setup.UserID, false)
+	cases := map[string]string{
+		"!voip route jami:abc":                        "not a kind of target",
+		"!voip route matrix:bob":                      "must be a user",
+		"!voip route @x:y":                            "write a Matrix address as matrix:@x:y",
+		"!voip route matrix:" + setup.UserID.String(): "cannot call itself",
+		"!voip route matrix:" + roomA:                 "that is this room",
+		"!voip route matrix:!nowhere:localhost":       "the bot is not in",
+	}
+	for cmd, want := range cases {
+		reply := jsCommand(t, a, roomA, setup.UserID, cmd)
+		assert.Containsf(t, reply.Body, want, "%s → %s", cmd, reply.Body)
+	}
+	// A → B, then B → A: a loop.
+	require.Contains(t, jsCommand(t, a, roomA, setup.UserID, "!voip route matrix:"+b.UserID).Body, "now go to")
+	reply := jsCommand(t, b, roomB, setup.UserID, "!voip route matrix:"+a.UserID)
+	assert.Contains(t, reply.Body, "leads back here")
+	assert.Contains(t, jsCommand(t, a, roomA, setup.UserID, "!voip route").Body, "matrix:"+b.UserID, "unchanged")
+
+	// A member without the power level to change state (the room's
+	// creator has it; a member who joined has not).
+	c := newToneUser(t, "rrc", toneA, false, jsclient.IncomingNotify)
+	shared := jsRoomWithBot(t, a, setup.UserID, false, c)
+	reply = jsCommand(t, c, shared, setup.UserID, "!voip route echo")
+	assert.Contains(t, reply.Body, "power level")
+	assert.Contains(t, jsCommand(t, a, shared, setup.UserID, "!voip route echo").Body, "now go to **echo**", "the creator may")
+}
