@@ -76,9 +76,10 @@ func newToneUser(tb testing.TB, name string, hz int, crypto bool, incoming jscli
 	tb.Helper()
 	ctx := jsCtx(tb)
 	localpart := fmt.Sprintf("%s%d", name, userSeq.Add(1))
-	_, err := hs.Register(ctx, localpart, "pw-"+localpart)
+	password := "pw-" + localpart + "-tone" // Dendrite takes 8 characters or more
+	_, err := hs.Register(ctx, localpart, password)
 	require.NoError(tb, err)
-	opts, err := jsclient.Login(ctx, hs.URL, localpart, "pw-"+localpart)
+	opts, err := jsclient.Login(ctx, hs.URL, localpart, password)
 	require.NoError(tb, err)
 	opts.Crypto, opts.Incoming = crypto, incoming
 	c, err := toneBrowser(tb, hz).NewClient(ctx, opts)
