@@ -311,3 +311,47 @@ func TestBridgeRouteRefusals(t *testing.T) {
 	assert.Contains(t, reply.Body, "power level")
 	assert.Contains(t, jsCommand(t, a, shared, setup.UserID, "!voip route echo").Body, "now go to **echo**", "the creator may")
 }
+
+// TestBridgeKilledBot: the bot is killed (SIGKILL) mid-bridge; the next
+// start ends both legs it left — each browser's call ends with the bot's
+// hangup (unknown_error), not by its own ICE timeout — and leaves nothing
+// active in its tables.
+func TestBridgeKilledBot(t *testing.T) {
+	setup := newBotSetup(t, hs, callMedia)
+	first, err := testbed.StartBot(botBinary, setup.Dir, setup.Config, setup.HTTPAddr, nil)
+	require.NoError(t, err)
+	_, err = first.WaitReady(ctxFor(t))
+	require.NoError(t, err)
+	a := newToneUser(t, "kba", toneA, false, jsclient.IncomingNotify)
+	b := newToneUser(t, "kbb", toneB, false, jsclient.IncomingAnswer)
+	jsRoomWithBot(t, b, setup.UserID, false)
+	roomA := jsRoomWithBot(t, a, setup.UserID, false)
+	require.Contains(t, jsCommand(t, a, roomA, setup.UserID, "!voip route matrix:"+b.UserID).Body, "now go to")
+	ctx := jsCtx(t)
+	callA, err := a.PlaceCall(ctx, roomA, "", false)
+	require.NoError(t, err)
+	waitConnected(t, callA)
+	callB := b.Calls()[0]
+	requireHears(t, callA, toneB)
+
+	first.Kill()
+	second := setup.start(t)
+	ready := time.Now()
+	waitEnded(t, callA)
+	waitEnded(t, callB)
+	t.Logf("both calls ended %s after the restarted bot was ready", time.Since(ready).Round(time.Millisecond))
+	for _, c := range []*jsclient.Call{callA, callB} {
+		assert.Equal(t, "unknown_error", c.HangupReason(), "%s: the bot's hangup ended it", c.Client().UserID)
+		assert.Equal(t, "remote", c.HangupParty(), c.Client().UserID)
+	}
+	waitMetric(t, second, `voipbot_bridges 0`)
+	stopBot(t, second)
+	db := openBotDB(t, setup.Dir+"/voipbot.db")
+	n, err := db.CountActiveBridges(ctxFor(t))
+	require.NoError(t, err)
+	require.Zero(t, n)
+	legs := bridgeLegsOf(t, db, "matrix:"+callA.ID())
+	for _, l := range legs {
+		assert.Equal(t, "the bot restarted", l.EndReason)
+	}
+}

@@ -156,3 +156,7 @@ func (b *Bot) LogTail() string {
 
 // PID is the bot process's ID.
 func (b *Bot) PID() int { return b.proc.PID() }
+
+// Kill kills the bot at once (SIGKILL), as a crash or an OOM kill would:
+// nothing of it gets to run. It returns once the process is gone.
+func (b *Bot) Kill() { b.proc.Kill() }
