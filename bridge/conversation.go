@@ -481,7 +481,13 @@ func (b *Bridge) saveLeg(m *member) {
 
 // describe says what the bridge is, in a line, for the status command.
 func (b *Bridge) describe() string {
-	return fmt.Sprintf("bridge `%s` → %s", b.id, b.rec.Target)
+	b.partiesMu.Lock()
+	n := len(b.parties)
+	b.partiesMu.Unlock()
+	if b.target.Own() {
+		return fmt.Sprintf("bridge `%s`: sending %s", b.id, b.target)
+	}
+	return fmt.Sprintf("bridge `%s`: to %s, %d parties", b.id, b.target, n)
 }
 
 // bridgeEvents is how legs report to the bridge: every method queues.

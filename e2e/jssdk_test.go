@@ -632,7 +632,7 @@ func TestJSToneSourceAndHold(t *testing.T) {
 	room := jsRoomWithBot(t, js, setup.UserID, false)
 	ctx := ctxFor(t)
 	reply := jsCommand(t, js, room, setup.UserID, "!voip source tone")
-	require.Contains(t, reply.Body, "now get **tone**")
+	require.Contains(t, reply.Body, "now go to **tone**")
 
 	call, err := js.PlaceCall(ctx, room, "", true)
 	require.NoError(t, err)
@@ -641,6 +641,7 @@ func TestJSToneSourceAndHold(t *testing.T) {
 	stats, err := call.Stats(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "video/VP8", stats.Video.InboundCodec, "the test pattern")
+	requireHears(t, call, 440)
 
 	require.NoError(t, call.SetRemoteOnHold(ctx, true))
 	status := jsCommand(t, js, room, setup.UserID, "!voip status")
