@@ -46,6 +46,9 @@ type CallsConfig struct {
 	// a call beyond either is declined with user_busy. 0 means no limit.
 	MaxCalls        int `yaml:"max_calls"`
 	MaxCallsPerRoom int `yaml:"max_calls_per_room"`
+	// Report: post a quality report into the room when a call ends (a
+	// room may choose with `!voip report on|off|default`).
+	Report bool `yaml:"report"`
 	// The Matrix call settings (public_rooms, invite_lifetime, …) are
 	// the Matrix leg kind's own, under the same key.
 	matrixcall.Config `yaml:",inline"`

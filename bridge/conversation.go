@@ -45,6 +45,8 @@ type Bridge struct {
 	ending  bool
 	rec     store.Bridge
 	done    chan struct{}
+	// reports are the numbers of the legs that have ended.
+	reports []legReport
 
 	// parties is what other goroutines may read: the live legs' peers and
 	// rooms (for commands that find a bridge).
@@ -281,6 +283,17 @@ func (b *Bridge) mediaReady(l leg.Leg, media voip.Leg) {
 	}
 }
 
+// peerMuted: a party muted or unmuted; the others see it as the bot's
+// stream muted.
+func (b *Bridge) peerMuted(l leg.Leg, audio, video bool) {
+	b.log.Debug().Str("leg", string(l.ID())).Bool("audio", audio).Bool("video", video).Msg("A party muted or unmuted")
+	for _, m := range b.members {
+		if m.l != l && !m.ended && m.l.Kind().Network() {
+			m.l.SetMuted(audio, video)
+		}
+	}
+}
+
 // ended: a leg is over. The others are ended with a reason that says why,
 // once the conversation lacks the parties it needs.
 func (b *Bridge) ended(l leg.Leg, e leg.End) {
@@ -360,6 +373,9 @@ func (b *Bridge) finish(m *member, e leg.End) {
 	for _, s := range m.sources {
 		b.fwd.Remove(s)
 	}
+	if m.l.Kind().Network() {
+		b.snapshotReport(m)
+	}
 	if m.media != nil {
 		b.fwd.Remove(m.media)
 	}
@@ -383,6 +399,7 @@ func (b *Bridge) maybeClose() {
 		b.rec.EndReason = "ended"
 	}
 	b.save()
+	b.report()
 	b.reg.remove(b)
 	b.q.Close()
 	legs := make([]leg.Leg, len(b.members))
@@ -522,9 +539,7 @@ func (e bridgeEvents) Receiving(l leg.Leg, on bool) {
 	})
 }
 func (e bridgeEvents) PeerMuted(l leg.Leg, audio, video bool) {
-	e.b.post(func() {
-		e.b.log.Debug().Str("leg", string(l.ID())).Bool("audio", audio).Bool("video", video).Msg("A party muted or unmuted")
-	})
+	e.b.post(func() { e.b.peerMuted(l, audio, video) })
 }
 func (e bridgeEvents) Ended(l leg.Leg, end leg.End) { e.b.post(func() { e.b.ended(l, end) }) }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,6 +18,7 @@ import (
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
+	"github.com/voipbot/voipbot/voip"
 )
 
 // fakeLeg is a leg whose party the test plays: it records what the bridge
@@ -30,13 +32,14 @@ type fakeLeg struct {
 	answers chan struct{}
 	hangups chan leg.End
 	started chan struct{}
+	muted   chan [2]bool
 	done    chan struct{}
 	once    sync.Once
 }
 
 func newFakeLeg(name string, dir leg.Direction, peer string) *fakeLeg {
 	return &fakeLeg{id: leg.ID("fake:" + name), dir: dir, peer: peer,
-		answers: make(chan struct{}, 4), hangups: make(chan leg.End, 4), started: make(chan struct{}, 1), done: make(chan struct{})}
+		answers: make(chan struct{}, 4), hangups: make(chan leg.End, 4), started: make(chan struct{}, 1), muted: make(chan [2]bool, 4), done: make(chan struct{})}
 }
 
 func (f *fakeLeg) ID() leg.ID               { return f.id }
@@ -48,6 +51,7 @@ func (f *fakeLeg) Expires() time.Time       { return f.expires }
 func (f *fakeLeg) Done() <-chan struct{}    { return f.done }
 func (f *fakeLeg) Answer()                  { f.answers <- struct{}{} }
 func (f *fakeLeg) Start()                   { f.started <- struct{}{} }
+func (f *fakeLeg) SetMuted(a, v bool)       { f.muted <- [2]bool{a, v} }
 func (f *fakeLeg) Hangup(r leg.Reason, detail string) {
 	f.hangups <- leg.End{Reason: r, By: leg.ByBot, Detail: detail}
 	f.finish()
@@ -171,6 +175,10 @@ func TestBridgeAnswersOriginWhenFarAnswers(t *testing.T) {
 	recv(t, origin.answers, "the origin is answered once the far end is")
 	b.events.Answered(origin)
 
+	// A mutes: B sees the bot's stream muted.
+	b.events.PeerMuted(origin, true, false)
+	assert.Equal(t, [2]bool{true, false}, recv(t, far.muted, "the mute is mirrored"))
+
 	// B hangs up: A's call is hung up.
 	b.events.Ended(far, leg.End{Reason: leg.Hangup, By: leg.ByPeer})
 	far.finish()
@@ -290,4 +298,19 @@ func TestBridgeShutdownAndRestart(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, store.LegStateEnded, legs[0].State)
 	assert.Equal(t, "the bot restarted", legs[0].EndReason)
+}
+
+// A call's quality report names each party and direction with its numbers.
+func TestFormatReport(t *testing.T) {
+	out := formatReport("br-1", []legReport{{
+		name:     "@a:hs (matrix, inbound)",
+		duration: 10 * time.Second,
+		stats: voip.LegStats{
+			Inbound:  []voip.TrackStats{{Kind: webrtc.RTPCodecTypeAudio, Codec: "audio/opus", Packets: 500, Bytes: 40000, Lost: 5, Jitter: 3 * time.Millisecond}},
+			Outbound: []voip.TrackStats{{Kind: webrtc.RTPCodecTypeAudio, Codec: "audio/opus", Packets: 490, Bytes: 39000, RTT: 12 * time.Millisecond, PLIs: 1}},
+		},
+	}})
+	assert.Contains(t, out, "**Call report** (`br-1`, 10s)")
+	assert.Contains(t, out, "from it, audio audio/opus: 500 packets, 32 kbit/s; lost 5 (1.0%), jitter 3ms")
+	assert.Contains(t, out, "to it, audio audio/opus: 490 packets, 31 kbit/s; lost 0 (0%), jitter 0s, round trip 12ms, NACKs 0, keyframe requests 1")
 }

@@ -126,6 +126,7 @@ func requireHears(t *testing.T, call *jsclient.Call, hz int) {
 func TestBridgeMatrixToMatrix(t *testing.T) {
 	p, stop := newBridgePair(t, false, jsclient.IncomingNotify)
 	ctx := jsCtx(t)
+	require.Contains(t, jsCommand(t, p.a, p.roomA, p.setup.UserID, "!voip report on").Body, "now **on**")
 
 	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
 	require.NoError(t, err)
@@ -148,6 +149,12 @@ func TestBridgeMatrixToMatrix(t *testing.T) {
 	waitEnded(t, callA)
 	require.Equal(t, "user_hangup", callA.HangupReason())
 	waitMetric(t, p.bot, `voipbot_bridges 0`)
+	report, err := p.a.WaitMessage(ctx, p.roomA, jsclient.MessageMatch{Sender: p.setup.UserID.String(), Contains: "Call report"})
+	require.NoError(t, err)
+	t.Logf("the report:\n%s", report.Body)
+	for _, want := range []string{p.a.UserID + " (matrix, inbound)", p.b.UserID + " (matrix, outbound)", "from it, audio audio/opus", "round trip"} {
+		assert.Contains(t, report.Body, want)
+	}
 	stop()
 
 	db := openBotDB(t, p.setup.Dir+"/voipbot.db")

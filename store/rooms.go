@@ -31,6 +31,9 @@ type RoomSettings struct {
 	// Route is where calls to the bot in the room go, as a target
 	// (kind:address, or a source name); "" = the configured default.
 	Route string `json:"route,omitempty"`
+	// Report: post a quality report when a call ends (nil = the
+	// configured default).
+	Report *bool `json:"report,omitempty"`
 }
 
 // Room is a room the bot has been invited to or joined.

@@ -144,6 +144,13 @@ type Machine struct {
 	// RemoteHold: the peer put us on hold (its media is sendonly or
 	// inactive); we send nothing meanwhile.
 	RemoteHold bool
+	// localStreams is the metadata of what we send, as last described;
+	// localMuted* what we tell the peer of it (a bridged party's mute).
+	localStreams                     callevent.Streams
+	localMutedAudio, localMutedVideo bool
+	// mutePending: our mute changed after our invite went out; the peer
+	// is told once it answers.
+	mutePending bool
 }
 
 // Options create a machine.

@@ -97,7 +97,7 @@ func (m *Machine) NegotiationAnswer(sdp string) ([]Effect, error) {
 		Description: callevent.SessionDescription{Type: callevent.SDPAnswer, SDP: sdp},
 		Lifetime:    callevent.LifetimeOf(m.negotiateLifetime()),
 	}
-	n.SetStreams(localStreams(sdp))
+	n.SetStreams(m.ourStreams(sdp))
 	return []Effect{Send{Type: callevent.TypeNegotiate, Content: n}}, nil
 }
 
@@ -114,7 +114,7 @@ func (m *Machine) LocalNegotiationOffer(sdp string) ([]Effect, error) {
 		Description: callevent.SessionDescription{Type: callevent.SDPOffer, SDP: sdp},
 		Lifetime:    callevent.LifetimeOf(m.negotiateLifetime()),
 	}
-	n.SetStreams(localStreams(sdp))
+	n.SetStreams(m.ourStreams(sdp))
 	return []Effect{Send{Type: callevent.TypeNegotiate, Content: n}, StartTimer{Timer: TimerNegotiate, After: m.negotiateLifetime()}}, nil
 }
 

@@ -97,6 +97,9 @@ func (m *Machine) remoteAnswer(from Party, c *callevent.Answer) ([]Effect, error
 	out = append(out, ApplyAnswer{SDP: c.Answer.SDP})
 	out = append(out, m.flushPending(from.PartyID)...)
 	out = append(out, m.setState(StateConnecting, "answered by "+from.String())...)
+	if m.mutePending {
+		out = append(out, m.mutedChanged()...)
+	}
 	return append(out, StartTimer{Timer: TimerConnect, After: m.timeouts.Connect}), nil
 }
 

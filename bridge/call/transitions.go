@@ -191,7 +191,7 @@ func (m *Machine) LocalDescription(sdp string) ([]Effect, error) {
 			Invitee:      m.Invitee,
 			Capabilities: &callevent.Capabilities{},
 		}
-		inv.SetStreams(localStreams(sdp))
+		inv.SetStreams(m.ourStreams(sdp))
 		m.Video = HasVideo(sdp)
 		out := []Effect{Send{Type: callevent.TypeInvite, Content: inv}}
 		out = append(out, m.setState(StateInviteSent, "invite sent to "+string(m.Invitee))...)
@@ -203,7 +203,7 @@ func (m *Machine) LocalDescription(sdp string) ([]Effect, error) {
 			Capabilities: &callevent.Capabilities{},
 		}
 		if m.Version != callevent.Version0 {
-			ans.SetStreams(localStreams(sdp))
+			ans.SetStreams(m.ourStreams(sdp))
 		} else {
 			ans.PartyID = ""
 		}
@@ -330,4 +330,58 @@ func localStreams(sdp string) callevent.Streams {
 		return nil // no metadata rather than "no streams"
 	}
 	return streams
+}
+
+// ourStreams is the metadata of what we send in a description: its streams,
+// marked muted as we last told the peer. It is kept for later changes.
+func (m *Machine) ourStreams(sdp string) callevent.Streams {
+	streams := localStreams(sdp)
+	for id, info := range streams {
+		info.AudioMuted, info.VideoMuted = m.localMutedAudio, m.localMutedVideo
+		streams[id] = info
+	}
+	m.localStreams = streams
+	return streams
+}
+
+// SetLocalMuted tells the peer that what we send is muted (or not): for a
+// bridged call, the other party's microphone or camera. Once our
+// description is out this is an m.call.sdp_stream_metadata_changed
+// (version 1 only: version 0 has no metadata); before that, the invite or
+// answer carries it.
+func (m *Machine) SetLocalMuted(audio, video bool) ([]Effect, error) {
+	if m.Ended() {
+		return nil, ErrEnded
+	}
+	if audio == m.localMutedAudio && video == m.localMutedVideo {
+		return nil, nil
+	}
+	m.localMutedAudio, m.localMutedVideo = audio, video
+	switch {
+	case m.State == StateInviteSent:
+		// The invite said otherwise: told once the peer answers.
+		m.mutePending = true
+		return nil, nil
+	case m.State != StateConnecting && m.State != StateConnected:
+		return nil, nil // the description to come carries it
+	}
+	return m.mutedChanged(), nil
+}
+
+// mutedChanged is the metadata event that tells the peer our mute state.
+func (m *Machine) mutedChanged() []Effect {
+	m.mutePending = false
+	if m.localStreams == nil || m.Version == callevent.Version0 {
+		return nil
+	}
+	audio, video := m.localMutedAudio, m.localMutedVideo
+	streams := callevent.Streams{}
+	for id, info := range m.localStreams {
+		info.AudioMuted, info.VideoMuted = audio, video
+		streams[id] = info
+	}
+	m.localStreams = streams
+	c := &callevent.SDPStreamMetadataChanged{Common: m.common()}
+	c.SetStreams(streams)
+	return []Effect{Send{Type: callevent.TypeSDPStreamMetadataChanged, Content: c}}
 }

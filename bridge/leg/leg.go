@@ -106,6 +106,9 @@ type Leg interface {
 	// Hangup ends the leg for a reason (a ringing inbound leg is declined
 	// with it).
 	Hangup(r Reason, detail string)
+	// SetMuted tells the peer that what the bot sends it is muted, or not
+	// (it mirrors the other party's microphone and camera).
+	SetMuted(audio, video bool)
 	// Done is closed once the leg has ended and let go of its media.
 	Done() <-chan struct{}
 }

@@ -161,6 +161,12 @@ func (r *Leg) Done() <-chan struct{} { return r.q.Done() }
 // State is the call's state now.
 func (r *Leg) State() call.State { return r.snapshot().state }
 
+// SetMuted tells the peer, through stream metadata, that what the bot
+// sends is muted (the bridged party muted its microphone or camera).
+func (r *Leg) SetMuted(audio, video bool) {
+	r.post(func() { r.input(r.m.SetLocalMuted(audio, video)) })
+}
+
 // Start places an outbound call made by Manager.Place.
 func (r *Leg) Start() {
 	effects := r.start
