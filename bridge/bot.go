@@ -41,8 +41,8 @@ type Bot struct {
 	calls    *matrixcall.Manager
 	bridges  *registry
 	limiter  callLimiter
-	dht      *dhtService // nil unless jami.enabled
-	dhtStats *dhtCollector
+	dht      *jami.Service // nil unless jami.enabled
+	dhtStats *jami.Collector
 }
 
 // New creates the bridge and registers its handlers and metrics; call it
@@ -62,7 +62,7 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 		}, []string{"command", "result"}),
 	}
 	b.commands = b.commandTable()
-	b.dhtStats = &dhtCollector{}
+	b.dhtStats = jami.NewCollector()
 	reg.MustRegister(b.counts, &callCollector{store: st}, b.dhtStats)
 	mx.On(event.EventMessage, b.isCommand, b.handleCommand)
 	b.bridges = newRegistry(ctx, cfg.Calls, st, mx, log)
@@ -80,10 +80,10 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 func (b *Bot) Start(ctx context.Context, jamiCfg jami.Config) error {
 	if jamiCfg.Enabled {
 		var err error
-		if b.dht, err = startDHT(ctx, jamiCfg, b.store, b.log); err != nil {
+		if b.dht, err = jami.Start(ctx, jamiCfg, b.store, b.log); err != nil {
 			return fmt.Errorf("starting the DHT node: %w", err)
 		}
-		b.dhtStats.svc.Store(b.dht)
+		b.dhtStats.Attach(b.dht)
 	}
 	if err := b.bridges.endStale(ctx); err != nil {
 		return err

@@ -151,5 +151,5 @@ func (b *Bot) jamiID(context.Context, *matrix.Event, []string) (string, error) {
 		return "The bot is not on the Jami network (`jami.enabled` is off in its configuration).", nil
 	}
 	return fmt.Sprintf("The bot's Jami ID is `%s` (device `%s`). In Jami, add it as a contact by this ID.\n\n* DHT: %s",
-		b.dht.account.ID(), b.dht.ident.KeyID(), b.dht.Describe()), nil
+		b.dht.AccountID(), b.dht.DeviceKeyID(), b.dht.Describe()), nil
 }

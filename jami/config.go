@@ -1,5 +1,6 @@
-// Package jami is the bot's side of the Jami network: the configuration of
-// its DHT node (jami/dht) and, later, Jami accounts and calls.
+// Package jami is the bot's side of the Jami network: its configuration,
+// the bot's Jami account and device, the Service that runs its DHT node
+// (jami/dht) with its state in a Store, and, later, Jami calls.
 package jami
 
 import (

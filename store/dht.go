@@ -10,7 +10,12 @@ import (
 
 // DHTNode is the bot's DHT node identity: its node id, its Jami account
 // (archive), and its device's key and certificate chain (PEM).
-type DHTNode struct {
+//
+// DHTNode, DHTValue and DHTPeer are aliases of unnamed struct types, the
+// same as jami.NodeRecord, jami.StoredValue and jami.Peer, so that *Store
+// satisfies jami.Store without either package importing the other: keep
+// their fields as they are in package jami.
+type DHTNode = struct {
 	NodeID         []byte
 	AccountArchive []byte
 	KeyPEM         string
@@ -43,7 +48,7 @@ func (s *Store) PutDHTNode(ctx context.Context, n *DHTNode) error {
 }
 
 // DHTValue is a value the bot keeps on the DHT, packed as on the wire.
-type DHTValue struct {
+type DHTValue = struct {
 	Hash    []byte
 	ValueID uint64
 	Packed  []byte
@@ -90,7 +95,7 @@ func (s *Store) DHTValues(ctx context.Context) ([]DHTValue, error) {
 }
 
 // DHTPeer is a node that answered lately.
-type DHTPeer struct {
+type DHTPeer = struct {
 	Address  string
 	NodeID   []byte
 	LastSeen time.Time

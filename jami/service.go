@@ -1,4 +1,4 @@
-package bridge
+package jami
 
 import (
 	"context"
@@ -12,41 +12,39 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/jami/dht"
-	"github.com/voipbot/voipbot/store"
 )
 
 // How often the good peers are saved, and how many are kept.
 const (
-	dhtPeerSaveInterval = 5 * time.Minute
-	dhtPeersKept        = 64
+	peerSaveInterval = 5 * time.Minute
+	peersKept        = 64
 )
 
-// dhtService runs the bot's DHT node with its state in the database: the
-// node id and identity (so a restart is the same node), the values it keeps
-// announced, and the peers that answered lately (a fast bootstrap).
-type dhtService struct {
-	cfg     jami.Config
-	store   *store.Store
+// Service runs the bot's DHT node with its state in a Store: the node id
+// and identity (so a restart is the same node), the bot's Jami account and
+// device, the values it keeps announced, and the peers that answered lately
+// (a fast bootstrap).
+type Service struct {
+	cfg     Config
+	store   Store
 	log     zerolog.Logger
 	node    *dht.Node
 	ident   *dht.Identity
-	account *jami.Account
+	account *Account
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
 }
 
-// startDHT loads (or creates) the bot's Jami account and device, binds the
-// node's socket and joins the network in the background.
-func startDHT(ctx context.Context, cfg jami.Config, st *store.Store, log zerolog.Logger) (*dhtService, error) {
-	s := &dhtService{cfg: cfg, store: st, log: log.With().Str("component", "dht").Logger()}
+// Start loads (or, at the first start, creates or imports) the bot's Jami
+// account and device, binds the node's socket and joins the network in the
+// background. Stop it with Stop.
+func Start(ctx context.Context, cfg Config, st Store, log zerolog.Logger) (*Service, error) {
+	s := &Service{cfg: cfg, store: st, log: log.With().Str("component", "dht").Logger()}
 	saved, err := st.DHTNode(ctx)
 	if err != nil {
 		return nil, err
@@ -56,7 +54,7 @@ func startDHT(ctx context.Context, cfg jami.Config, st *store.Store, log zerolog
 			return nil, err
 		}
 	}
-	if s.account, err = jami.LoadStored(saved.AccountArchive, saved.KeyPEM, saved.CertPEM); err != nil {
+	if s.account, err = LoadStored(saved.AccountArchive, saved.KeyPEM, saved.CertPEM); err != nil {
 		return nil, err
 	}
 	s.ident = s.account.DeviceIdentity()
@@ -81,10 +79,10 @@ func startDHT(ctx context.Context, cfg jami.Config, st *store.Store, log zerolog
 
 // firstAccount is the account of the first start: imported from the
 // configured archive (with a new device for the bot), or new.
-func (s *dhtService) firstAccount() (*jami.Account, error) {
+func (s *Service) firstAccount() (*Account, error) {
 	if s.cfg.Archive == "" {
 		s.log.Info().Msg("Creating the bot's Jami account and device (once)")
-		acc, err := jami.NewAccount("voipbot")
+		acc, err := NewAccount("voipbot")
 		if err != nil {
 			return nil, fmt.Errorf("making the Jami account: %w", err)
 		}
@@ -94,7 +92,7 @@ func (s *dhtService) firstAccount() (*jami.Account, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jami.archive: %w", err)
 	}
-	acc, err := jami.ImportArchive(data, s.cfg.ArchivePassword)
+	acc, err := ImportArchive(data, s.cfg.ArchivePassword)
 	if err != nil {
 		return nil, fmt.Errorf("jami.archive %s: %w", s.cfg.Archive, err)
 	}
@@ -107,7 +105,7 @@ func (s *dhtService) firstAccount() (*jami.Account, error) {
 
 // newIdentity makes and stores a node id and a Jami account with this
 // device (RSA-4096 keys take a few seconds, once).
-func (s *dhtService) newIdentity(ctx context.Context) (*store.DHTNode, error) {
+func (s *Service) newIdentity(ctx context.Context) (*NodeRecord, error) {
 	acc, err := s.firstAccount()
 	if err != nil {
 		return nil, err
@@ -121,7 +119,7 @@ func (s *dhtService) newIdentity(ctx context.Context) (*store.DHTNode, error) {
 		return nil, err
 	}
 	id := dht.RandomHash()
-	n := &store.DHTNode{
+	n := &NodeRecord{
 		NodeID:         id[:],
 		AccountArchive: archive,
 		KeyPEM:         string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})),
@@ -135,7 +133,7 @@ func (s *dhtService) newIdentity(ctx context.Context) (*store.DHTNode, error) {
 
 // run joins the network, announces the certificate and the stored values,
 // and saves the good peers now and then, until stopped.
-func (s *dhtService) run(ctx context.Context) {
+func (s *Service) run(ctx context.Context) {
 	defer s.wg.Done()
 	for delay := time.Second; ctx.Err() == nil; delay = min(2*delay, 5*time.Minute) {
 		if err := s.join(ctx); err == nil {
@@ -150,7 +148,7 @@ func (s *dhtService) run(ctx context.Context) {
 		}
 	}
 	s.announce(ctx)
-	tick := time.NewTicker(dhtPeerSaveInterval)
+	tick := time.NewTicker(peerSaveInterval)
 	defer tick.Stop()
 	for {
 		select {
@@ -163,7 +161,7 @@ func (s *dhtService) run(ctx context.Context) {
 }
 
 // join bootstraps from the remembered peers and the configured nodes.
-func (s *dhtService) join(ctx context.Context) error {
+func (s *Service) join(ctx context.Context) error {
 	var addrs []netip.AddrPort
 	peers, err := s.store.DHTPeers(ctx)
 	if err != nil {
@@ -208,7 +206,7 @@ func (s *dhtService) join(ctx context.Context) error {
 }
 
 // announce keeps our certificate and the stored values announced.
-func (s *dhtService) announce(ctx context.Context) {
+func (s *Service) announce(ctx context.Context) {
 	putCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	// The device's certificate chain at its key id, and the announcement
@@ -243,19 +241,19 @@ func (s *dhtService) announce(ctx context.Context) {
 
 // PutPermanent puts a value, keeps it announced, and remembers it across
 // restarts.
-func (s *dhtService) PutPermanent(ctx context.Context, hash dht.InfoHash, v *dht.Value) error {
-	if err := s.store.PutDHTValue(ctx, store.DHTValue{Hash: hash[:], ValueID: v.ID, Packed: v.Pack()}); err != nil {
+func (s *Service) PutPermanent(ctx context.Context, hash dht.InfoHash, v *dht.Value) error {
+	if err := s.store.PutDHTValue(ctx, StoredValue{Hash: hash[:], ValueID: v.ID, Packed: v.Pack()}); err != nil {
 		return err
 	}
 	_, err := s.node.PutPermanent(ctx, hash, v)
 	return err
 }
 
-func (s *dhtService) savePeers(ctx context.Context) {
+func (s *Service) savePeers(ctx context.Context) {
 	good := s.node.GoodNodes()
-	peers := make([]store.DHTPeer, 0, min(len(good), dhtPeersKept))
-	for _, g := range good[:min(len(good), dhtPeersKept)] {
-		peers = append(peers, store.DHTPeer{Address: g.Addr.String(), NodeID: g.ID[:], LastSeen: g.LastReply})
+	peers := make([]Peer, 0, min(len(good), peersKept))
+	for _, g := range good[:min(len(good), peersKept)] {
+		peers = append(peers, Peer{Address: g.Addr.String(), NodeID: g.ID[:], LastSeen: g.LastReply})
 	}
 	if len(peers) == 0 {
 		return
@@ -265,51 +263,25 @@ func (s *dhtService) savePeers(ctx context.Context) {
 	}
 }
 
+// AccountID is the bot's Jami ID, the account's: what a Jami user adds as a
+// contact.
+func (s *Service) AccountID() dht.InfoHash { return s.account.ID() }
+
+// DeviceKeyID is the bot's device's key id, where its certificate is
+// announced.
+func (s *Service) DeviceKeyID() dht.InfoHash { return s.ident.KeyID() }
+
 // Describe is a line for the status command.
-func (s *dhtService) Describe() string {
+func (s *Service) Describe() string {
 	st := s.node.Stats()
 	return fmt.Sprintf("Jami ID `%s`, node `%s`, %d nodes known (%d good), %d values stored for others",
 		s.account.ID(), s.node.ID(), st.Nodes4+st.Nodes6, st.Good4+st.Good6, st.StoredValues)
 }
 
 // Stop saves the peers and closes the node.
-func (s *dhtService) Stop(ctx context.Context) {
+func (s *Service) Stop(ctx context.Context) {
 	s.savePeers(ctx)
 	s.cancel()
 	_ = s.node.Close()
 	s.wg.Wait()
-}
-
-// dhtCollector reports the DHT node's counters at scrape time (nothing while
-// jami.enabled is off).
-type dhtCollector struct {
-	svc atomic.Pointer[dhtService]
-}
-
-var (
-	dhtNodesDesc         = prometheus.NewDesc("voipbot_dht_nodes", "Nodes in the DHT routing tables, by family and whether they answered lately.", []string{"family", "good"}, nil)
-	dhtPingsInFlightDesc = prometheus.NewDesc("voipbot_dht_pings_in_flight", "Pings to newly seen DHT nodes awaiting a reply (bounded).", nil, nil)
-	dhtPingsDroppedDesc  = prometheus.NewDesc("voipbot_dht_pings_dropped_total", "Pings to newly seen DHT nodes not sent because too many were in flight (a flood of unknown nodes).", nil, nil)
-)
-
-func (c *dhtCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- dhtNodesDesc
-	ch <- dhtPingsInFlightDesc
-	ch <- dhtPingsDroppedDesc
-}
-
-func (c *dhtCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.svc.Load()
-	if s == nil {
-		return
-	}
-	st := s.node.Stats()
-	for _, n := range []struct {
-		family, good string
-		count        int
-	}{{"ipv4", "true", st.Good4}, {"ipv4", "false", st.Nodes4 - st.Good4}, {"ipv6", "true", st.Good6}, {"ipv6", "false", st.Nodes6 - st.Good6}} {
-		ch <- prometheus.MustNewConstMetric(dhtNodesDesc, prometheus.GaugeValue, float64(n.count), n.family, n.good)
-	}
-	ch <- prometheus.MustNewConstMetric(dhtPingsInFlightDesc, prometheus.GaugeValue, float64(st.PingsInFlight))
-	ch <- prometheus.MustNewConstMetric(dhtPingsDroppedDesc, prometheus.CounterValue, float64(st.PingsDropped))
 }
