@@ -23,18 +23,19 @@ import (
 
 // Client is the bot's Matrix connection.
 type Client struct {
-	cfg     Config
-	log     zerolog.Logger
-	aslog   zerolog.Logger
-	store   *store.Store
-	metrics *Metrics
-	health  *Health
-	intake  *intake
-	syncer  *syncer
-	cli     *mautrix.Client
-	crypto  *olmCrypto               // nil without encryption
-	reg     *appservice.Registration // appservice mode only
-	started atomic.Bool              // Start finished: events may be taken in
+	cfg         Config
+	log         zerolog.Logger
+	aslog       zerolog.Logger
+	store       *store.Store
+	metrics     *Metrics
+	health      *Health
+	intake      *intake
+	syncer      *syncer
+	cli         *mautrix.Client
+	crypto      *olmCrypto               // nil without encryption
+	reg         *appservice.Registration // appservice mode only
+	started     atomic.Bool              // Start finished: events may be taken in
+	uploadLimit uploadLimit              // the media repository's, asked once
 }
 
 // New prepares a client; Start logs in.
