@@ -66,6 +66,7 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 	reg.MustRegister(b.counts, &callCollector{store: st}, b.dhtStats)
 	mx.On(event.EventMessage, b.isCommand, b.handleCommand)
 	b.bridges = newRegistry(ctx, cfg.Calls, st, mx, log)
+	b.bridges.recordDir, b.bridges.keepRecordings = media.Config().RecordDir, media.Config().KeepRecordings
 	b.calls = matrixcall.New(ctx, cfg.Calls.Config, mx, st, media, b.bridges, reg, log)
 	b.bridges.calls = b.calls
 	b.calls.Register(mx)

@@ -219,7 +219,10 @@ func (b *Bot) setRoute(ctx context.Context, evt *matrix.Event, args []string, ow
 		room.Settings.Route, room.Settings.Source = "", ""
 	} else {
 		t, err := ParseTarget(choice)
-		if err != nil {
+		switch {
+		case err != nil && ownOnly:
+			return "", userErrorf("%q is not a source (%s, or default)", choice, joinModes())
+		case err != nil:
 			return "", userErrorf("%v", err)
 		}
 		switch {

@@ -40,6 +40,7 @@ func (b *Bot) commandTable() []command {
 		{name: "hangup", summary: "hang up the bot's calls and bridges in this room", run: b.hangup},
 		{name: "route", summary: "show or set where calls to the bot in this room go: `route echo|tone|silence|file|matrix:@user:server|matrix:!room:server|matrix:#alias:server|default`", run: b.route},
 		{name: "jami", summary: "show the bot's Jami ID, for Jami users to add it", run: b.jamiID},
+		{name: "record", summary: "show or set whether calls in this room are recorded (posted here when they end): `record on|off`", run: b.setRecord},
 		{name: "report", summary: "show or set whether the bot posts a quality report after each call in this room: `report on|off|default`", run: b.setReport},
 		{name: "source", summary: "the same as `route`, for the bot's own sources only: `source echo|tone|silence|file|default`", run: b.setSource},
 	}

@@ -49,6 +49,9 @@ type CallsConfig struct {
 	// Report: post a quality report into the room when a call ends (a
 	// room may choose with `!voip report on|off|default`).
 	Report bool `yaml:"report"`
+	// Recording: rooms may record their calls (`!voip record on`); off
+	// refuses the command.
+	Recording bool `yaml:"recording"`
 	// The Matrix call settings (public_rooms, invite_lifetime, …) are
 	// the Matrix leg kind's own, under the same key.
 	matrixcall.Config `yaml:",inline"`

@@ -47,6 +47,8 @@ type Bridge struct {
 	done    chan struct{}
 	// reports are the numbers of the legs that have ended.
 	reports []legReport
+	// recording is set while the call is recorded.
+	recording *recording
 
 	// parties is what other goroutines may read: the live legs' peers and
 	// rooms (for commands that find a bridge).
@@ -89,7 +91,10 @@ func (reg *registry) newBridge(room id.RoomID, target Target) *Bridge {
 	b.fwd = newForwarder(b)
 	b.rec = store.Bridge{BridgeID: string(b.id), RoomID: room, Target: target.String(), CreatedAt: reg.now()}
 	reg.add(b)
-	b.post(func() { b.save() })
+	b.post(func() {
+		b.save()
+		b.startRecording()
+	})
 	return b
 }
 
@@ -276,6 +281,9 @@ func (b *Bridge) mediaReady(l leg.Leg, media voip.Leg) {
 	if err := b.fwd.Add(media); err != nil {
 		b.log.Warn().Err(err).Str("leg", string(l.ID())).Msg("Adding a leg's media to the bridge")
 	}
+	if b.recording != nil {
+		b.fwd.Tap(media, b.recording.rec)
+	}
 	for _, own := range b.members {
 		if own.own != nil && !own.ended {
 			b.startOwn(own, media)
@@ -413,6 +421,7 @@ func (b *Bridge) maybeClose() {
 		if err := b.fwd.Close(); err != nil {
 			b.log.Debug().Err(err).Msg("Closing the bridge's forwarder")
 		}
+		b.finishRecording()
 		<-b.q.Done()
 		close(b.done)
 	}()

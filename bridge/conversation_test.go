@@ -77,6 +77,10 @@ func (f *fakeReacher) FindDirectRoom(context.Context, id.UserID) (id.RoomID, err
 func (f *fakeReacher) ResolveAlias(context.Context, id.RoomAlias) (id.RoomID, error) {
 	return "", errors.New("no aliases here")
 }
+func (f *fakeReacher) SendFile(_ context.Context, _ id.RoomID, file matrix.File) (id.EventID, error) {
+	f.notices <- "file " + file.Name
+	return "$f", nil
+}
 func (f *fakeReacher) SendNotice(_ context.Context, _ id.RoomID, md string, _ *matrix.Event) (id.EventID, error) {
 	f.notices <- md
 	return "$n", nil

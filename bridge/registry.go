@@ -28,6 +28,7 @@ type reacher interface {
 	FindDirectRoom(ctx context.Context, user id.UserID) (id.RoomID, error)
 	ResolveAlias(ctx context.Context, alias id.RoomAlias) (id.RoomID, error)
 	SendNotice(ctx context.Context, room id.RoomID, markdown string, replyTo *matrix.Event) (id.EventID, error)
+	SendFile(ctx context.Context, room id.RoomID, f matrix.File) (id.EventID, error)
 }
 
 // registry holds the conversations and the policies across them: call
@@ -43,6 +44,10 @@ type registry struct {
 	joins *joinWaiters
 	log   zerolog.Logger
 	now   func() time.Time
+	// recordDir and keepRecordings are media.record_dir and
+	// media.keep_recordings.
+	recordDir      string
+	keepRecordings bool
 
 	// dial makes the leg that rings a target (place; tests put fake legs
 	// here).

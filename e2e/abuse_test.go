@@ -289,7 +289,7 @@ func TestAbuseMalformedEvents(t *testing.T) {
 	for cmd, want := range map[string]string{
 		"!voip call @nobody":                    `Cannot ` + "`!voip call`" + `: "@nobody" is not a user ID`,
 		"!voip call @nobody-here:localhost":     "@nobody-here:localhost is not in this room",
-		"!voip call please":                     `unknown argument "please"`,
+		"!voip call please":                     `"please" is not a target`,
 		"!voip source music":                    `"music" is not a source`,
 		"!voip call " + a.setup.UserID.String(): "the bot cannot call itself",
 	} {

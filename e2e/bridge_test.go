@@ -362,3 +362,34 @@ func TestBridgeKilledBot(t *testing.T) {
 		assert.Equal(t, "the bot restarted", l.EndReason)
 	}
 }
+
+// TestBridgeRecording: with `!voip record on` in an encrypted room, a
+// bridged call is recorded; the room is told when recording starts and
+// stops, each party's audio is posted as an Ogg/Opus file that the caller's
+// js-sdk client decrypts, and the files are removed from the bot's disk
+// once posted.
+func TestBridgeRecording(t *testing.T) {
+	p, stop := newBridgePair(t, true, jsclient.IncomingAnswer)
+	defer stop()
+	ctx := jsCtx(t)
+	require.Contains(t, jsCommand(t, p.a, p.roomA, p.setup.UserID, "!voip record on").Body, "Recording is now **on**")
+	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
+	require.NoError(t, err)
+	waitConnected(t, callA)
+	requireHears(t, callA, toneB)
+	_, err = p.a.WaitMessage(ctx, p.roomA, jsclient.MessageMatch{Sender: p.setup.UserID.String(), Contains: "being recorded"})
+	require.NoError(t, err)
+	require.NoError(t, callA.Hangup(ctx, ""))
+	waitEnded(t, p.b.Calls()[0])
+	stopped, err := p.a.WaitMessage(ctx, p.roomA, jsclient.MessageMatch{Sender: p.setup.UserID.String(), Contains: "Recording stopped"})
+	require.NoError(t, err)
+	require.Contains(t, stopped.Body, "2 file(s) above", "one Ogg file per party's audio")
+	for _, who := range []string{callA.ID(), p.b.Calls()[0].ID()} {
+		msg, err := p.a.WaitMessage(ctx, p.roomA, jsclient.MessageMatch{Sender: p.setup.UserID.String(), Contains: who})
+		require.NoErrorf(t, err, "the recording of %s is posted", who)
+		assert.True(t, strings.HasSuffix(msg.Body, ".ogg"), msg.Body)
+	}
+	left, err := filepath.Glob(filepath.Join(p.setup.Dir, "recordings", "*"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "posted recordings are removed (media.keep_recordings is off)")
+}

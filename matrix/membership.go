@@ -67,17 +67,19 @@ func (c *Client) handleMembership(ctx context.Context, evt *Event) error {
 			}
 			return c.store.SetMembership(ctx, evt.RoomID, store.MembershipLeave, "")
 		}
-		if _, err := c.cli.JoinRoomByID(ctx, evt.RoomID); err != nil {
-			return fmt.Errorf("joining %s after an invite from %s: %w", evt.RoomID, evt.Sender, err)
-		}
-		log.Info().Stringer("inviter", evt.Sender).Msg("Joined room after invite")
 		if isDirectInvite(evt.Event) {
 			// As Element does: a direct chat someone starts with the bot
 			// is the bot's direct room with them, where the bot calls them.
+			// Recorded before joining, so that whoever sees the bot joined
+			// finds it there (a room the bot is not in is never used).
 			if err := c.markDirect(ctx, evt.Sender, evt.RoomID); err != nil {
 				log.Warn().Err(err).Msg("Failed to record the direct room in m.direct")
 			}
 		}
+		if _, err := c.cli.JoinRoomByID(ctx, evt.RoomID); err != nil {
+			return fmt.Errorf("joining %s after an invite from %s: %w", evt.RoomID, evt.Sender, err)
+		}
+		log.Info().Stringer("inviter", evt.Sender).Msg("Joined room after invite")
 		if c.cfg.Mode == ModeAppservice {
 			// Transactions carry only new events: fetch the room's state so
 			// that encryption knows the room's members and settings.

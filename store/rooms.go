@@ -34,6 +34,8 @@ type RoomSettings struct {
 	// Report: post a quality report when a call ends (nil = the
 	// configured default).
 	Report *bool `json:"report,omitempty"`
+	// Record: record the room's calls and post the recordings.
+	Record bool `json:"record,omitempty"`
 }
 
 // Room is a room the bot has been invited to or joined.

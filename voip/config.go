@@ -19,6 +19,9 @@ type Config struct {
 	ICEFailed       time.Duration `yaml:"ice_failed_timeout"`
 	ICEKeepalive    time.Duration `yaml:"ice_keepalive_interval"`
 	RecordDir       string        `yaml:"record_dir"`
+	// KeepRecordings keeps a call's recording in RecordDir after it has
+	// been posted into the room (by default it is removed then).
+	KeepRecordings bool `yaml:"keep_recordings"`
 }
 
 // Validate reports every problem, each naming its key.

@@ -39,6 +39,9 @@ func WithNet(n transport.Net) EngineOption { return func(e *Engine) { e.net = n 
 
 // NewEngine prepares sessions with cfg. With udp_mux_port set it binds that
 // port now: every session shares it.
+// Config is the configuration the engine runs with.
+func (e *Engine) Config() Config { return e.cfg }
+
 func NewEngine(cfg Config, log zerolog.Logger, opts ...EngineOption) (*Engine, error) {
 	e := &Engine{cfg: cfg, log: log, lf: pionlog.New(log)}
 	for _, opt := range opts {

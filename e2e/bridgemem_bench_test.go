@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/internal/bench/benchserver"
+	"github.com/voipbot/voipbot/internal/testbed"
+	"github.com/voipbot/voipbot/matrix/callevent"
+)
+
+// BenchmarkBridgedCallMemory: the bot's resident memory and goroutines per
+// bridged Matrix ⇄ Matrix call (alice's call to the bot in a room routed to
+// bob, bob answering the bot's call in his direct room with it — two legs,
+// no media flowing), and what is left once all have been hung up (the
+// goroutine count must return to where it started). Baseline: the same bot
+// with no calls.
+func BenchmarkBridgedCallMemory(b *testing.B) {
+	const calls = 10
+	for range b.N {
+		setup := newBotSetup(b, hs, `calls:
+  max_calls: 0
+  max_calls_per_room: 0
+`+callMedia)
+		bot := setup.start(b, "VOIPBOT_LOGGING_LEVEL=info")
+		ctx := ctxFor(b)
+		alice := newUser(b, hs, "alice", false)
+		bob := newUser(b, hs, "bob", false)
+		dm, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", Invite: []id.UserID{setup.UserID}, IsDirect: true})
+		require.NoError(b, err)
+		_, err = bob.WaitEvent(ctx, testbed.Membership(dm.RoomID, setup.UserID, event.MembershipJoin))
+		require.NoError(b, err)
+		room := inviteBot(b, alice, setup.UserID, false)
+		require.Contains(b, body(command(b, alice, room, setup.UserID, "!voip route matrix:"+bob.UserID.String())), "now go to")
+
+		rss0, g0 := benchserver.RSS(bot.PID()), goroutines(b, bot)
+		callers := make([]*goPeer, calls)
+		for i := range callers {
+			callers[i] = newGoPeer(b, alice, room)
+			callers[i].callID = fmt.Sprintf("%d%016d", time.Now().UnixMilli(), i)
+			callers[i].invite(ctx, setup.UserID)
+		}
+		// Bob answers each of the bot's invites in his direct room.
+		for answered := 0; answered < calls; answered++ {
+			var inv *callevent.Invite
+			_, err := bob.WaitEvent(ctx, func(evt *event.Event) bool {
+				if evt.Sender != setup.UserID || evt.RoomID != dm.RoomID || evt.Type.Type != string(callevent.TypeInvite) {
+					return false
+				}
+				c, err := callevent.Parse(callevent.TypeInvite, evt.Content.VeryRaw)
+				if err != nil {
+					return false
+				}
+				inv = c.(*callevent.Invite)
+				return true
+			})
+			require.NoError(b, err, "the bot's invites to bob: %d of %d", answered, calls)
+			callee := newGoPeer(b, bob, dm.RoomID)
+			callee.callID = inv.CallID
+			callee.answer(ctx, inv)
+		}
+		waitMetric(b, bot, fmt.Sprintf(`voipbot_bridge_legs{kind="matrix",state="connected"} %d`, 2*calls))
+		rss1, g1 := benchserver.RSS(bot.PID()), goroutines(b, bot)
+		for _, p := range callers {
+			p.send(ctx, callevent.TypeHangup, map[string]any{"reason": "user_hangup"})
+		}
+		require.NoError(b, testbed.WaitFor(ctx, func() (bool, error) {
+			m, err := bot.Metrics()
+			return err == nil && strings.Contains(m, "voipbot_bridges 0") && !strings.Contains(m, "voipbot_calls{"), err
+		}))
+		var g2 int
+		settled := testbed.WaitFor(ctxFor(b), func() (bool, error) {
+			g2 = goroutines(b, bot)
+			return g2 <= g0, nil
+		})
+		rss2 := benchserver.RSS(bot.PID())
+		require.NoError(b, settled, "goroutines back to %d after the calls ended (still %d)", g0, g2)
+
+		b.ReportMetric(float64(rss0)/(1<<20), "baseline-RSS-MiB")
+		b.ReportMetric(float64(rss1-rss0)/calls/1024, "KiB/bridged-call")
+		b.ReportMetric(float64(g1-g0)/calls, "goroutines/bridged-call")
+		b.ReportMetric(float64(g0), "goroutines-before")
+		b.ReportMetric(float64(g2), "goroutines-after")
+		b.ReportMetric(float64(rss2)/(1<<20), "RSS-after-MiB")
+	}
+}
+
+// answer answers an invite (all candidates in the answer).
+func (p *goPeer) answer(ctx context.Context, inv *callevent.Invite) {
+	p.t.Helper()
+	require.NoError(p.t, p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: inv.Offer.SDP}))
+	ans, err := p.pc.CreateAnswer(nil)
+	require.NoError(p.t, err)
+	gathered := webrtc.GatheringCompletePromise(p.pc)
+	require.NoError(p.t, p.pc.SetLocalDescription(ans))
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		p.t.Fatal("gathering did not complete")
+	}
+	p.send(ctx, callevent.TypeAnswer, map[string]any{"answer": map[string]any{"type": "answer", "sdp": p.pc.LocalDescription().SDP}})
+}
