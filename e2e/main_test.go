@@ -12,12 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/internal/testbed"
+	"github.com/voipbot/voipbot/matrix"
+	"github.com/voipbot/voipbot/store"
 )
 
 var (
@@ -234,4 +238,42 @@ func waitMetric(t testing.TB, bot *testbed.Bot, line string) {
 		return err == nil && hasLine(metrics, line), nil
 	})
 	require.NoErrorf(t, err, "metric %q not reached:\n%s", line, last)
+}
+
+// startInProcess runs the bot's Matrix client in this process, logged in as
+// a fresh user with encryption on, and waits until it is ready. setup runs
+// before Start (to register handlers).
+func startInProcess(t *testing.T, setup func(*matrix.Client)) (*matrix.Client, id.UserID) {
+	t.Helper()
+	ctx := ctxFor(t)
+	localpart := fmt.Sprintf("inproc%d", userSeq.Add(1))
+	botUser, err := hs.Register(ctx, localpart, "pw-"+localpart)
+	require.NoError(t, err)
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "voipbot.db")}, zerolog.Nop())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	mx, err := matrix.New(matrix.Config{
+		Homeserver: matrix.HomeserverConfig{URL: hs.URL, SyncStaleAfter: 40 * time.Second},
+		Bot:        matrix.BotConfig{UserID: botUser, Password: "pw-" + localpart, DeviceName: "voipbot"},
+		Mode:       matrix.ModeUser,
+		Encryption: matrix.EncryptionConfig{Enabled: true, PickleKey: "0123456789abcdef-" + localpart, KeyWait: 5 * time.Second},
+	}, st, prometheus.NewRegistry(), zerolog.Nop())
+	require.NoError(t, err)
+	if setup != nil {
+		setup(mx)
+	}
+	require.NoError(t, mx.Start(ctx))
+	runCtx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- mx.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-ran)
+		mx.Stop(time.Second)
+	})
+	require.NoError(t, testbed.WaitFor(ctx, func() (bool, error) {
+		ok, _ := mx.Health().Ready(time.Now())
+		return ok, nil
+	}))
+	return mx, botUser
 }

@@ -98,7 +98,11 @@ func (c *Client) sendFile(ctx context.Context, room id.RoomID, f File) (id.Event
 		return "", err
 	}
 	if limit > 0 && f.Size > limit {
-		return "", fmt.Errorf("%w: %s is more than its upload limit of %s", ErrFileTooLarge, byteSize(f.Size), byteSize(limit))
+		size, most := byteSize(f.Size).String(), byteSize(limit).String()
+		if size == most {
+			size, most = fmt.Sprintf("%d bytes", f.Size), fmt.Sprintf("%d bytes", limit)
+		}
+		return "", fmt.Errorf("%w: %s is more than its upload limit of %s", ErrFileTooLarge, size, most)
 	}
 	encrypted, err := c.roomEncrypted(ctx, room)
 	if err != nil {

@@ -199,6 +199,10 @@ func TestSendFileTooLarge(t *testing.T) {
 	assert.Contains(t, err.Error(), `sending file "call.ogg" to !room:hs`)
 	assert.Zero(t, h.uploadTries)
 	assert.Empty(t, h.sent)
+	f.Size = h.limit + 1
+	_, err = c.SendFile(context.Background(), "!room:hs", f)
+	require.ErrorIs(t, err, ErrFileTooLarge)
+	assert.Contains(t, err.Error(), "10000001 bytes is more than its upload limit of 10000000 bytes", "sizes that read alike are told exactly")
 
 	// The homeserver refusing the upload as too large says so too.
 	h.limit = 0
