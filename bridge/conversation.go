@@ -291,6 +291,23 @@ func (b *Bridge) mediaReady(l leg.Leg, media voip.Leg) {
 	}
 }
 
+// receiving: a party put the bot on hold (on false) or resumed: nothing is
+// forwarded to it meanwhile, and the others are put on hold too.
+func (b *Bridge) receiving(l leg.Leg, on bool) {
+	m := b.member(l)
+	if m == nil || m.ended {
+		return
+	}
+	if m.media != nil {
+		b.fwd.SetReceiving(m.media, on)
+	}
+	for _, other := range b.members {
+		if other != m && !other.ended && other.l.Kind().Network() {
+			other.l.Hold(!on)
+		}
+	}
+}
+
 // peerMuted: a party muted or unmuted; the others see it as the bot's
 // stream muted.
 func (b *Bridge) peerMuted(l leg.Leg, audio, video bool) {
@@ -541,11 +558,7 @@ func (e bridgeEvents) Connected(l leg.Leg) {
 	})
 }
 func (e bridgeEvents) Receiving(l leg.Leg, on bool) {
-	e.b.post(func() {
-		if m := e.b.member(l); m != nil && m.media != nil {
-			e.b.fwd.SetReceiving(m.media, on)
-		}
-	})
+	e.b.post(func() { e.b.receiving(l, on) })
 }
 func (e bridgeEvents) PeerMuted(l leg.Leg, audio, video bool) {
 	e.b.post(func() { e.b.peerMuted(l, audio, video) })

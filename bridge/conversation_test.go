@@ -33,13 +33,14 @@ type fakeLeg struct {
 	hangups chan leg.End
 	started chan struct{}
 	muted   chan [2]bool
+	holds   chan bool
 	done    chan struct{}
 	once    sync.Once
 }
 
 func newFakeLeg(name string, dir leg.Direction, peer string) *fakeLeg {
 	return &fakeLeg{id: leg.ID("fake:" + name), dir: dir, peer: peer,
-		answers: make(chan struct{}, 4), hangups: make(chan leg.End, 4), started: make(chan struct{}, 1), muted: make(chan [2]bool, 4), done: make(chan struct{})}
+		answers: make(chan struct{}, 4), hangups: make(chan leg.End, 4), started: make(chan struct{}, 1), muted: make(chan [2]bool, 4), holds: make(chan bool, 4), done: make(chan struct{})}
 }
 
 func (f *fakeLeg) ID() leg.ID               { return f.id }
@@ -52,6 +53,7 @@ func (f *fakeLeg) Done() <-chan struct{}    { return f.done }
 func (f *fakeLeg) Answer()                  { f.answers <- struct{}{} }
 func (f *fakeLeg) Start()                   { f.started <- struct{}{} }
 func (f *fakeLeg) SetMuted(a, v bool)       { f.muted <- [2]bool{a, v} }
+func (f *fakeLeg) Hold(on bool)             { f.holds <- on }
 func (f *fakeLeg) Hangup(r leg.Reason, detail string) {
 	f.hangups <- leg.End{Reason: r, By: leg.ByBot, Detail: detail}
 	f.finish()
@@ -182,6 +184,11 @@ func TestBridgeAnswersOriginWhenFarAnswers(t *testing.T) {
 	// A mutes: B sees the bot's stream muted.
 	b.events.PeerMuted(origin, true, false)
 	assert.Equal(t, [2]bool{true, false}, recv(t, far.muted, "the mute is mirrored"))
+	// A holds: B is put on hold; A resumes: B too.
+	b.events.Receiving(origin, false)
+	assert.True(t, recv(t, far.holds, "the hold is mirrored"))
+	b.events.Receiving(origin, true)
+	assert.False(t, recv(t, far.holds, "the resume is mirrored"))
 
 	// B hangs up: A's call is hung up.
 	b.events.Ended(far, leg.End{Reason: leg.Hangup, By: leg.ByPeer})

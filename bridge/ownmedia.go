@@ -46,8 +46,9 @@ func (o *ownLeg) Answer()                   {}
 func (o *ownLeg) Done() <-chan struct{}     { return o.done }
 func (o *ownLeg) Hangup(leg.Reason, string) { o.close() }
 
-// SetMuted: the bot's own source has no one to tell.
+// SetMuted and Hold: the bot's own source has no one to tell.
 func (o *ownLeg) SetMuted(bool, bool) {}
+func (o *ownLeg) Hold(bool)           {}
 
 // start makes the sources for peer: one per kind of media peer takes, in
 // the format it negotiated; for echo, an echo leg that sends the peer its

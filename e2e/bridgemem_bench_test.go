@@ -34,7 +34,7 @@ func BenchmarkBridgedCallMemory(b *testing.B) {
 		bot := setup.start(b, "VOIPBOT_LOGGING_LEVEL=info")
 		ctx := ctxFor(b)
 		alice := newUser(b, hs, "alice", false)
-		bob := newUser(b, hs, "bob", false)
+		bob := newUser(b, hs, "bobcallee", false)
 		dm, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", Invite: []id.UserID{setup.UserID}, IsDirect: true})
 		require.NoError(b, err)
 		_, err = bob.WaitEvent(ctx, testbed.Membership(dm.RoomID, setup.UserID, event.MembershipJoin))

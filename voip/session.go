@@ -339,6 +339,41 @@ func (s *Session) RestartICE(ctx context.Context, gatherWait time.Duration) (web
 	return s.CreateOffer(ctx, OfferOptions{ICERestart: true, GatherWait: gatherWait})
 }
 
+// HoldOffer makes an offer that puts the peer on hold, or resumes it (hold
+// false), as matrix-js-sdk's setRemoteOnHold does: every section sendonly
+// while on hold. pion has no way to set a transceiver's direction, so the
+// session's own offer stays sendrecv and the offer returned for the peer
+// says sendonly; the peer's answer (recvonly) then stops what it sends,
+// which is what hold is, and our side keeps sending what the forwarder
+// gives it (nothing, while the other party holds).
+func (s *Session) HoldOffer(ctx context.Context, hold bool, gatherWait time.Duration) (webrtc.SessionDescription, error) {
+	desc, err := s.CreateOffer(ctx, OfferOptions{GatherWait: gatherWait})
+	if err != nil || !hold {
+		return desc, err
+	}
+	desc.SDP = sdpHold(desc.SDP)
+	return desc, nil
+}
+
+// sdpHold turns every audio and video section's sendrecv into sendonly and
+// recvonly into inactive.
+func sdpHold(sdp string) string {
+	lines := strings.SplitAfter(sdp, "\n")
+	media := false
+	for i, l := range lines {
+		t := strings.TrimRight(l, "\r\n")
+		switch {
+		case strings.HasPrefix(t, "m="):
+			media = strings.HasPrefix(t, "m=audio") || strings.HasPrefix(t, "m=video")
+		case media && t == "a=sendrecv":
+			lines[i] = strings.Replace(l, "a=sendrecv", "a=sendonly", 1)
+		case media && t == "a=recvonly":
+			lines[i] = strings.Replace(l, "a=recvonly", "a=inactive", 1)
+		}
+	}
+	return strings.Join(lines, "")
+}
+
 // localCandidate runs on the op queue for each gathered candidate, and once
 // with nil when gathering completes.
 func (s *Session) localCandidate(c *webrtc.ICECandidate) {

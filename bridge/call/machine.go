@@ -138,9 +138,14 @@ type Machine struct {
 	pending       map[string][]callevent.Candidate
 	mediaFlowed   bool
 	remoteStreams callevent.Streams
-	// makingOffer: our negotiate offer is out, its answer not yet applied.
-	makingOffer bool
-	iceRestarts int
+	// makingOffer: our negotiate offer is out, its answer not yet applied;
+	// holdOffer: that offer is a hold or resume (not an ICE restart), whose
+	// failure leaves the call as it was.
+	makingOffer, holdOffer bool
+	// LocalHold: we want the peer on hold (a bridged party holds); sentHold
+	// is what the peer was last offered.
+	LocalHold, sentHold bool
+	iceRestarts         int
 	// RemoteHold: the peer put us on hold (its media is sendonly or
 	// inactive); we send nothing meanwhile.
 	RemoteHold bool
@@ -199,6 +204,9 @@ type MakeOffer struct{}
 type ApplyAnswer struct {
 	SDP         string
 	Negotiation bool
+	// Hold: the answer to our hold (or resume) offer; one that cannot be
+	// applied changes nothing.
+	Hold bool
 }
 
 // AddCandidates hands remote candidates to the media session.
@@ -230,6 +238,12 @@ type AcceptNegotiation struct {
 	Hold     bool
 }
 
+// HoldOffer makes a negotiate offer that puts the peer on hold (every
+// section sendonly, as matrix-js-sdk's setRemoteOnHold) or resumes it; the
+// runner reports it with LocalNegotiationOffer, or NegotiationFailed with
+// ours set.
+type HoldOffer struct{ Hold bool }
+
 // SetSending starts or stops sending media to the peer (hold).
 type SetSending struct{ On bool }
 
@@ -245,6 +259,7 @@ func (StartTimer) isEffect()        {}
 func (StopTimer) isEffect()         {}
 func (CloseMedia) isEffect()        {}
 func (RestartICE) isEffect()        {}
+func (HoldOffer) isEffect()         {}
 func (AcceptNegotiation) isEffect() {}
 func (SetSending) isEffect()        {}
 func (Changed) isEffect()           {}

@@ -43,7 +43,14 @@ func (m *Machine) remoteNegotiate(from Party, c *callevent.Negotiate, age time.D
 			return nil, ignore("negotiate answer without our offer")
 		}
 		m.makingOffer = false
-		return []Effect{ApplyAnswer{SDP: c.Description.SDP, Negotiation: true}, StopTimer{TimerNegotiate}}, nil
+		out := []Effect{ApplyAnswer{SDP: c.Description.SDP, Negotiation: true, Hold: m.holdOffer}, StopTimer{TimerNegotiate}}
+		if m.holdOffer {
+			// A hold answer that cannot be applied is logged by the runner
+			// and changes nothing; one asked for meanwhile goes out now.
+			m.holdOffer = false
+			out = append(out, m.offerHold()...)
+		}
+		return out, nil
 	}
 	rollback := false
 	if m.makingOffer {
@@ -51,6 +58,10 @@ func (m *Machine) remoteNegotiate(from Party, c *callevent.Negotiate, age time.D
 			return nil, ignore("negotiate offer colliding with ours; we are the impolite side")
 		}
 		rollback, m.makingOffer = true, false
+		if m.holdOffer {
+			// Ours is abandoned for theirs: offered again once theirs is in.
+			m.holdOffer, m.sentHold = false, !m.sentHold
+		}
 	}
 	return []Effect{AcceptNegotiation{SDP: c.Description.SDP, Rollback: rollback, Hold: OnHold(c.Description.SDP)}}, nil
 }
@@ -62,14 +73,15 @@ func (m *Machine) NegotiationApplied(hold bool) ([]Effect, error) {
 		return nil, ErrEnded
 	}
 	if hold == m.RemoteHold {
-		return nil, nil
+		return m.offerHold(), nil
 	}
 	m.RemoteHold = hold
 	why := "resumed by the peer"
 	if hold {
 		why = "put on hold by the peer"
 	}
-	return append([]Effect{SetSending{On: !hold}}, m.setState(m.State, why)...), nil
+	out := append([]Effect{SetSending{On: !hold}}, m.setState(m.State, why)...)
+	return append(out, m.offerHold()...), nil
 }
 
 // NegotiationFailed: a negotiate SDP of the peer could not be applied, or
@@ -79,6 +91,10 @@ func (m *Machine) NegotiationApplied(hold bool) ([]Effect, error) {
 func (m *Machine) NegotiationFailed(err error, ours bool) ([]Effect, error) {
 	if m.Ended() {
 		return nil, ErrEnded
+	}
+	if ours && m.holdOffer {
+		m.makingOffer, m.holdOffer, m.sentHold = false, false, !m.sentHold
+		return nil, fmt.Errorf("our hold offer failed; the call goes on as it was: %w", err)
 	}
 	if ours {
 		m.makingOffer = false
@@ -148,4 +164,30 @@ func OnHold(sdp string) bool {
 		}
 	}
 	return sections > 0 && held == sections
+}
+
+// HoldPeer puts the peer on hold, or resumes it: for a bridged call, the
+// other party holds. It is a negotiate offer once the call is connected
+// and no other offer of ours is out (else as soon as that is so); version
+// 0 calls cannot renegotiate and are left as they are.
+func (m *Machine) HoldPeer(hold bool) ([]Effect, error) {
+	if m.Ended() {
+		return nil, ErrEnded
+	}
+	m.LocalHold = hold
+	return m.offerHold(), nil
+}
+
+// offerHold makes the hold (or resume) offer the peer is owed, if it may
+// be made now.
+func (m *Machine) offerHold() []Effect {
+	if m.LocalHold == m.sentHold || !m.canNegotiate() || m.State != StateConnected || m.makingOffer {
+		return nil
+	}
+	m.makingOffer, m.holdOffer, m.sentHold = true, true, m.LocalHold
+	why := "putting the peer on hold"
+	if !m.LocalHold {
+		why = "resuming the peer"
+	}
+	return append([]Effect{HoldOffer{Hold: m.LocalHold}}, m.setState(m.State, why)...)
 }

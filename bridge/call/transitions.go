@@ -170,6 +170,10 @@ func (m *Machine) TimerFired(t Timer) ([]Effect, error) {
 		return m.end(ByRemote, "", "the invite expired before it was answered"), nil
 	case t == TimerConnect && m.State == StateConnecting:
 		return m.mediaFailed("no media connection within " + m.timeouts.Connect.String())
+	case t == TimerNegotiate && m.makingOffer && m.holdOffer:
+		// The peer never answered our hold offer: as if never made.
+		m.makingOffer, m.holdOffer, m.sentHold = false, false, !m.sentHold
+		return nil, ignore("no answer to our hold offer within %s", m.negotiateLifetime())
 	case t == TimerNegotiate && m.makingOffer:
 		m.makingOffer = false
 		return m.mediaFailed("no answer to our ICE restart within " + m.negotiateLifetime().String())
@@ -241,7 +245,8 @@ func (m *Machine) MediaConnected() ([]Effect, error) {
 	m.mediaFlowed = true
 	switch m.State {
 	case StateConnecting:
-		return append([]Effect{StopTimer{TimerConnect}}, m.setState(StateConnected, "media connected")...), nil
+		out := append([]Effect{StopTimer{TimerConnect}}, m.setState(StateConnected, "media connected")...)
+		return append(out, m.offerHold()...), nil
 	case StateConnected:
 		// Back after an ICE restart.
 		m.iceRestarts = 0

@@ -106,6 +106,9 @@ type Leg interface {
 	// Hangup ends the leg for a reason (a ringing inbound leg is declined
 	// with it).
 	Hangup(r Reason, detail string)
+	// Hold puts the peer on hold, or resumes it (it mirrors the other
+	// party's hold).
+	Hold(on bool)
 	// SetMuted tells the peer that what the bot sends it is muted, or not
 	// (it mirrors the other party's microphone and camera).
 	SetMuted(audio, video bool)

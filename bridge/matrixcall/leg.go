@@ -161,6 +161,12 @@ func (r *Leg) Done() <-chan struct{} { return r.q.Done() }
 // State is the call's state now.
 func (r *Leg) State() call.State { return r.snapshot().state }
 
+// Hold puts the peer on hold (a negotiate offer, sendonly), or resumes it:
+// the bridged party holds.
+func (r *Leg) Hold(on bool) {
+	r.post(func() { r.input(r.m.HoldPeer(on)) })
+}
+
 // SetMuted tells the peer, through stream metadata, that what the bot
 // sends is muted (the bridged party muted its microphone or camera).
 func (r *Leg) SetMuted(audio, video bool) {
@@ -229,6 +235,8 @@ func (r *Leg) apply(e call.Effect) {
 		err := r.sess.SetRemoteDescription(r.ctx, webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: e.SDP})
 		switch {
 		case err == nil:
+		case e.Hold:
+			r.log.Warn().Err(err).Msg("The peer's answer to our hold offer cannot be applied; the call goes on as it was")
 		case e.Negotiation:
 			// The peer's answer to our ICE restart: the restart failed.
 			err = fmt.Errorf("applying the peer's negotiate answer: %w", err)
@@ -270,6 +278,21 @@ func (r *Leg) apply(e call.Effect) {
 			r.post(func() {
 				if err != nil {
 					r.input(r.m.MediaFailed("restarting ICE failed: " + err.Error()))
+					return
+				}
+				r.input(r.m.LocalNegotiationOffer(desc.SDP))
+			})
+		}()
+	case call.HoldOffer:
+		sess := r.sess
+		if sess == nil {
+			return
+		}
+		go func() {
+			desc, err := sess.HoldOffer(r.ctx, e.Hold, gatherWait)
+			r.post(func() {
+				if err != nil {
+					r.input(r.m.NegotiationFailed(err, true))
 					return
 				}
 				r.input(r.m.LocalNegotiationOffer(desc.SDP))
