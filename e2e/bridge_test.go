@@ -393,3 +393,32 @@ func TestBridgeRecording(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, left, "posted recordings are removed (media.keep_recordings is off)")
 }
+
+// TestBridgeHoldAndMute: A puts the call on hold — B's js-sdk sees itself
+// put on hold (the bot's negotiate, sendonly) — and resumes, after which
+// each hears the other again; A's mute is shown to B as the bot's stream
+// muted.
+func TestBridgeHoldAndMute(t *testing.T) {
+	p, stop := newBridgePair(t, false, jsclient.IncomingAnswer)
+	defer stop()
+	ctx := jsCtx(t)
+	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
+	require.NoError(t, err)
+	waitConnected(t, callA)
+	callB := p.b.Calls()[0]
+	requireHears(t, callB, toneA)
+
+	require.NoError(t, callA.SetRemoteOnHold(ctx, true))
+	require.NoError(t, callB.WaitLocalHold(ctx, true), "B sees the hold")
+	require.NoError(t, callA.SetRemoteOnHold(ctx, false))
+	require.NoError(t, callB.WaitLocalHold(ctx, false), "B sees the resume")
+	requireHears(t, callB, toneA)
+	requireHears(t, callA, toneB)
+
+	require.NoError(t, callA.SetMicrophoneMuted(ctx, true))
+	require.NoError(t, callB.WaitRemoteMuted(ctx, true, false), "B sees A's microphone muted")
+	require.NoError(t, callA.Hangup(ctx, ""))
+	waitEnded(t, callB)
+	assert.Empty(t, callA.Errors())
+	assert.Empty(t, callB.Errors())
+}

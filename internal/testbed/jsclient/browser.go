@@ -142,6 +142,9 @@ type callInfo struct {
 	RemoteOnHold    bool   `json:"remoteOnHold"`
 	LocalOnHold     bool   `json:"localOnHold"`
 	MicrophoneMuted bool   `json:"microphoneMuted"`
+	// The other party's user-media feed, as its stream metadata says.
+	RemoteAudioMuted bool `json:"remoteAudioMuted"`
+	RemoteVideoMuted bool `json:"remoteVideoMuted"`
 }
 
 // browserTime converts the harness's time stamps.

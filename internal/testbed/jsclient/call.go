@@ -150,6 +150,20 @@ func (call *Call) LocalOnHold() bool {
 	return call.localOnHold
 }
 
+// WaitRemoteMuted waits until the other party's user-media feed is muted
+// (or not) as asked, by its stream metadata.
+func (call *Call) WaitRemoteMuted(ctx context.Context, audio, video bool) error {
+	return call.wait(ctx, fmt.Sprintf("remote muted audio %v video %v", audio, video), func() (bool, error) {
+		if call.info.RemoteAudioMuted == audio && call.info.RemoteVideoMuted == video {
+			return true, nil
+		}
+		if call.state == StateEnded {
+			return false, fmt.Errorf("jsclient: call %s ended (%s)", call.id, call.info.HangupReason)
+		}
+		return false, nil
+	})
+}
+
 // RemoteOnHold reports whether this side has put the other party on hold.
 func (call *Call) RemoteOnHold() bool {
 	call.mu.Lock()

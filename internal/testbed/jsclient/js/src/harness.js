@@ -25,6 +25,8 @@ const calls = new Map();
 // Media elements playing each call's remote feeds, as a client app would:
 // Chromium decodes (and measures the level of) remote audio that is played.
 const mediaElements = new Map();
+// Remote feeds whose mute changes are reported.
+const watchedFeeds = new WeakSet();
 
 function callInfo(call) {
     return {
@@ -39,6 +41,8 @@ function callInfo(call) {
         remoteOnHold: call.isRemoteOnHold?.() ?? false,
         localOnHold: call.isLocalOnHold?.() ?? false,
         microphoneMuted: call.isMicrophoneMuted?.() ?? false,
+        remoteAudioMuted: call.remoteUsermediaFeed?.isAudioMuted?.() ?? false,
+        remoteVideoMuted: call.remoteUsermediaFeed?.isVideoMuted?.() ?? false,
     };
 }
 
@@ -98,6 +102,13 @@ function track(call) {
     );
     call.on(sdk.CallEvent.FeedsChanged, () => {
         playFeeds(call);
+        // The other party's mute, from its stream metadata (the feed's
+        // CallFeedEvent.MuteStateChanged).
+        for (const feed of call.getRemoteFeeds()) {
+            if (watchedFeeds.has(feed)) continue;
+            watchedFeeds.add(feed);
+            feed.on("mute_state_changed", () => emit({ event: "call.remote_mute", ...callInfo(call) }));
+        }
         emit({ event: "call.feeds", ...callInfo(call), remoteFeeds: call.getRemoteFeeds().length });
     });
     call.on(sdk.CallEvent.RemoteHoldUnhold, (onHold) => emit({ event: "call.remote_hold", ...callInfo(call), onHold }));
