@@ -415,8 +415,10 @@ func TestBridgeHoldAndMute(t *testing.T) {
 	requireHears(t, callB, toneA)
 	requireHears(t, callA, toneB)
 
+	// js-sdk counts a voice call's absent camera as muted video.
+	require.NoError(t, callB.WaitRemoteMuted(ctx, false, true), "B sees A's microphone on")
 	require.NoError(t, callA.SetMicrophoneMuted(ctx, true))
-	require.NoError(t, callB.WaitRemoteMuted(ctx, true, false), "B sees A's microphone muted")
+	require.NoError(t, callB.WaitRemoteMuted(ctx, true, true), "B sees A's microphone muted")
 	require.NoError(t, callA.Hangup(ctx, ""))
 	waitEnded(t, callB)
 	assert.Empty(t, callA.Errors())

@@ -198,6 +198,7 @@ func (s *Session) CreateOffer(ctx context.Context, opts OfferOptions) (webrtc.Se
 // gatherWait (returning sooner once what SessionOptions.GatherUntil waits
 // for is in).
 func (s *Session) CreateAnswer(ctx context.Context, gatherWait time.Duration) (webrtc.SessionDescription, error) {
+	var offer string
 	err := s.ops.Do(ctx, func() error {
 		answer, err := s.pc.CreateAnswer(nil)
 		if err != nil {
@@ -206,12 +207,87 @@ func (s *Session) CreateAnswer(ctx context.Context, gatherWait time.Duration) (w
 		if err = s.pc.SetLocalDescription(answer); err != nil {
 			return fmt.Errorf("setting local answer: %w", err)
 		}
+		if remote := s.pc.RemoteDescription(); remote != nil {
+			offer = remote.SDP
+		}
 		return nil
 	})
 	if err != nil {
 		return webrtc.SessionDescription{}, err
 	}
-	return s.describeLocal(ctx, gatherWait)
+	desc, err := s.describeLocal(ctx, gatherWait)
+	if err == nil && offer != "" {
+		desc.SDP = fitDirections(offer, desc.SDP)
+	}
+	return desc, err
+}
+
+// fitDirections makes each media section of an answer say a direction the
+// offer allows: pion answers a sendonly offer (a peer putting us on hold,
+// as matrix-js-sdk does) with sendrecv, which browsers refuse ("Incompatible
+// receive direction"). What pion keeps locally is unchanged: it sends into
+// a section the peer does not receive, which the peer drops (and the call
+// sends nothing while on hold anyway).
+func fitDirections(offer, answer string) string {
+	offered := sectionDirections(offer)
+	lines := strings.SplitAfter(answer, "\n")
+	section := -1
+	for i, l := range lines {
+		t := strings.TrimRight(l, "\r\n")
+		if strings.HasPrefix(t, "m=") {
+			section++
+			continue
+		}
+		if section < 0 || section >= len(offered) || !isDirection(t) {
+			continue
+		}
+		if fitted := fitDirection(offered[section], strings.TrimPrefix(t, "a=")); fitted != strings.TrimPrefix(t, "a=") {
+			lines[i] = strings.Replace(l, t, "a="+fitted, 1)
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+// sectionDirections lists each media section's direction (sendrecv when
+// it has none).
+func sectionDirections(sdp string) []string {
+	var out []string
+	for line := range strings.SplitSeq(sdp, "\n") {
+		t := strings.TrimRight(line, "\r")
+		switch {
+		case strings.HasPrefix(t, "m="):
+			out = append(out, "sendrecv")
+		case len(out) > 0 && isDirection(t):
+			out[len(out)-1] = strings.TrimPrefix(t, "a=")
+		}
+	}
+	return out
+}
+
+func isDirection(line string) bool {
+	switch line {
+	case "a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive":
+		return true
+	}
+	return false
+}
+
+// fitDirection is the answer's direction within what the offer allows:
+// we may receive only what the peer sends, send only what it receives.
+func fitDirection(offer, answer string) string {
+	peerSends := offer == "sendrecv" || offer == "sendonly"
+	peerReceives := offer == "sendrecv" || offer == "recvonly"
+	weSend := (answer == "sendrecv" || answer == "sendonly") && peerReceives
+	weReceive := (answer == "sendrecv" || answer == "recvonly") && peerSends
+	switch {
+	case weSend && weReceive:
+		return "sendrecv"
+	case weSend:
+		return "sendonly"
+	case weReceive:
+		return "recvonly"
+	}
+	return "inactive"
 }
 
 // describeLocal waits up to wait for gathering to complete (or, with
