@@ -49,25 +49,91 @@ func BenchmarkBridgedCallMemory(b *testing.B) {
 			callers[i].callID = fmt.Sprintf("%d%016d", time.Now().UnixMilli(), i)
 			callers[i].invite(ctx, setup.UserID)
 		}
-		// Bob answers each of the bot's invites in his direct room.
-		for answered := 0; answered < calls; answered++ {
-			var inv *callevent.Invite
-			_, err := bob.WaitEvent(ctx, func(evt *event.Event) bool {
-				if evt.Sender != setup.UserID || evt.RoomID != dm.RoomID || evt.Type.Type != string(callevent.TypeInvite) {
+		// Bob answers each of the bot's invites in his direct room and takes
+		// its trickled candidates, until every call of his is connected.
+		connected := make(chan string, 2*calls)
+		bobCtx, stopBob := context.WithCancel(ctx)
+		bobDone := make(chan error, 1)
+		go func() {
+			callees := map[string]*goPeer{}
+			_, err := bob.WaitEvent(bobCtx, func(evt *event.Event) bool {
+				if evt.Sender != setup.UserID || evt.RoomID != dm.RoomID {
 					return false
 				}
-				c, err := callevent.Parse(callevent.TypeInvite, evt.Content.VeryRaw)
+				t := callevent.Type(evt.Type.Type)
+				c, err := callevent.Parse(t, evt.Content.VeryRaw)
 				if err != nil {
 					return false
 				}
-				inv = c.(*callevent.Invite)
-				return true
+				switch c := c.(type) {
+				case *callevent.Invite:
+					callee := newGoPeer(b, bob, dm.RoomID)
+					callee.callID = c.CallID
+					callee.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+						if s == webrtc.PeerConnectionStateConnected {
+							connected <- c.CallID
+						}
+					})
+					callee.answer(bobCtx, c)
+					callees[c.CallID] = callee
+				case *callevent.Candidates:
+					if callee := callees[c.CallID]; callee != nil {
+						for _, cand := range c.Candidates {
+							if !cand.IsEnd() {
+								_ = callee.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: cand.Candidate, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex})
+							}
+						}
+					}
+				}
+				return false
 			})
-			require.NoError(b, err, "the bot's invites to bob: %d of %d", answered, calls)
-			callee := newGoPeer(b, bob, dm.RoomID)
-			callee.callID = inv.CallID
-			callee.answer(ctx, inv)
+			bobDone <- err
+		}()
+		// Alice applies the bot's answers and candidates.
+		byID := map[string]*goPeer{}
+		for _, p := range callers {
+			byID[p.callID] = p
+			p.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+				if s == webrtc.PeerConnectionStateConnected {
+					connected <- p.callID
+				}
+			})
 		}
+		aliceDone := make(chan error, 1)
+		go func() {
+			_, err := alice.WaitEvent(bobCtx, func(evt *event.Event) bool {
+				if evt.Sender != setup.UserID || evt.RoomID != room {
+					return false
+				}
+				c, err := callevent.Parse(callevent.Type(evt.Type.Type), evt.Content.VeryRaw)
+				if err != nil || byID[c.CallInfo().CallID] == nil {
+					return false
+				}
+				p := byID[c.CallInfo().CallID]
+				switch c := c.(type) {
+				case *callevent.Answer:
+					_ = p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: c.Answer.SDP})
+				case *callevent.Candidates:
+					for _, cand := range c.Candidates {
+						if !cand.IsEnd() {
+							_ = p.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: cand.Candidate, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex})
+						}
+					}
+				}
+				return false
+			})
+			aliceDone <- err
+		}()
+		for n := 0; n < 2*calls; n++ {
+			select {
+			case <-connected:
+			case <-ctx.Done():
+				b.Fatalf("calls connected: %d of %d", n, 2*calls)
+			}
+		}
+		stopBob()
+		<-bobDone
+		<-aliceDone
 		waitMetric(b, bot, fmt.Sprintf(`voipbot_bridge_legs{kind="matrix",state="connected"} %d`, 2*calls))
 		rss1, g1 := benchserver.RSS(bot.PID()), goroutines(b, bot)
 		for _, p := range callers {
