@@ -62,3 +62,13 @@ func TestAdmission(t *testing.T) {
 	assert.Empty(t, a.admit("d", "!r2", ""))
 	assert.Equal(t, 3, a.held())
 }
+
+// Calls placed by command: a burst, then no more for a while, per user.
+func TestCallLimiter(t *testing.T) {
+	var l callLimiter
+	for i := range commandCallBurst {
+		assert.True(t, l.allow("@a:hs"), "call %d of the burst", i)
+	}
+	assert.False(t, l.allow("@a:hs"), "beyond the burst")
+	assert.True(t, l.allow("@b:hs"), "another user has a limit of their own")
+}

@@ -424,3 +424,31 @@ func TestBridgeHoldAndMute(t *testing.T) {
 	assert.Empty(t, callA.Errors())
 	assert.Empty(t, callB.Errors())
 }
+
+// TestBridgeStoppedBot: SIGTERM mid-bridge hangs up both legs (each browser
+// sees the bot's hangup), and the records say why.
+func TestBridgeStoppedBot(t *testing.T) {
+	p, _ := newBridgePair(t, false, jsclient.IncomingAnswer)
+	ctx := jsCtx(t)
+	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
+	require.NoError(t, err)
+	waitConnected(t, callA)
+	callB := p.b.Calls()[0]
+	requireHears(t, callB, toneA)
+
+	stopBot(t, p.bot)
+	waitEnded(t, callA)
+	waitEnded(t, callB)
+	for _, c := range []*jsclient.Call{callA, callB} {
+		assert.Equal(t, "user_hangup", c.HangupReason(), c.Client().UserID)
+		assert.Equal(t, "remote", c.HangupParty(), c.Client().UserID)
+	}
+	db := openBotDB(t, p.setup.Dir+"/voipbot.db")
+	n, err := db.CountActiveBridges(ctxFor(t))
+	require.NoError(t, err)
+	require.Zero(t, n)
+	for _, l := range bridgeLegsOf(t, db, "matrix:"+callA.ID()) {
+		assert.Equal(t, "shutdown", l.EndReason, l.LegID)
+		assert.Equal(t, "the bot is shutting down", l.EndDetail, l.LegID)
+	}
+}
