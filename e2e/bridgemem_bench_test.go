@@ -68,16 +68,16 @@ func BenchmarkBridgedCallMemory(b *testing.B) {
 				switch c := c.(type) {
 				case *callevent.Invite:
 					callee := newGoPeer(b, bob, dm.RoomID)
-					callee.callID = c.CallID
+					callee.callID = string(c.CallID)
 					callee.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 						if s == webrtc.PeerConnectionStateConnected {
-							connected <- c.CallID
+							connected <- string(c.CallID)
 						}
 					})
 					callee.answer(bobCtx, c)
-					callees[c.CallID] = callee
+					callees[string(c.CallID)] = callee
 				case *callevent.Candidates:
-					if callee := callees[c.CallID]; callee != nil {
+					if callee := callees[string(c.CallID)]; callee != nil {
 						for _, cand := range c.Candidates {
 							if !cand.IsEnd() {
 								_ = callee.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: cand.Candidate, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex})
@@ -106,10 +106,10 @@ func BenchmarkBridgedCallMemory(b *testing.B) {
 					return false
 				}
 				c, err := callevent.Parse(callevent.Type(evt.Type.Type), evt.Content.VeryRaw)
-				if err != nil || byID[c.CallInfo().CallID] == nil {
+				if err != nil || byID[string(c.CallInfo().CallID)] == nil {
 					return false
 				}
-				p := byID[c.CallInfo().CallID]
+				p := byID[string(c.CallInfo().CallID)]
 				switch c := c.(type) {
 				case *callevent.Answer:
 					_ = p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: c.Answer.SDP})

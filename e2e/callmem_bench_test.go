@@ -50,10 +50,10 @@ func BenchmarkIdleCallMemory(b *testing.B) {
 					return false
 				}
 				c, err := callevent.Parse(callevent.TypeAnswer, evt.Content.VeryRaw)
-				if err != nil || byID[c.CallInfo().CallID] == nil {
+				if err != nil || byID[string(c.CallInfo().CallID)] == nil {
 					return false
 				}
-				byID[c.CallInfo().CallID].applyAnswer(c.(*callevent.Answer))
+				byID[string(c.CallInfo().CallID)].applyAnswer(c.(*callevent.Answer))
 				return true
 			})
 			require.NoError(b, err, "answers: %d of %d", answered, calls)

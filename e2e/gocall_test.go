@@ -133,7 +133,7 @@ func (p *goPeer) waitCallEvent(ctx context.Context, sender id.UserID, t calleven
 			return false
 		}
 		c, err := callevent.Parse(t, evt.Content.VeryRaw)
-		if err != nil || c.CallInfo().CallID != p.callID {
+		if err != nil || string(c.CallInfo().CallID) != p.callID {
 			return false
 		}
 		parsed = c

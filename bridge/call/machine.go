@@ -56,7 +56,7 @@ const (
 // Party is one client in a call: a user and the party ID its client chose.
 type Party struct {
 	User    id.UserID
-	PartyID string
+	PartyID callevent.PartyID
 }
 
 func (p Party) String() string { return fmt.Sprintf("%s/%s", p.User, p.PartyID) }
@@ -105,7 +105,7 @@ func (t Timeouts) withDefaults() Timeouts {
 // only through its methods.
 type Machine struct {
 	Room      id.RoomID
-	CallID    string
+	CallID    callevent.CallID
 	Us        Party
 	Direction Direction
 	Version   callevent.Version
@@ -135,7 +135,7 @@ type Machine struct {
 	peerChosen bool
 	// pending holds remote candidates per party ID until they can be used:
 	// before we answer (inbound), or before an answer is taken (outbound).
-	pending       map[string][]callevent.Candidate
+	pending       map[callevent.PartyID][]callevent.Candidate
 	mediaFlowed   bool
 	remoteStreams callevent.Streams
 	// makingOffer: our negotiate offer is out, its answer not yet applied;
@@ -161,7 +161,7 @@ type Machine struct {
 // Options create a machine.
 type Options struct {
 	Room     id.RoomID
-	CallID   string
+	CallID   callevent.CallID
 	Us       Party
 	Video    bool
 	Timeouts Timeouts
@@ -173,7 +173,7 @@ func newMachine(o Options, dir Direction) *Machine {
 	m := &Machine{
 		Room: o.Room, CallID: o.CallID, Us: o.Us, Direction: dir, Video: o.Video,
 		Version: callevent.Version1, timeouts: o.Timeouts.withDefaults(), now: o.Now,
-		pending: map[string][]callevent.Candidate{},
+		pending: map[callevent.PartyID][]callevent.Candidate{},
 	}
 	if m.now == nil {
 		m.now = time.Now

@@ -45,7 +45,7 @@ func invite(p Party, v callevent.Version) *callevent.Invite {
 }
 
 func answer(p Party) *callevent.Answer {
-	return &callevent.Answer{Common: common(p, callevent.Version1), Answer: callevent.SessionDescription{Type: callevent.SDPAnswer, SDP: "v=0 answer " + p.PartyID}}
+	return &callevent.Answer{Common: common(p, callevent.Version1), Answer: callevent.SessionDescription{Type: callevent.SDPAnswer, SDP: "v=0 answer " + string(p.PartyID)}}
 }
 
 func candidates(p Party, cands ...string) *callevent.Candidates {
@@ -73,7 +73,7 @@ func describe(effects []Effect) []string {
 					s += "(" + string(c.Reason) + ")"
 				}
 			case *callevent.SelectAnswer:
-				s += "(" + c.SelectedPartyID + ")"
+				s += "(" + string(c.SelectedPartyID) + ")"
 			case *callevent.Candidates:
 				var cs []string
 				for _, cand := range c.Candidates {

@@ -127,7 +127,7 @@ func (m *Machine) remoteSelectAnswer(from Party, c *callevent.SelectAnswer) ([]E
 	}
 	// The caller took another party's answer (or reject): our leg ends, and
 	// we send nothing.
-	return m.end(ByRemote, "", "the caller selected party "+c.SelectedPartyID), nil
+	return m.end(ByRemote, "", "the caller selected party "+string(c.SelectedPartyID)), nil
 }
 
 func (m *Machine) remoteHangup(from Party, c *callevent.Hangup) ([]Effect, error) {

@@ -130,11 +130,11 @@ func (m *Machine) Hangup(reason callevent.HangupReason, why string) ([]Effect, e
 
 // Replaced ends the call because glare resolution kept the other call:
 // hung up with "replaced" — silently if our invite was not sent yet.
-func (m *Machine) Replaced(by string) ([]Effect, error) {
+func (m *Machine) Replaced(by callevent.CallID) ([]Effect, error) {
 	if m.Ended() {
 		return nil, ErrEnded
 	}
-	why := "replaced by the call " + by
+	why := "replaced by the call " + string(by)
 	switch m.State {
 	case StateCreateOffer:
 		return m.end(ByLocal, callevent.ReasonReplaced, why), nil
@@ -311,7 +311,7 @@ func (m *Machine) MediaError(err error) ([]Effect, error) {
 }
 
 // flushPending hands over the candidates buffered for party.
-func (m *Machine) flushPending(party string) []Effect {
+func (m *Machine) flushPending(party callevent.PartyID) []Effect {
 	cands := m.pending[party]
 	clear(m.pending)
 	if len(cands) == 0 {

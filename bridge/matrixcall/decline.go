@@ -32,7 +32,7 @@ type refusal struct {
 // is sent when others in the room may answer the invite, nor beyond the
 // caller's refusal budget (a flood rings out on its own).
 func (cm *Manager) refuse(ctx context.Context, evt *matrix.Event, inv *callevent.Invite, r refusal) {
-	log := zerolog.Ctx(ctx).With().Str("call_id", inv.CallID).Stringer("sender", evt.Sender).Str("refusal", r.kind).Logger()
+	log := zerolog.Ctx(ctx).With().Str("call_id", string(inv.CallID)).Stringer("sender", evt.Sender).Str("refusal", r.kind).Logger()
 	cm.early.refuse(callKey{evt.RoomID, inv.CallID}, cm.now())
 	silent := func(because string) {
 		log.Debug().Str("why", r.why).Str("because", because).Msg("Not declining a call out loud")

@@ -78,7 +78,7 @@ type Leg struct {
 
 // LegID is the leg ID of the Matrix call with this call ID (call IDs are
 // unique enough across rooms: the time and 16 random characters).
-func LegID(callID string) leg.ID { return leg.ID("matrix:" + callID) }
+func LegID(callID callevent.CallID) leg.ID { return leg.ID("matrix:" + string(callID)) }
 
 // callView is the part of a call the manager's policies and the status
 // command look at.
@@ -105,7 +105,7 @@ func newLeg(cm *Manager, m *call.Machine) *Leg {
 		calls:   cm,
 		m:       m,
 		q:       opqueue.New(),
-		log:     cm.log.With().Stringer("room_id", m.Room).Str("call_id", m.CallID).Logger(),
+		log:     cm.log.With().Stringer("room_id", m.Room).Str("call_id", string(m.CallID)).Logger(),
 		ctx:     ctx,
 		cancel:  cancel,
 		timers:  map[call.Timer]*time.Timer{},
@@ -143,7 +143,7 @@ func (r *Leg) Video() bool { return r.snapshot().video }
 func (r *Leg) Room() id.RoomID { return r.m.Room }
 
 // CallID is the Matrix call ID.
-func (r *Leg) CallID() string { return r.m.CallID }
+func (r *Leg) CallID() callevent.CallID { return r.m.CallID }
 
 // Caller is who placed an inbound call.
 func (r *Leg) Caller() id.UserID { return r.snapshot().peer.User }
@@ -326,7 +326,7 @@ func (r *Leg) send(t callevent.Type, c callevent.Content) error {
 func (r *Leg) newSession(candidateWait time.Duration) error {
 	// The answer (or invite) goes out once the host candidates are in;
 	// server-reflexive and relay candidates trickle after it.
-	sess, err := r.calls.media.NewSession(r.m.CallID, sessionEvents{r}, voip.SessionOptions{
+	sess, err := r.calls.media.NewSession(string(r.m.CallID), sessionEvents{r}, voip.SessionOptions{
 		ICEServers: r.calls.ice.current(), GatherUntil: voip.GatherHosts})
 	if err != nil {
 		return fmt.Errorf("creating media session: %w", err)
@@ -541,8 +541,8 @@ func callRecord(m *call.Machine, inviteEvent id.EventID) *store.Call {
 		dir = store.CallOutbound
 	}
 	return &store.Call{
-		RoomID: m.Room, CallID: m.CallID, OurPartyID: m.Us.PartyID,
-		PeerUserID: m.Peer.User, PeerPartyID: m.Peer.PartyID,
+		RoomID: m.Room, CallID: string(m.CallID), OurPartyID: string(m.Us.PartyID),
+		PeerUserID: m.Peer.User, PeerPartyID: string(m.Peer.PartyID),
 		Direction: dir, Version: string(m.Version), Video: m.Video,
 		State: string(m.State), StateReason: m.Reason,
 		HangupReason: string(m.HangupReason), HangupBy: string(m.HangupBy), Missed: m.Missed,

@@ -28,7 +28,7 @@ const ringGrace = 3 * time.Second
 
 type callKey struct {
 	room   id.RoomID
-	callID string
+	callID callevent.CallID
 }
 
 // pendingInvite is an invite waiting for the end of its sync batch: if the
@@ -130,10 +130,10 @@ func (cm *Manager) Register(mx *matrix.Client) {
 // us is our party in every call: like matrix-js-sdk, the bot's device ID
 // is its party ID, so that another device of the bot's user is another party.
 func (cm *Manager) us() call.Party {
-	return call.Party{User: cm.mx.UserID(), PartyID: string(cm.mx.DeviceID())}
+	return call.Party{User: cm.mx.UserID(), PartyID: callevent.PartyID(cm.mx.DeviceID())}
 }
 
-func (cm *Manager) options(room id.RoomID, callID string) call.Options {
+func (cm *Manager) options(room id.RoomID, callID callevent.CallID) call.Options {
 	return call.Options{
 		Room: room, CallID: callID, Us: cm.us(), Now: cm.now,
 		Timeouts: call.Timeouts{InviteLifetime: cm.cfg.InviteLifetime, Connect: cm.cfg.ConnectTimeout},
@@ -152,7 +152,7 @@ func (cm *Manager) handleEvent(ctx context.Context, evt *matrix.Event) error {
 		return nil
 	}
 	key := callKey{evt.RoomID, content.CallInfo().CallID}
-	log = log.With().Str("call_id", key.callID).Logger()
+	log = log.With().Str("call_id", string(key.callID)).Logger()
 	if inv, ok := content.(*callevent.Invite); ok {
 		cm.handleInvite(ctx, evt, inv)
 		return nil
@@ -236,7 +236,7 @@ func (cm *Manager) dropPending(key callKey, sender id.UserID, c callevent.Conten
 	list := cm.pending[key.room]
 	for i, p := range list {
 		if p.invite.CallID == key.callID {
-			cm.log.Info().Stringer("room_id", key.room).Str("call_id", key.callID).Stringer("sender", sender).
+			cm.log.Info().Stringer("room_id", key.room).Str("call_id", string(key.callID)).Stringer("sender", sender).
 				Type("by", c).Msg("Invite ended in the same sync batch: not ringing")
 			cm.pending[key.room] = append(list[:i:i], list[i+1:]...)
 			return
@@ -247,7 +247,7 @@ func (cm *Manager) dropPending(key callKey, sender id.UserID, c callevent.Conten
 // handleInvite applies the rules for whether an invite is for us, then
 // holds it until the end of its batch.
 func (cm *Manager) handleInvite(ctx context.Context, evt *matrix.Event, inv *callevent.Invite) {
-	log := zerolog.Ctx(ctx).With().Str("call_id", inv.CallID).Stringer("sender", evt.Sender).Logger()
+	log := zerolog.Ctx(ctx).With().Str("call_id", string(inv.CallID)).Stringer("sender", evt.Sender).Logger()
 	key := callKey{evt.RoomID, inv.CallID}
 	cm.mu.Lock()
 	_, known := cm.calls[key]
@@ -256,7 +256,7 @@ func (cm *Manager) handleInvite(ctx context.Context, evt *matrix.Event, inv *cal
 	case known:
 		log.Debug().Msg("Invite for a call we already have (our own, or a repeat)")
 		return
-	case evt.Sender == cm.mx.UserID() && inv.PartyID == string(cm.mx.DeviceID()):
+	case evt.Sender == cm.mx.UserID() && inv.PartyID == callevent.PartyID(cm.mx.DeviceID()):
 		log.Debug().Msg("Our own invite")
 		return
 	case inv.Invitee != "" && inv.Invitee != cm.mx.UserID():
@@ -313,7 +313,7 @@ func (cm *Manager) batchEnd(ctx context.Context, room id.RoomID) {
 // the loser of a glare.
 func (cm *Manager) ring(ctx context.Context, p *pendingInvite) {
 	evt, inv := p.evt, p.invite
-	log := zerolog.Ctx(ctx).With().Str("call_id", inv.CallID).Stringer("sender", evt.Sender).Logger()
+	log := zerolog.Ctx(ctx).With().Str("call_id", string(inv.CallID)).Stringer("sender", evt.Sender).Logger()
 	age := evt.Age(cm.now())
 	if age > inv.Lifetime.Duration()-ringGrace {
 		log.Info().Dur("age", age).Msg("Invite expired before it could ring")
@@ -362,7 +362,7 @@ func (cm *Manager) ring(ctx context.Context, p *pendingInvite) {
 		if keepOurs {
 			// Glare, our invite already out and its call ID the lesser:
 			// ours stays, theirs is hung up as replaced.
-			log.Info().Str("ours", glare.m.CallID).Msg("Glare: keeping our call (lesser call ID)")
+			log.Info().Str("ours", string(glare.m.CallID)).Msg("Glare: keeping our call (lesser call ID)")
 			r.input(r.m.Replaced(glare.m.CallID))
 		}
 	})
@@ -370,7 +370,7 @@ func (cm *Manager) ring(ctx context.Context, p *pendingInvite) {
 		// Glare, and theirs wins (ours was not sent yet, or its call ID is
 		// the greater): ours is dropped or hung up as replaced, theirs is
 		// answered on the user's behalf.
-		log.Info().Str("ours", glare.m.CallID).Msg("Glare: the peer's call replaces ours")
+		log.Info().Str("ours", string(glare.m.CallID)).Msg("Glare: the peer's call replaces ours")
 		glare.post(func() { glare.input(glare.m.Replaced(inv.CallID)) })
 	}
 }
@@ -424,7 +424,7 @@ type PlaceOptions struct {
 // conversation adds the leg, so that it knows the leg before the leg's
 // first event. The call proceeds on its own queue and reports to events.
 // The caller has taken the call's slot for the ID that NewCallID returned.
-func (cm *Manager) Place(room id.RoomID, callID string, o PlaceOptions, events leg.Events) (*Leg, error) {
+func (cm *Manager) Place(room id.RoomID, callID callevent.CallID, o PlaceOptions, events leg.Events) (*Leg, error) {
 	opts := cm.options(room, callID)
 	opts.Video = o.Video
 	if o.Lifetime > 0 {
@@ -446,7 +446,7 @@ func (cm *Manager) Place(room id.RoomID, callID string, o PlaceOptions, events l
 }
 
 // NewCallID makes the call ID (and so the leg ID) of a call to place.
-func (cm *Manager) NewCallID() (string, leg.ID, error) {
+func (cm *Manager) NewCallID() (callevent.CallID, leg.ID, error) {
 	callID, err := newCallID(cm.now())
 	if err != nil {
 		return "", "", err
@@ -534,7 +534,7 @@ func (cm *Manager) EndStale(ctx context.Context) error {
 	}
 	for _, c := range stale {
 		cm.mu.Lock()
-		_, live := cm.calls[callKey{c.RoomID, c.CallID}]
+		_, live := cm.calls[callKey{c.RoomID, callevent.CallID(c.CallID)}]
 		cm.mu.Unlock()
 		if live {
 			continue // started by this run already
@@ -561,7 +561,7 @@ func (cm *Manager) EndStale(ctx context.Context) error {
 // is over: a reject for a version 1 call still ringing (a caller takes
 // only a reject from a party that has not answered), else a hangup.
 func staleEnd(c *store.Call) (callevent.Type, callevent.Content) {
-	common := callevent.Common{CallID: c.CallID, PartyID: c.OurPartyID, Version: callevent.Version(c.Version)}
+	common := callevent.Common{CallID: callevent.CallID(c.CallID), PartyID: callevent.PartyID(c.OurPartyID), Version: callevent.Version(c.Version)}
 	if common.Version == callevent.Version0 {
 		common.PartyID = ""
 	}
@@ -577,7 +577,7 @@ const alphanumerics = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 // newCallID makes a call ID as matrix-js-sdk and famedly do: the time in
 // milliseconds and 16 random alphanumerics. Glare keeps the lesser call ID,
 // so with these the call created first wins, against either SDK.
-func newCallID(now time.Time) (string, error) {
+func newCallID(now time.Time) (callevent.CallID, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("making a call ID: %w", err)
@@ -586,7 +586,7 @@ func newCallID(now time.Time) (string, error) {
 	for _, v := range b {
 		out = append(out, alphanumerics[int(v)%len(alphanumerics)])
 	}
-	return string(out), nil
+	return callevent.CallID(out), nil
 }
 
 // Shutdown hangs up every call left (the conversation layer has ended

@@ -334,7 +334,7 @@ func TestManagerAnswersInvite(t *testing.T) {
 	e.deliver(alice, callevent.TypeInvite, inviteContent("1700000000000aaaaaaaaaaaaaaaa", "ALICE", p.offer(t)), 0)
 	e.batchEnd()
 	ans := e.nextOf(callevent.TypeAnswer).content.(*callevent.Answer)
-	assert.Equal(t, string(botDev), ans.PartyID)
+	assert.Equal(t, string(botDev), string(ans.PartyID))
 	require.NoError(t, p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Answer.SDP}))
 	c, err := e.st.Call(e.ctx, testRoom, "1700000000000aaaaaaaaaaaaaaaa")
 	require.NoError(t, err)
@@ -411,7 +411,7 @@ func TestManagerBusy(t *testing.T) {
 	e.batchEnd()
 	rej, notice := e.refusal()
 	assert.Equal(t, callevent.ReasonUserBusy, rej.Reason)
-	assert.Equal(t, "1700000000001bbbbbbbbbbbbbbbb", rej.CallID)
+	assert.Equal(t, "1700000000001bbbbbbbbbbbbbbbb", string(rej.CallID))
 	assert.Contains(t, notice, "Missed call from @bob:hs")
 	require.Eventually(t, func() bool {
 		c, err := e.st.Call(e.ctx, testRoom, "1700000000001bbbbbbbbbbbbbbbb")
@@ -439,7 +439,7 @@ func TestManagerGlare(t *testing.T) {
 			if oursLesser {
 				h := e.nextOf(callevent.TypeReject).content.(*callevent.Reject)
 				assert.Equal(t, callevent.ReasonReplaced, h.Reason)
-				assert.Equal(t, theirs, h.CallID, "theirs is declined")
+				assert.Equal(t, theirs, string(h.CallID), "theirs is declined")
 				require.Eventually(t, func() bool { return e.cm.Active() == 1 }, 5*time.Second, time.Millisecond, "ours goes on")
 				return
 			}
@@ -456,7 +456,7 @@ func TestManagerGlare(t *testing.T) {
 			assert.Equal(t, callevent.ReasonReplaced, h.Reason)
 			assert.Equal(t, r.CallID(), h.CallID, "ours is hung up")
 			ans := got[callevent.TypeAnswer].(*callevent.Answer)
-			assert.Equal(t, theirs, ans.CallID, "theirs is answered on the user's behalf")
+			assert.Equal(t, theirs, string(ans.CallID), "theirs is answered on the user's behalf")
 		})
 	}
 }
@@ -690,12 +690,12 @@ func TestManagerEndsStaleCalls(t *testing.T) {
 	require.NoError(t, e.st.PutCall(e.ctx, &store.Call{RoomID: testRoom, CallID: "stale0", OurPartyID: string(botDev),
 		PeerUserID: alice, Direction: store.CallInbound, Version: "0", State: "ringing"}))
 	require.NoError(t, e.cm.EndStale(e.ctx))
-	hangups := map[string]*callevent.Hangup{}
+	hangups := map[callevent.CallID]*callevent.Hangup{}
 	for range 2 {
 		h := e.nextOf(callevent.TypeHangup).content.(*callevent.Hangup)
 		hangups[h.CallID] = h
 	}
-	assert.Equal(t, string(botDev), hangups["stale1"].PartyID)
+	assert.Equal(t, string(botDev), string(hangups["stale1"].PartyID))
 	assert.Empty(t, hangups["stale0"].PartyID, "v0: no party id")
 	assert.Equal(t, callevent.Version0, hangups["stale0"].Version)
 	for _, id := range []string{"stale0", "stale1"} {

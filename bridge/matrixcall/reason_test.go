@@ -13,7 +13,7 @@ import (
 )
 
 func reasonOpts() call.Options {
-	return call.Options{Room: testRoom, CallID: "1700000000000abcdefghijklmnop", Us: call.Party{User: testBot, PartyID: string(botDev)},
+	return call.Options{Room: testRoom, CallID: "1700000000000abcdefghijklmnop", Us: call.Party{User: testBot, PartyID: callevent.PartyID(botDev)},
 		Timeouts: call.Timeouts{InviteLifetime: time.Minute, Connect: 30 * time.Second}}
 }
 

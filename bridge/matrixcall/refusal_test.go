@@ -59,9 +59,9 @@ func TestManagerDeclinesUnusableOffers(t *testing.T) {
 			e.batchEnd()
 			rej, notice := e.refusal()
 			t.Logf("declined %s after %s", name, time.Since(start))
-			assert.Equal(t, callID, rej.CallID)
+			assert.Equal(t, callID, string(rej.CallID))
 			assert.Equal(t, callevent.ReasonUnknownError, rej.Reason)
-			assert.Equal(t, string(botDev), rej.PartyID)
+			assert.Equal(t, string(botDev), string(rej.PartyID))
 			assert.Contains(t, notice, "Missed call from @alice:hs: the bot cannot take it: ")
 			require.Eventually(t, func() bool {
 				c, err := e.st.Call(e.ctx, testRoom, callID)
@@ -91,7 +91,7 @@ func TestManagerDeclinesCallersNotAllowed(t *testing.T) {
 	e.deliver(mallory, callevent.TypeInvite, inviteContent(theirs, "M", newPionPeer(t).offer(t)), 0)
 	rej := e.nextOf(callevent.TypeReject)
 	t.Logf("declined after %s", time.Since(start))
-	assert.Equal(t, theirs, rej.content.CallInfo().CallID)
+	assert.Equal(t, theirs, string(rej.content.CallInfo().CallID))
 	assert.Empty(t, rej.content.(*callevent.Reject).Reason, "a plain reject")
 	e.batchEnd()
 	assert.Zero(t, e.cm.Active(), "it took no slot")
@@ -99,7 +99,7 @@ func TestManagerDeclinesCallersNotAllowed(t *testing.T) {
 	e.deliver(alice, callevent.TypeInvite, inviteContent(ours, "ALICE", newPionPeer(t).offer(t)), 0)
 	e.batchEnd()
 	ans := e.nextOf(callevent.TypeAnswer)
-	assert.Equal(t, ours, ans.content.CallInfo().CallID)
+	assert.Equal(t, ours, string(ans.content.CallInfo().CallID))
 	c, err := e.st.Call(e.ctx, testRoom, theirs)
 	require.NoError(t, err)
 	assert.Nil(t, c, "no record of mallory's call")
@@ -120,7 +120,7 @@ func TestManagerSilentWhenOthersMayAnswer(t *testing.T) {
 	c["invitee"] = testBot
 	e.deliver(mallory, callevent.TypeInvite, c, 0)
 	rej := e.nextOf(callevent.TypeReject)
-	assert.Equal(t, "1700000000001mmmmmmmmmmmmmmmm", rej.content.CallInfo().CallID, "only the invite for the bot")
+	assert.Equal(t, "1700000000001mmmmmmmmmmmmmmmm", string(rej.content.CallInfo().CallID), "only the invite for the bot")
 	assert.Equal(t, 1.0, e.counter("voipbot_call_refusals_total", map[string]string{"reason": "not_allowed", "action": "silent"}))
 }
 

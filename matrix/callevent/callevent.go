@@ -81,13 +81,19 @@ func (v Version) MarshalJSON() ([]byte, error) {
 	return []byte(`"1"`), nil
 }
 
+// CallID names a call (within its room): the call_id of its events.
+type CallID string
+
+// PartyID names one client within a call: the party_id of its events.
+type PartyID string
+
 // Common is in every call event.
 type Common struct {
-	CallID string `json:"call_id"`
+	CallID CallID `json:"call_id"`
 	// PartyID identifies the sending client within the call; version 0
 	// clients have none. We accept any string (famedly's are base64 with
 	// "+/=", outside the spec's grammar).
-	PartyID string  `json:"party_id,omitempty"`
+	PartyID PartyID `json:"party_id,omitempty"`
 	Version Version `json:"version"`
 }
 

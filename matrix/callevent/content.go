@@ -156,7 +156,7 @@ func (c *Answer) validate() error { return c.Answer.validate("answer", SDPAnswer
 // answer (or reject) it took.
 type SelectAnswer struct {
 	Common
-	SelectedPartyID string `json:"selected_party_id"`
+	SelectedPartyID PartyID `json:"selected_party_id"`
 }
 
 func (c *SelectAnswer) validate() error {
