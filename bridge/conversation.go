@@ -43,6 +43,11 @@ type Bridge struct {
 	// call: the bot rings the member who asked, then the target).
 	pending *Target
 	ending  bool
+	closed  bool
+	// dialing counts targets being found and rung; the bridge stays open
+	// until each has come back (cancel stops them once it ends).
+	dialing int
+	cancels []context.CancelFunc
 	rec     store.Bridge
 	done    chan struct{}
 	// reports are the numbers of the legs that have ended.
@@ -343,6 +348,10 @@ func (b *Bridge) ended(l leg.Leg, e leg.End) {
 func (b *Bridge) end(cause *member, e leg.End) {
 	b.ending = true
 	b.pending = nil
+	for _, cancel := range b.cancels {
+		cancel()
+	}
+	b.cancels = nil
 	for _, m := range b.members {
 		if m.ended {
 			continue
@@ -414,11 +423,15 @@ func (b *Bridge) finish(m *member, e leg.End) {
 // maybeClose closes the media and retires the bridge once every leg has
 // ended and let go of its media.
 func (b *Bridge) maybeClose() {
+	if b.closed || b.dialing > 0 {
+		return
+	}
 	for _, m := range b.members {
 		if !m.ended {
 			return
 		}
 	}
+	b.closed = true
 	b.rec.EndedAt = b.reg.now()
 	if b.rec.EndReason == "" {
 		b.rec.EndReason = "ended"
@@ -468,25 +481,30 @@ func (b *Bridge) ring(t Target) {
 	b.target = t
 	b.rec.Target = t.String()
 	b.save()
+	ctx, cancel := b.reg.reachContext(deadline)
+	b.dialing++
+	b.cancels = append(b.cancels, cancel)
 	go func() {
-		ctx, cancel := b.reg.reachContext(deadline)
-		defer cancel()
 		far, err := b.reg.dial(ctx, b, t, video, deadline)
 		b.post(func() {
-			if err != nil {
+			b.dialing--
+			cancel()
+			switch {
+			case err != nil && b.ending:
+				b.maybeClose()
+			case err != nil:
 				b.log.Info().Err(err).Str("target", t.String()).Msg("Cannot reach the target")
-				if o := b.origin(); o != nil && !o.ended {
-					b.reg.notice(b.room, fmt.Sprintf("Could not call %s: %v", t, err))
-				}
+				b.reg.notice(b.room, fmt.Sprintf("Could not call %s: %v", t, err))
 				b.end(nil, leg.End{Reason: reasonOf(err), By: leg.ByBot, Detail: err.Error()})
-				return
-			}
-			if b.ending {
+			case b.ending:
+				// The caller is gone: the leg is never placed.
 				far.Hangup(leg.Hangup, "the caller hung up")
-				return
+				b.reg.adm.release(far.ID())
+				b.maybeClose()
+			default:
+				b.join(far, false)
+				far.Start()
 			}
-			b.join(far, false)
-			far.Start()
 		})
 	}()
 }

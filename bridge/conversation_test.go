@@ -325,3 +325,40 @@ func TestFormatReport(t *testing.T) {
 	assert.Contains(t, out, "from it, audio audio/opus: 500 packets, 32 kbit/s; lost 5 (1.0%), jitter 3ms")
 	assert.Contains(t, out, "to it, audio audio/opus: 490 packets, 31 kbit/s; lost 0 (0%), jitter 0s, round trip 12ms, NACKs 0, keyframe requests 1")
 }
+
+// The caller hangs up while the target is still being found: the bridge
+// waits for the search, then never places the leg, and gives its slot back.
+func TestBridgeCallerGoneWhileDialling(t *testing.T) {
+	e := newBridgeEnv(t)
+	release := make(chan struct{})
+	dialled := make(chan *fakeLeg, 1)
+	e.reg.dial = func(ctx context.Context, b *Bridge, t Target, _ bool, _ time.Time) (placedLeg, error) {
+		<-release
+		f := newFakeLeg("far", leg.Outbound, string(t.User))
+		if busy := e.reg.adm.admit(f.id, "!dm:hs", ""); busy != "" {
+			return nil, &busyError{why: busy}
+		}
+		dialled <- f
+		return f, nil
+	}
+	b, origin := e.routedNoFar()
+	b.events.Ended(origin, leg.End{Reason: leg.Hangup, By: leg.ByPeer})
+	origin.finish()
+	processed := make(chan struct{})
+	b.post(func() { close(processed) }) // after the hangup, on the bridge's queue
+	recv(t, processed, "the bridge has taken the hangup")
+	select {
+	case <-b.Done():
+		t.Fatal("the bridge ended while a target was still being found")
+	default:
+	}
+	close(release)
+	far := recv(t, dialled, "the search comes back")
+	assert.Equal(t, leg.Hangup, recv(t, far.hangups, "the far leg is dropped").Reason)
+	select {
+	case <-far.started:
+		t.Fatal("the far leg was placed")
+	default:
+	}
+	e.waitDone(b)
+}
