@@ -130,7 +130,7 @@ func (c *callCollector) Collect(ch chan<- prometheus.Metric) {
 
 // isJoin picks the member events that say a user joined.
 func isJoin(evt *event.Event) bool {
-	return evt.StateKey != nil && evt.Content.AsMember().Membership == event.MembershipJoin
+	return evt.StateKey != nil && matrix.MembershipOf(evt) == event.MembershipJoin
 }
 
 // handleJoin wakes a bridge waiting for a user to join the direct room it

@@ -452,3 +452,71 @@ func TestBridgeStoppedBot(t *testing.T) {
 		assert.Equal(t, "the bot is shutting down", l.EndDetail, l.LegID)
 	}
 }
+
+// TestBridgeRoutesToNewDirectRoom: B has never talked to the bot. A's call
+// to a room routed to B makes the bot create a direct room with B (marked
+// m.direct), invite B and wait; B joins and is rung there; A and B hear
+// each other. A second call reuses that room.
+func TestBridgeRoutesToNewDirectRoom(t *testing.T) {
+	setup, bot := startCallBot(t, "")
+	defer stopBot(t, bot)
+	a := newToneUser(t, "nda", toneA, false, jsclient.IncomingNotify)
+	// The bot has encryption, so the direct room it makes is encrypted: B
+	// needs encryption to read the call.
+	b := newToneUser(t, "ndb", toneB, true, jsclient.IncomingAnswer)
+	roomA := jsRoomWithBot(t, a, setup.UserID, false)
+	require.Contains(t, jsCommand(t, a, roomA, setup.UserID, "!voip route matrix:"+b.UserID).Body, "now go to")
+	ctx := jsCtx(t)
+	callA, err := a.PlaceCall(ctx, roomA, "", false)
+	require.NoError(t, err)
+	dm, err := b.WaitInvite(ctx, setup.UserID.String())
+	require.NoError(t, err, "the bot invites B to a direct room")
+	_, err = b.JoinRoom(ctx, dm)
+	require.NoError(t, err)
+	waitConnected(t, callA)
+	callB := b.Calls()[0]
+	require.Equal(t, dm, callB.RoomID(), "B is rung in the new direct room")
+	requireHears(t, callA, toneB)
+	requireHears(t, callB, toneA)
+	require.NoError(t, callA.Hangup(ctx, ""))
+	waitEnded(t, callB)
+	waitMetric(t, bot, `voipbot_bridges 0`)
+
+	// The next call rings the same room.
+	callA, err = a.PlaceCall(ctx, roomA, "", false)
+	require.NoError(t, err)
+	waitConnected(t, callA)
+	calls := b.Calls()
+	require.Len(t, calls, 2)
+	assert.Equal(t, dm, calls[1].RoomID())
+	require.NoError(t, callA.Hangup(ctx, ""))
+	waitEnded(t, calls[1])
+}
+
+// TestBridgeRoutesToRoom: a route to a room rings everyone in it; the first
+// to answer is bridged, and the others stop ringing.
+func TestBridgeRoutesToRoom(t *testing.T) {
+	setup, bot := startCallBot(t, "")
+	defer stopBot(t, bot)
+	a := newToneUser(t, "rta", toneA, false, jsclient.IncomingNotify)
+	b := newToneUser(t, "rtb", toneB, false, jsclient.IncomingNotify)
+	c := newToneUser(t, "rtc", toneB, false, jsclient.IncomingNotify)
+	team := jsRoomWithBot(t, b, setup.UserID, false, c)
+	roomA := jsRoomWithBot(t, a, setup.UserID, false)
+	require.Contains(t, jsCommand(t, a, roomA, setup.UserID, "!voip route matrix:"+team).Body, "now go to **matrix:"+team+"**")
+	ctx := jsCtx(t)
+	callA, err := a.PlaceCall(ctx, roomA, "", false)
+	require.NoError(t, err)
+	callB, err := b.WaitIncoming(ctx)
+	require.NoError(t, err)
+	callC, err := c.WaitIncoming(ctx)
+	require.NoError(t, err)
+	require.Equal(t, team, callB.RoomID())
+	require.NoError(t, callB.Answer(ctx))
+	waitEnded(t, callC) // select_answer named B: C's phone stops ringing
+	waitConnected(t, callA)
+	requireHears(t, callA, toneB)
+	requireHears(t, callB, toneA)
+	require.NoError(t, callB.Hangup(ctx, ""))
+	waitEnded(t, callA)
+}

@@ -32,6 +32,17 @@ func (c *Client) membershipWanted(evt *event.Event) bool {
 	return false
 }
 
+// firstJoin says whether a join of the bot's is its first membership in
+// the room (it created the room), rather than an invite taken.
+func firstJoin(evt *event.Event) bool {
+	prev := evt.Unsigned.PrevContent
+	if prev == nil {
+		return true
+	}
+	_ = prev.ParseRaw(event.StateMember) // parsed already, or absent: either way AsMember reads it
+	return prev.AsMember().Membership == ""
+}
+
 // isDirectInvite says whether an invite is to a direct chat.
 func isDirectInvite(evt *event.Event) bool {
 	if content, ok := evt.Content.Parsed.(*event.MemberEventContent); ok {
@@ -40,6 +51,10 @@ func isDirectInvite(evt *event.Event) bool {
 	direct, _ := evt.Content.Raw["is_direct"].(bool)
 	return direct
 }
+
+// MembershipOf is a member event's membership, whether or not its content
+// has been parsed yet (handler filters see raw content).
+func MembershipOf(evt *event.Event) event.Membership { return membershipOf(evt) }
 
 func membershipOf(evt *event.Event) event.Membership {
 	if content, ok := evt.Content.Parsed.(*event.MemberEventContent); ok {
@@ -91,6 +106,11 @@ func (c *Client) handleMembership(ctx context.Context, evt *Event) error {
 	case event.MembershipJoin:
 		if err := c.store.SetMembership(ctx, evt.RoomID, store.MembershipJoin, ""); err != nil {
 			return err
+		}
+		if firstJoin(evt.Event) {
+			// A room the bot made itself (a direct room to call someone):
+			// its invitees may not be invited yet when this join syncs.
+			return nil
 		}
 		// Everyone may have left while the bot was away.
 		return c.leaveIfAlone(ctx, evt.RoomID)

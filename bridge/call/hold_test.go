@@ -70,3 +70,18 @@ func TestHoldPeer(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, StateConnected, m.State, "the call goes on")
 }
+
+// A call that rings a whole room (no invitee) is answered by whoever
+// answers first, but never by our own user.
+func TestRoomCallAnsweredByAnyMember(t *testing.T) {
+	m, _ := NewOutbound(opts(), "")
+	_, err := m.LocalDescription("v=0")
+	require.NoError(t, err)
+	_, err = m.Remote(botElse.User, answer(botElse))
+	require.Error(t, err, "our own user's other device does not answer our call")
+	eff, err := m.Remote(eve, answer(evePty))
+	require.NoError(t, err)
+	assert.Equal(t, StateConnecting, m.State)
+	assert.Equal(t, eve, m.Peer.User)
+	assert.NotEmpty(t, eff)
+}

@@ -65,8 +65,17 @@ func (m *Machine) isPeer(from Party) bool {
 
 // mayAnswer says whether from may answer or reject our outbound call: the
 // invitee, on any of its devices.
+// mayAnswer says whether from may answer (or reject) our call: the invitee,
+// or, for a call that rings a whole room (no invitee), any member but our
+// own user.
 func (m *Machine) mayAnswer(from Party) bool {
-	return m.Direction == Outbound && from.User == m.Invitee
+	if m.Direction != Outbound {
+		return false
+	}
+	if m.Invitee == "" {
+		return from.User != m.Us.User
+	}
+	return from.User == m.Invitee
 }
 
 func (m *Machine) remoteAnswer(from Party, c *callevent.Answer) ([]Effect, error) {

@@ -489,7 +489,7 @@ func (cm *Manager) isPeerLeaving(evt *event.Event) bool {
 	if evt.StateKey == nil {
 		return false
 	}
-	m := evt.Content.AsMember().Membership
+	m := matrix.MembershipOf(evt) // filters see raw content
 	return m == event.MembershipLeave || m == event.MembershipBan
 }
 

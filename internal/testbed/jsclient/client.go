@@ -229,6 +229,14 @@ func (c *Client) JoinRoom(ctx context.Context, room string) (string, error) {
 	return roomID, c.WaitRoom(ctx, roomID, "join")
 }
 
+// WaitInvite waits until inviter invites the client to a direct chat, and
+// returns the room.
+func (c *Client) WaitInvite(ctx context.Context, inviter string) (string, error) {
+	var roomID string
+	err := c.invoke(ctx, "waitInvite", &roomID, inviter)
+	return roomID, err
+}
+
 // WaitRoom waits until the client's sync has the room with the client's
 // user in the given membership ("join", "invite", "leave").
 func (c *Client) WaitRoom(ctx context.Context, roomID, membership string) error {

@@ -229,6 +229,31 @@ async function joinRoom(roomId) {
     return room.roomId;
 }
 
+// waitInvite waits until the client is invited to a room by inviter (a
+// direct chat someone else starts) and returns the room's ID.
+async function waitInvite(inviter) {
+    const find = () =>
+        client
+            .getRooms()
+            .find((r) => r.getMyMembership() === "invite" && r.getDMInviter?.() === inviter)?.roomId;
+    const found = find();
+    if (found) return found;
+    return new Promise((resolve) => {
+        const check = () => {
+            const id = find();
+            if (id) {
+                client.off(sdk.ClientEvent.Sync, check);
+                client.off(sdk.RoomEvent.MyMembership, check);
+                client.off(sdk.ClientEvent.Room, check);
+                resolve(id);
+            }
+        };
+        client.on(sdk.ClientEvent.Sync, check);
+        client.on(sdk.RoomEvent.MyMembership, check);
+        client.on(sdk.ClientEvent.Room, check);
+    });
+}
+
 // waitRoom waits until the client's sync knows the room with the given
 // membership of its own user (and, for encrypted rooms, the encryption
 // state), so that a call placed next is sent correctly.
@@ -553,6 +578,7 @@ window.harness = {
     createRoom,
     joinRoom,
     waitRoom,
+    waitInvite,
     waitMember,
     sendText,
     waitMessage,
