@@ -85,6 +85,9 @@ func (b *Bot) call(ctx context.Context, evt *matrix.Event, args []string) (strin
 	}
 	if target != nil && !target.Own() {
 		if br := b.bridges.withParty(evt.RoomID, string(evt.Sender)); br != nil {
+			if br.networkParties() > 1 {
+				return "", userErrorf("your call with the bot already bridges someone in; the bot bridges two parties at a time")
+			}
 			t := *target
 			br.post(func() { br.ring(t) })
 			return fmt.Sprintf("Calling %s into your call.", t), nil

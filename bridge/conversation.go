@@ -62,8 +62,9 @@ type Bridge struct {
 }
 
 type party struct {
-	peer string
-	room id.RoomID
+	peer    string
+	room    id.RoomID
+	network bool
 }
 
 // member is one leg of the bridge, as the bridge sees it.
@@ -138,7 +139,7 @@ func (b *Bridge) setParty(l leg.Leg, live bool) {
 		delete(b.parties, l.ID())
 		return
 	}
-	p := party{peer: l.Peer()}
+	p := party{peer: l.Peer(), network: l.Kind().Network()}
 	if r, ok := l.(interface{ Room() id.RoomID }); ok {
 		p.room = r.Room()
 	}
@@ -155,6 +156,19 @@ func (b *Bridge) hasParty(peer string) bool {
 		}
 	}
 	return false
+}
+
+// networkParties counts the live legs that are calls with someone.
+func (b *Bridge) networkParties() int {
+	b.partiesMu.Lock()
+	defer b.partiesMu.Unlock()
+	n := 0
+	for _, p := range b.parties {
+		if p.network {
+			n++
+		}
+	}
+	return n
 }
 
 // inRoom says whether a live leg of the bridge is in room.
