@@ -74,9 +74,9 @@ func (s *Store) PutBridgeLeg(ctx context.Context, l *BridgeLeg) error {
 	return nil
 }
 
-// BridgeLegs returns a bridge's legs, oldest first.
+// BridgeLegs returns a bridge's legs in the order they joined it.
 func (s *Store) BridgeLegs(ctx context.Context, bridgeID string) ([]*BridgeLeg, error) {
-	return s.queryLegs(ctx, "WHERE bridge_id=$1 ORDER BY created_at, leg_id", bridgeID)
+	return s.queryLegs(ctx, "WHERE bridge_id=$1 ORDER BY created_at, rowid", bridgeID)
 }
 
 func (s *Store) queryLegs(ctx context.Context, where string, args ...any) ([]*BridgeLeg, error) {
