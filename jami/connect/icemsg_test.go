@@ -1,11 +1,16 @@
 package connect
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/voipbot/voipbot/jami/dht"
 )
 
 // jamid's own lines (research notes, observed on this kind of machine).
@@ -68,4 +73,31 @@ func TestRequestWireFormat(t *testing.T) {
 	assert.Error(t, err)
 	_, err = ParseRequest([]byte{0xc1})
 	assert.Error(t, err)
+}
+
+// The keys are SHA-1 of "peer:" and the lower-case hex id, as
+// dht::InfoHash::get(concat(key_prefix, id.to_view())) makes them.
+func TestKeys(t *testing.T) {
+	var id dht.InfoHash
+	for i := range id {
+		id[i] = byte(i)
+	}
+	var long [32]byte
+	for i := range long {
+		long[i] = byte(0xA0 + i)
+	}
+	k := KeysFor(id, long)
+	legacy := sha1.Sum([]byte("peer:000102030405060708090a0b0c0d0e0f10111213"))
+	assert.Equal(t, dht.InfoHash(legacy), k.Legacy)
+	longKey := sha1.Sum([]byte("peer:a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"))
+	assert.Equal(t, dht.InfoHash(longKey), k.Long)
+
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	ks, err := KeysOf(&key.PublicKey)
+	require.NoError(t, err)
+	kid, _ := dht.PublicKeyID(&key.PublicKey)
+	klong, _ := dht.PublicKeyLongID(&key.PublicKey)
+	assert.Equal(t, KeysFor(kid, klong), ks)
+	assert.NotEqual(t, ks.Legacy, ks.Long)
 }
