@@ -487,7 +487,7 @@ func (b *Bridge) ring(t Target) {
 	if o == nil || o.ended || b.ending {
 		return
 	}
-	video := o.l.Video()
+	video, caller := o.l.Video(), o.l.Peer()
 	deadline := time.Time{}
 	if exp, ok := o.l.(interface{ Expires() time.Time }); ok && !o.answered {
 		deadline = exp.Expires()
@@ -499,7 +499,7 @@ func (b *Bridge) ring(t Target) {
 	b.dialing++
 	b.cancels = append(b.cancels, cancel)
 	go func() {
-		far, err := b.reg.dial(ctx, b, t, video, deadline)
+		far, err := b.reg.dial(ctx, b, t, video, deadline, caller)
 		b.post(func() {
 			b.dialing--
 			cancel()

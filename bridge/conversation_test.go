@@ -110,7 +110,7 @@ func newBridgeEnv(t *testing.T) *bridgeEnv {
 	e := &bridgeEnv{t: t, st: st, mx: mx, dialled: make(chan *fakeLeg, 4)}
 	e.reg = newRegistry(ctx, cfg, st, mx, zerolog.Nop())
 	n := 0
-	e.reg.dial = func(_ context.Context, b *Bridge, t Target, _ bool, _ time.Time) (placedLeg, error) {
+	e.reg.dial = func(_ context.Context, b *Bridge, t Target, _ bool, _ time.Time, _ string) (placedLeg, error) {
 		if e.dialErr != nil {
 			return nil, e.dialErr
 		}
@@ -332,7 +332,7 @@ func TestBridgeCallerGoneWhileDialling(t *testing.T) {
 	e := newBridgeEnv(t)
 	release := make(chan struct{})
 	dialled := make(chan *fakeLeg, 1)
-	e.reg.dial = func(ctx context.Context, b *Bridge, t Target, _ bool, _ time.Time) (placedLeg, error) {
+	e.reg.dial = func(ctx context.Context, b *Bridge, t Target, _ bool, _ time.Time, _ string) (placedLeg, error) {
 		<-release
 		f := newFakeLeg("far", leg.Outbound, string(t.User))
 		if busy := e.reg.adm.admit(f.id, "!dm:hs", ""); busy != "" {

@@ -51,7 +51,7 @@ type registry struct {
 
 	// dial makes the leg that rings a target (place; tests put fake legs
 	// here).
-	dial func(ctx context.Context, b *Bridge, t Target, video bool, deadline time.Time) (placedLeg, error)
+	dial func(ctx context.Context, b *Bridge, t Target, video bool, deadline time.Time, caller string) (placedLeg, error)
 
 	mu      sync.Mutex
 	bridges map[leg.BridgeID]*Bridge
@@ -72,8 +72,8 @@ func newRegistry(ctx context.Context, cfg CallsConfig, st *store.Store, mx reach
 		adm: newAdmission(cfg.MaxCalls, cfg.MaxCallsPerRoom), joins: newJoinWaiters(),
 		bridges: map[leg.BridgeID]*Bridge{},
 	}
-	reg.dial = func(ctx context.Context, b *Bridge, t Target, video bool, deadline time.Time) (placedLeg, error) {
-		l, err := reg.place(ctx, b, t, video, deadline)
+	reg.dial = func(ctx context.Context, b *Bridge, t Target, video bool, deadline time.Time, caller string) (placedLeg, error) {
+		l, err := reg.place(ctx, b, t, video, deadline, caller)
 		if err != nil {
 			return nil, err // not a typed nil in the interface
 		}
@@ -250,11 +250,11 @@ func (reg *registry) reachContext(deadline time.Time) (context.Context, context.
 
 // place finds where t is and makes the leg that rings it for b (not
 // started: b adds it, then starts it).
-func (reg *registry) place(ctx context.Context, b *Bridge, t Target, video bool, deadline time.Time) (*matrixcall.Leg, error) {
+func (reg *registry) place(ctx context.Context, b *Bridge, t Target, video bool, deadline time.Time, caller string) (*matrixcall.Leg, error) {
 	if t.Kind != leg.KindMatrix {
 		return nil, fmt.Errorf("%s is not a target a call can ring", t)
 	}
-	room, invitee, err := reg.findMatrix(ctx, t, b.room)
+	room, invitee, err := reg.findMatrix(ctx, t, b.room, caller)
 	if err != nil {
 		return nil, err
 	}
@@ -285,8 +285,9 @@ func (reg *registry) place(ctx context.Context, b *Bridge, t Target, video bool,
 // whole room). A user is rung in the bot's direct room with them (made if
 // needed, and waited for until they join); a room must be one the bot is
 // in. A target that leads back to the room the call came from is refused.
-func (reg *registry) findMatrix(ctx context.Context, t Target, from id.RoomID) (id.RoomID, id.UserID, error) {
+func (reg *registry) findMatrix(ctx context.Context, t Target, from id.RoomID, caller string) (id.RoomID, id.UserID, error) {
 	room := t.Room
+	created := false
 	switch {
 	case t.User != "":
 		if t.User == reg.mx.UserID() {
@@ -296,7 +297,7 @@ func (reg *registry) findMatrix(ctx context.Context, t Target, from id.RoomID) (
 			return "", "", fmt.Errorf("%s is not a user the bot may call (its access policy)", t.User)
 		}
 		var err error
-		if room, _, err = reg.mx.DirectRoom(ctx, t.User); err != nil {
+		if room, created, err = reg.mx.DirectRoom(ctx, t.User); err != nil {
 			return "", "", err
 		}
 	case t.Alias != "":
@@ -318,6 +319,18 @@ func (reg *registry) findMatrix(ctx context.Context, t Target, from id.RoomID) (
 			return reg.mx.Joined(ctx, room, t.User)
 		}); err != nil {
 			return "", "", fmt.Errorf("waiting for %s to join the direct room: %w", t.User, err)
+		}
+	}
+	if created {
+		// The first words in a room the bot just made say who calls, and
+		// (in an encrypted room) share its room key ahead of the invite:
+		// matrix-js-sdk drops a call event it cannot decrypt when it comes.
+		text := "📞 You have a call through the bot"
+		if caller != "" {
+			text += " from " + caller
+		}
+		if _, err := reg.mx.SendNotice(ctx, room, text+".", nil); err != nil {
+			reg.log.Warn().Err(err).Stringer("room_id", room).Msg("Failed to introduce the call in the new direct room")
 		}
 	}
 	return room, t.User, nil

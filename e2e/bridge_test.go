@@ -473,6 +473,9 @@ func TestBridgeRoutesToNewDirectRoom(t *testing.T) {
 	require.NoError(t, err, "the bot invites B to a direct room")
 	_, err = b.JoinRoom(ctx, dm)
 	require.NoError(t, err)
+	intro, err := b.WaitMessage(ctx, dm, jsclient.MessageMatch{Sender: setup.UserID.String(), Contains: "You have a call"})
+	require.NoError(t, err, "the bot says who calls before it rings")
+	assert.Contains(t, intro.Body, a.UserID)
 	waitConnected(t, callA)
 	callB := b.Calls()[0]
 	require.Equal(t, dm, callB.RoomID(), "B is rung in the new direct room")

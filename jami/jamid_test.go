@@ -14,6 +14,7 @@ import (
 	"github.com/voipbot/voipbot/internal/testbed/dhtnode"
 	"github.com/voipbot/voipbot/internal/testbed/jamid"
 	"github.com/voipbot/voipbot/jami"
+	"github.com/voipbot/voipbot/jami/connect"
 	"github.com/voipbot/voipbot/jami/dht"
 )
 
@@ -48,7 +49,8 @@ func TestJamidFindsOurDevice(t *testing.T) {
 	_, err = node.PutPermanent(ctx, acc.ID(), ann)
 	require.NoError(t, err)
 	requests := make(chan *dht.Value, 8)
-	peerKey := dht.HashString("peer:" + acc.DeviceID().String())
+	// jamid 13.7.0 puts requests at the SHA-1 form of our device's key.
+	peerKey := connect.KeysFor(acc.DeviceID(), acc.DeviceLongID()).Legacy
 	require.NoError(t, secure.Listen(ctx, peerKey, func(v *dht.Value) { requests <- v }))
 
 	// The Jami side.
@@ -75,6 +77,19 @@ func TestJamidFindsOurDevice(t *testing.T) {
 		device, err := d.DeviceKeyID(ctx, jamiAcc)
 		require.NoError(t, err)
 		require.Equal(t, device, sender.String(), "signed by jamid's device")
+		// The request and the ICE message it carries parse as Jami's.
+		req, err := connect.ParseRequest(v.Data)
+		require.NoError(t, err)
+		require.False(t, req.IsAnswer)
+		ice, errs := connect.ParseICE(req.ICE)
+		require.Empty(t, errs, "every line of jamid's ICE message parses: %q", req.ICE)
+		require.NotEmpty(t, ice.Ufrag)
+		passive := false
+		for _, c := range ice.Candidates {
+			passive = passive || (c.Transport == connect.TCP && c.TCPType == "passive")
+			require.Contains(t, req.ICE, c.String(), "written back as jamid wrote it")
+		}
+		require.True(t, passive, "jamid offers a passive TCP candidate: %q", req.ICE)
 	case <-ctx.Done():
 		t.Fatal("no connection request reached our device")
 	}
