@@ -104,9 +104,6 @@ func (reg *registry) newBridge(room id.RoomID, target Target) *Bridge {
 	return b
 }
 
-// ID names the bridge.
-func (b *Bridge) ID() leg.BridgeID { return b.id }
-
 // Done is closed once every leg has ended and the media is closed.
 func (b *Bridge) Done() <-chan struct{} { return b.done }
 

@@ -110,6 +110,29 @@ func newBridgePair(t *testing.T, encrypted bool, incomingB jsclient.IncomingPoli
 	return p, func() { stopBot(t, bot) }
 }
 
+// ring: A calls the bot, and B's phone rings (B answers when the test says).
+func (p *bridgePair) ring(t *testing.T) (callA, callB *jsclient.Call) {
+	t.Helper()
+	ctx := jsCtx(t)
+	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
+	require.NoError(t, err)
+	callB, err = p.b.WaitIncoming(ctx)
+	require.NoError(t, err)
+	return callA, callB
+}
+
+// connect: A calls the bot, B (who answers at once) is rung, and A's call
+// connects.
+func (p *bridgePair) connect(t *testing.T, video bool) (callA, callB *jsclient.Call) {
+	t.Helper()
+	callA, err := p.a.PlaceCall(jsCtx(t), p.roomA, "", video)
+	require.NoError(t, err)
+	waitConnected(t, callA)
+	calls := p.b.Calls()
+	require.Len(t, calls, 1, "B was rung once")
+	return callA, calls[0]
+}
+
 // requireHears waits until call's remote audio has the tone hz as its
 // dominant frequency.
 func requireHears(t *testing.T, call *jsclient.Call, hz int) {
@@ -128,10 +151,7 @@ func TestBridgeMatrixToMatrix(t *testing.T) {
 	ctx := jsCtx(t)
 	require.Contains(t, jsCommand(t, p.a, p.roomA, p.setup.UserID, "!voip report on").Body, "now **on**")
 
-	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
-	require.NoError(t, err)
-	callB, err := p.b.WaitIncoming(ctx)
-	require.NoError(t, err)
+	callA, callB := p.ring(t)
 	require.Equal(t, p.roomB, callB.RoomID())
 	require.Equal(t, p.setup.UserID.String(), callB.Opponent())
 	require.NotEqual(t, jsclient.StateConnected, callA.State(), "A is not answered before B answers")
@@ -190,13 +210,11 @@ func TestBridgeVideo(t *testing.T) {
 	p, stop := newBridgePair(t, false, jsclient.IncomingAnswer)
 	defer stop()
 	ctx := jsCtx(t)
-	callA, err := p.a.PlaceCall(ctx, p.roomA, "", true)
-	require.NoError(t, err)
-	waitConnected(t, callA)
+	callA, callB := p.connect(t, true)
 	requireJSMedia(t, callA, true)
-	callB := p.b.Calls()[0]
 	requireJSMedia(t, callB, true)
 	requireHears(t, callA, toneB)
+	requireHears(t, callB, toneA)
 	require.NoError(t, callA.Hangup(ctx, ""))
 	waitEnded(t, callB)
 }
@@ -207,10 +225,7 @@ func TestBridgeDecline(t *testing.T) {
 	p, stop := newBridgePair(t, false, jsclient.IncomingNotify)
 	defer stop()
 	ctx := jsCtx(t)
-	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
-	require.NoError(t, err)
-	callB, err := p.b.WaitIncoming(ctx)
-	require.NoError(t, err)
+	callA, callB := p.ring(t)
 	require.NoError(t, callB.Reject(ctx))
 	waitEnded(t, callA)
 	assert.Empty(t, callA.Errors())
@@ -224,10 +239,7 @@ func TestBridgeBusy(t *testing.T) {
 	p, stop := newBridgePair(t, false, jsclient.IncomingNotify)
 	defer stop()
 	ctx := jsCtx(t)
-	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
-	require.NoError(t, err)
-	callB, err := p.b.WaitIncoming(ctx)
-	require.NoError(t, err)
+	callA, callB := p.ring(t)
 	require.NoError(t, callB.Hangup(ctx, "user_busy"))
 	waitEnded(t, callA)
 	assert.Equal(t, "user_busy", callA.HangupReason())
@@ -239,10 +251,7 @@ func TestBridgeCallerGivesUp(t *testing.T) {
 	p, stop := newBridgePair(t, false, jsclient.IncomingNotify)
 	defer stop()
 	ctx := jsCtx(t)
-	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
-	require.NoError(t, err)
-	callB, err := p.b.WaitIncoming(ctx)
-	require.NoError(t, err)
+	callA, callB := p.ring(t)
 	require.NoError(t, callA.Hangup(ctx, ""))
 	waitEnded(t, callB)
 	waitMetric(t, p.bot, `voipbot_bridges 0`)
@@ -252,14 +261,11 @@ func TestBridgeCallerGivesUp(t *testing.T) {
 func TestBridgeEncrypted(t *testing.T) {
 	p, stop := newBridgePair(t, true, jsclient.IncomingAnswer)
 	defer stop()
-	ctx := jsCtx(t)
-	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
-	require.NoError(t, err)
-	waitConnected(t, callA)
+	callA, callB := p.connect(t, false)
 	requireHears(t, callA, toneB)
-	requireHears(t, p.b.Calls()[0], toneA)
-	require.NoError(t, callA.Hangup(ctx, ""))
-	waitEnded(t, p.b.Calls()[0])
+	requireHears(t, callB, toneA)
+	require.NoError(t, callA.Hangup(jsCtx(t), ""))
+	waitEnded(t, callB)
 }
 
 // TestBridgeCallCommand: `!voip call matrix:@B` rings A, then (once A
@@ -373,18 +379,16 @@ func TestBridgeRecording(t *testing.T) {
 	defer stop()
 	ctx := jsCtx(t)
 	require.Contains(t, jsCommand(t, p.a, p.roomA, p.setup.UserID, "!voip record on").Body, "Recording is now **on**")
-	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
-	require.NoError(t, err)
-	waitConnected(t, callA)
+	callA, callB := p.connect(t, false)
 	requireHears(t, callA, toneB)
-	_, err = p.a.WaitMessage(ctx, p.roomA, jsclient.MessageMatch{Sender: p.setup.UserID.String(), Contains: "being recorded"})
+	_, err := p.a.WaitMessage(ctx, p.roomA, jsclient.MessageMatch{Sender: p.setup.UserID.String(), Contains: "being recorded"})
 	require.NoError(t, err)
 	require.NoError(t, callA.Hangup(ctx, ""))
-	waitEnded(t, p.b.Calls()[0])
+	waitEnded(t, callB)
 	stopped, err := p.a.WaitMessage(ctx, p.roomA, jsclient.MessageMatch{Sender: p.setup.UserID.String(), Contains: "Recording stopped"})
 	require.NoError(t, err)
 	require.Contains(t, stopped.Body, "2 file(s) above", "one Ogg file per party's audio")
-	for _, who := range []string{callA.ID(), p.b.Calls()[0].ID()} {
+	for _, who := range []string{callA.ID(), callB.ID()} {
 		msg, err := p.a.WaitMessage(ctx, p.roomA, jsclient.MessageMatch{Sender: p.setup.UserID.String(), Contains: who})
 		require.NoErrorf(t, err, "the recording of %s is posted", who)
 		assert.True(t, strings.HasSuffix(msg.Body, ".ogg"), msg.Body)
@@ -402,10 +406,7 @@ func TestBridgeHoldAndMute(t *testing.T) {
 	p, stop := newBridgePair(t, false, jsclient.IncomingAnswer)
 	defer stop()
 	ctx := jsCtx(t)
-	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
-	require.NoError(t, err)
-	waitConnected(t, callA)
-	callB := p.b.Calls()[0]
+	callA, callB := p.connect(t, false)
 	requireHears(t, callB, toneA)
 
 	require.NoError(t, callA.SetRemoteOnHold(ctx, true))
@@ -429,11 +430,7 @@ func TestBridgeHoldAndMute(t *testing.T) {
 // sees the bot's hangup), and the records say why.
 func TestBridgeStoppedBot(t *testing.T) {
 	p, _ := newBridgePair(t, false, jsclient.IncomingAnswer)
-	ctx := jsCtx(t)
-	callA, err := p.a.PlaceCall(ctx, p.roomA, "", false)
-	require.NoError(t, err)
-	waitConnected(t, callA)
-	callB := p.b.Calls()[0]
+	callA, callB := p.connect(t, false)
 	requireHears(t, callB, toneA)
 
 	stopBot(t, p.bot)

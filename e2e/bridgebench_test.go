@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -73,22 +72,5 @@ func BenchmarkBridgeSetupJS(b *testing.B) {
 	}
 	b.StopTimer()
 
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	median := func(ds []time.Duration) time.Duration { return ds[len(ds)/2] }
-	p90 := func(ds []time.Duration) time.Duration { return ds[(len(ds)*9+9)/10-1] }
-	var sum time.Duration
-	for _, d := range bridged {
-		sum += d
-	}
-	b.Logf("bridged setups (in order): %v", bridged)
-	b.Logf("direct setups (in order): %v", direct2)
-	slices.Sort(bridged)
-	slices.Sort(direct2)
-	b.ReportMetric(ms(median(bridged)), "bridge-p50-ms")
-	b.ReportMetric(ms(p90(bridged)), "bridge-p90-ms")
-	b.ReportMetric(ms(median(direct2)), "direct-p50-ms")
-	b.ReportMetric(ms(p90(direct2)), "direct-p90-ms")
-	b.ReportMetric(float64(median(bridged))/float64(median(direct2)), "bridge/direct-p50")
-	b.ReportMetric(float64(len(bridged)), "calls/kind")
-	b.ReportMetric(float64(sum)/float64(len(bridged)), "ns/op")
+	reportSetups(b, "bridge", bridged, "direct", direct2)
 }

@@ -61,9 +61,6 @@ type Leg struct {
 	sess        *voip.Session
 	tracks      []*voip.InboundTrack // the peer's, as they came
 	timers      map[call.Timer]*time.Timer
-	// settled is closed when the call reaches connected or ends, for
-	// whoever waits on it (tests, benchmarks).
-	settled chan struct{}
 	// retired: the call has ended and been stored as ended; effects that
 	// an earlier input asked for before it ended change nothing more.
 	retired bool
@@ -101,15 +98,14 @@ func viewOf(m *call.Machine) callView {
 func newLeg(cm *Manager, m *call.Machine) *Leg {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(cm.ctx))
 	return &Leg{
-		view:    viewOf(m),
-		calls:   cm,
-		m:       m,
-		q:       opqueue.New(),
-		log:     cm.log.With().Stringer("room_id", m.Room).Str("call_id", string(m.CallID)).Logger(),
-		ctx:     ctx,
-		cancel:  cancel,
-		timers:  map[call.Timer]*time.Timer{},
-		settled: make(chan struct{}),
+		view:   viewOf(m),
+		calls:  cm,
+		m:      m,
+		q:      opqueue.New(),
+		log:    cm.log.With().Stringer("room_id", m.Room).Str("call_id", string(m.CallID)).Logger(),
+		ctx:    ctx,
+		cancel: cancel,
+		timers: map[call.Timer]*time.Timer{},
 	}
 }
 
@@ -150,9 +146,6 @@ func (r *Leg) Caller() id.UserID { return r.snapshot().peer.User }
 
 // Expires is when an inbound call stops ringing (zero for an outbound one).
 func (r *Leg) Expires() time.Time { return r.expires }
-
-// Settled is closed once the call is connected or has ended.
-func (r *Leg) Settled() <-chan struct{} { return r.settled }
 
 // Done is closed once the call has ended and its queue has drained (its
 // media is closed by then).
@@ -512,13 +505,6 @@ func (r *Leg) changed(from call.State) {
 		r.log.Err(err).Msg("Failed to store the call's state")
 	}
 	r.report()
-	if m.State == call.StateConnected || m.State == call.StateEnded {
-		select {
-		case <-r.settled:
-		default:
-			close(r.settled)
-		}
-	}
 	if m.State == call.StateEnded {
 		r.retired = true
 		for t, timer := range r.timers {
