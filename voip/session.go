@@ -588,9 +588,25 @@ func (s *Session) drainRTCP(sender *webrtc.RTPSender, track *OutboundTrack) {
 
 // addInbound runs on the op queue for each remote track.
 func (s *Session) addInbound(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	codec := t.Codec()
+	if !codecOfKind(codec, t.Kind()) {
+		// pion looks the first packet's payload type up among every
+		// negotiated codec, audio and video: a video stream whose first
+		// packet bore an audio payload type (seen once: PCMU on a
+		// browser's video) would otherwise be taken for audio in video.
+		// The receiver's own codecs say what the stream carries.
+		for _, c := range r.GetParameters().Codecs {
+			if codecOfKind(c, t.Kind()) && !strings.EqualFold(c.MimeType, "video/rtx") {
+				s.log.Warn().Str("kind", t.Kind().String()).Str("pion_codec", codec.MimeType).Str("codec", c.MimeType).
+					Msg("An inbound track's codec is of another kind; taking its receiver's")
+				codec = c
+				break
+			}
+		}
+	}
 	in := &InboundTrack{
 		Kind:     t.Kind(),
-		Codec:    t.Codec(),
+		Codec:    codec,
 		ID:       t.ID(),
 		StreamID: t.StreamID(),
 		Leg:      s.id,
@@ -630,6 +646,18 @@ func (s *Session) addInbound(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		fn(in)
 	}
 	s.events.Post(func() { s.handler.OnTrack(in) })
+}
+
+// codecOfKind says whether a codec carries media of kind.
+func codecOfKind(c webrtc.RTPCodecParameters, kind webrtc.RTPCodecType) bool {
+	mime := strings.ToLower(c.MimeType)
+	switch kind {
+	case webrtc.RTPCodecTypeAudio:
+		return strings.HasPrefix(mime, "audio/")
+	case webrtc.RTPCodecTypeVideo:
+		return strings.HasPrefix(mime, "video/")
+	}
+	return false
 }
 
 // requestKeyframe sends a PLI, at most one per pliInterval per stream.
