@@ -160,6 +160,16 @@ func (a *Account) DeviceChainPEM() []byte {
 	return out
 }
 
+// DeviceChain is the device's chain as DER, device first: what it presents
+// in TLS, the same as DeviceChainPEM.
+func (a *Account) DeviceChain() [][]byte {
+	chain := [][]byte{a.DeviceCert.Raw, a.AccountCert.Raw}
+	if a.CACert != nil {
+		chain = append(chain, a.CACert.Raw)
+	}
+	return chain
+}
+
 // DeviceIdentity is the SecureDht identity the device signs and decrypts
 // with.
 func (a *Account) DeviceIdentity() *dht.Identity {

@@ -4,7 +4,9 @@ package jami_test
 
 import (
 	"context"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/jami/connect"
 	"github.com/voipbot/voipbot/jami/dht"
+	"github.com/voipbot/voipbot/jami/mux"
 )
 
 // TestJamidFindsOurDevice: a real Jami device (Debian's jami-daemon 13.7.0)
@@ -93,4 +96,115 @@ func TestJamidFindsOurDevice(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no connection request reached our device")
 	}
+}
+
+// jamidBed is a jamid account and a Go device (the bot's side) on one
+// local DHT, the device running a connection manager.
+type jamidBed struct {
+	d        *jamid.Daemon
+	jamiAcc  string // jamid's account (its local id)
+	jamiID   string // its Jami ID
+	acc      *jami.Account
+	secure   *dht.Secure
+	mgr      *connect.Manager
+	channels chan *mux.Channel
+}
+
+func newJamidBed(t *testing.T, ctx context.Context) *jamidBed {
+	t.Helper()
+	jamid.RequireInstalled(t)
+	n := dhtnode.NewTestNetwork(t)
+	require.NoError(t, jamid.DisableIPv6(n.Link))
+	peer, err := n.Start(ctx, dhtnode.Options{NoRateLimit: true})
+	require.NoError(t, err)
+	jami.KeyBits = 2048
+	acc, err := jami.NewAccount("voipbot")
+	require.NoError(t, err)
+	node, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String(), MaxPeerRequestsPerSec: -1}, zerolog.Nop())
+	require.NoError(t, err)
+	node.Start(context.Background())
+	t.Cleanup(func() { _ = node.Close() })
+	require.NoError(t, node.Bootstrap(ctx, peer.Addr()))
+	b := &jamidBed{acc: acc, secure: dht.NewSecure(node, acc.DeviceIdentity()), channels: make(chan *mux.Channel, 4)}
+	_, err = node.PutPermanent(ctx, acc.DeviceID(), dht.CertificateValue(acc.DeviceChainPEM()))
+	require.NoError(t, err)
+	ann, err := acc.DeviceAnnouncement()
+	require.NoError(t, err)
+	_, err = node.PutPermanent(ctx, acc.ID(), ann)
+	require.NoError(t, err)
+	l, err := net.Listen("tcp4", netip.AddrPortFrom(n.HostIP, 0).String())
+	require.NoError(t, err)
+	b.mgr, err = connect.New(connect.Config{
+		DHT:           b.secure,
+		Self:          connect.Identity{Key: acc.DeviceKey, Chain: acc.DeviceChain()},
+		ICE:           connect.ICEConfig{TCP: l, IPs: []netip.Addr{n.HostIP}},
+		AcceptChannel: func(_ connect.Device, name string) bool { return name == "sip" },
+		OnChannel:     func(_ *connect.Peer, ch *mux.Channel) { b.channels <- ch },
+		Log:           zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel),
+	})
+	require.NoError(t, err)
+	require.NoError(t, b.mgr.Start(ctx))
+	t.Cleanup(func() { _ = b.mgr.Close() })
+
+	b.d = jamid.NewTestDaemon(t, ctx, jamid.Options{Link: n.Link})
+	b.jamiAcc, err = b.d.AddAccount(ctx, jamid.LoopbackAccount(peer.Addr().String()))
+	require.NoError(t, err)
+	require.NoError(t, b.d.WaitRegistered(ctx, b.jamiAcc))
+	b.jamiID, err = b.d.JamiID(ctx, b.jamiAcc)
+	require.NoError(t, err)
+	return b
+}
+
+// jamidDevice is jamid's device as the bot finds it on the DHT.
+func (b *jamidBed) jamidDevice(t *testing.T, ctx context.Context) connect.Device {
+	t.Helper()
+	require.NoError(t, b.d.WaitDeviceAnnounced(ctx, b.jamiAcc))
+	keyID, err := b.d.DeviceKeyID(ctx, b.jamiAcc)
+	require.NoError(t, err)
+	id, err := dht.ParseHash(keyID)
+	require.NoError(t, err)
+	chain, _, err := b.secure.FindCertificate(ctx, id)
+	require.NoError(t, err)
+	dev, err := connect.ParseDevice(chain)
+	require.NoError(t, err)
+	require.Equal(t, b.jamiID, dev.Account.String())
+	return dev
+}
+
+// TestJamidConnectsToUs: jamid calling the bot's Jami ID gets an answer to
+// its connection request, ICE-TCP (we control) and TLS (we are the client)
+// succeed with the chains checked both ways, and jamid opens the "sip"
+// channel on the socket and sends its INVITE from the account it is.
+func TestJamidConnectsToUs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	b := newJamidBed(t, ctx)
+	_, err := b.d.PlaceAudioCall(ctx, b.jamiAcc, b.acc.ID().String())
+	require.NoError(t, err)
+	select {
+	case ch := <-b.channels:
+		require.Equal(t, "sip", ch.Name())
+		buf := make([]byte, 4096)
+		n, err := ch.Read(buf)
+		require.NoError(t, err)
+		msg := string(buf[:n])
+		require.True(t, strings.HasPrefix(msg, "INVITE "), "jamid's first message on the channel: %q", msg)
+		require.Contains(t, msg, b.jamiID)
+	case <-ctx.Done():
+		t.Fatalf("jamid opened no channel: %s", b.d.LogTail(4000))
+	}
+}
+
+// TestWeConnectToJamid: the bot, as caller (ICE controlled, TLS server),
+// connects to jamid's device and jamid accepts the "sip" channel.
+func TestWeConnectToJamid(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	b := newJamidBed(t, ctx)
+	dev := b.jamidDevice(t, ctx)
+	p, ch, err := b.mgr.OpenChannel(ctx, dev, "sip", "audioCall")
+	require.NoError(t, err, "jamid log: %s", b.d.LogTail(4000))
+	require.False(t, p.Incoming)
+	require.Equal(t, "sip", ch.Name())
+	require.GreaterOrEqual(t, p.Socket.PeerVersion(), 1, "jamid speaks the beacon protocol")
 }
