@@ -68,12 +68,12 @@ func (t *iceTCP) agent(ctx context.Context) (*ice.Agent, ICE, error) {
 		return false
 	}
 	agent, err := ice.NewAgent(&ice.AgentConfig{
-		NetworkTypes:    []ice.NetworkType{ice.NetworkTypeTCP4, ice.NetworkTypeTCP6},
-		CandidateTypes:  []ice.CandidateType{ice.CandidateTypeHost},
-		TCPMux:          t.mux,
-		IPFilter:        keep,
-		IncludeLoopback: t.cfg.Loopback,
-		LoggerFactory:   t.cfg.Log,
+		NetworkTypes:     []ice.NetworkType{ice.NetworkTypeTCP4, ice.NetworkTypeTCP6},
+		CandidateTypes:   []ice.CandidateType{ice.CandidateTypeHost},
+		TCPMux:           t.mux,
+		IPFilter:         keep,
+		IncludeLoopback:  t.cfg.Loopback,
+		LoggerFactory:    t.cfg.Log,
 		MulticastDNSMode: ice.MulticastDNSModeDisabled,
 	})
 	if err != nil {

@@ -46,9 +46,9 @@ func newBotDevice(t *testing.T, ctx context.Context, bootstrap *dht.Node, cfg fu
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	require.NoError(t, err)
 	c := connect.Config{
-		DHT:  d.secure,
-		Self: connect.Identity{Key: acc.DeviceKey, Chain: acc.DeviceChain()},
-		ICE:  connect.ICEConfig{TCP: l, IPs: []netip.Addr{loopback}, Loopback: true},
+		DHT:           d.secure,
+		Self:          connect.Identity{Key: acc.DeviceKey, Chain: acc.DeviceChain()},
+		ICE:           connect.ICEConfig{TCP: l, IPs: []netip.Addr{loopback}, Loopback: true},
 		AcceptChannel: func(_ connect.Device, name string) bool { return name == "sip" },
 		OnChannel:     func(_ *connect.Peer, ch *mux.Channel) { d.channels <- ch },
 		Log:           zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel),
