@@ -4,7 +4,6 @@ package jami_test
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -98,77 +97,65 @@ func TestJamidFindsOurDevice(t *testing.T) {
 	}
 }
 
-// jamidBed is a jamid account and a Go device (the bot's side) on one
-// local DHT, the device running a connection manager.
+// jamidBed is a jamid account and the bot's Jami service on one local DHT.
 type jamidBed struct {
 	d        *jamid.Daemon
 	jamiAcc  string // jamid's account (its local id)
 	jamiID   string // its Jami ID
-	acc      *jami.Account
-	secure   *dht.Secure
-	mgr      *connect.Manager
+	svc      *jami.Service
 	channels chan *mux.Channel
+	peers    chan *connect.Peer
 }
 
-func newJamidBed(t *testing.T, ctx context.Context) *jamidBed {
+func newJamidBed(t *testing.T, ctx context.Context, cfg func(c *jami.Config, jamiID string)) *jamidBed {
 	t.Helper()
 	jamid.RequireInstalled(t)
 	n := dhtnode.NewTestNetwork(t)
 	require.NoError(t, jamid.DisableIPv6(n.Link))
 	peer, err := n.Start(ctx, dhtnode.Options{NoRateLimit: true})
 	require.NoError(t, err)
-	jami.KeyBits = 2048
-	acc, err := jami.NewAccount("voipbot")
-	require.NoError(t, err)
-	node, err := dht.New(dht.Config{Listen4: netip.AddrPortFrom(n.HostIP, 0).String(), MaxPeerRequestsPerSec: -1}, zerolog.Nop())
-	require.NoError(t, err)
-	node.Start(context.Background())
-	t.Cleanup(func() { _ = node.Close() })
-	require.NoError(t, node.Bootstrap(ctx, peer.Addr()))
-	b := &jamidBed{acc: acc, secure: dht.NewSecure(node, acc.DeviceIdentity()), channels: make(chan *mux.Channel, 4)}
-	_, err = node.PutPermanent(ctx, acc.DeviceID(), dht.CertificateValue(acc.DeviceChainPEM()))
-	require.NoError(t, err)
-	ann, err := acc.DeviceAnnouncement()
-	require.NoError(t, err)
-	_, err = node.PutPermanent(ctx, acc.ID(), ann)
-	require.NoError(t, err)
-	l, err := net.Listen("tcp4", netip.AddrPortFrom(n.HostIP, 0).String())
-	require.NoError(t, err)
-	b.mgr, err = connect.New(connect.Config{
-		DHT:           b.secure,
-		Self:          connect.Identity{Key: acc.DeviceKey, Chain: acc.DeviceChain()},
-		ICE:           connect.ICEConfig{TCP: l, IPs: []netip.Addr{n.HostIP}},
-		AcceptChannel: func(_ connect.Device, name string) bool { return name == "sip" },
-		OnChannel:     func(_ *connect.Peer, ch *mux.Channel) { b.channels <- ch },
-		Log:           zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel),
-	})
-	require.NoError(t, err)
-	require.NoError(t, b.mgr.Start(ctx))
-	t.Cleanup(func() { _ = b.mgr.Close() })
-
+	b := &jamidBed{channels: make(chan *mux.Channel, 4), peers: make(chan *connect.Peer, 4)}
 	b.d = jamid.NewTestDaemon(t, ctx, jamid.Options{Link: n.Link})
 	b.jamiAcc, err = b.d.AddAccount(ctx, jamid.LoopbackAccount(peer.Addr().String()))
 	require.NoError(t, err)
-	require.NoError(t, b.d.WaitRegistered(ctx, b.jamiAcc))
 	b.jamiID, err = b.d.JamiID(ctx, b.jamiAcc)
 	require.NoError(t, err)
+
+	jami.KeyBits = 2048
+	c := jami.Config{
+		Enabled: true, Listen: netip.AddrPortFrom(n.HostIP, 0).String(), Bootstrap: []string{peer.Addr().String()},
+		ICEAddresses: []string{n.HostIP.String()}, Allow: []string{"*"},
+	}
+	if cfg != nil {
+		cfg(&c, b.jamiID)
+	}
+	b.svc, err = jami.Start(ctx, c, jami.NewMemStore(), zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	require.NoError(t, err)
+	t.Cleanup(func() { b.svc.Stop(context.Background()) })
+	b.svc.SetChannelHandler(func(p *connect.Peer, ch *mux.Channel) { b.peers <- p; b.channels <- ch })
+	select {
+	case <-b.svc.Ready():
+	case <-ctx.Done():
+		t.Fatal("the service did not join the DHT")
+	}
+	require.NoError(t, b.d.WaitRegistered(ctx, b.jamiAcc))
 	return b
 }
 
-// jamidDevice is jamid's device as the bot finds it on the DHT.
+// jamidDevice is jamid's device as the bot finds it: from the account's
+// device announcements.
 func (b *jamidBed) jamidDevice(t *testing.T, ctx context.Context) connect.Device {
 	t.Helper()
 	require.NoError(t, b.d.WaitDeviceAnnounced(ctx, b.jamiAcc))
+	id, err := jami.ParseID(b.jamiID)
+	require.NoError(t, err)
+	devs, err := b.svc.Devices(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, devs, 1)
 	keyID, err := b.d.DeviceKeyID(ctx, b.jamiAcc)
 	require.NoError(t, err)
-	id, err := dht.ParseHash(keyID)
-	require.NoError(t, err)
-	chain, _, err := b.secure.FindCertificate(ctx, id)
-	require.NoError(t, err)
-	dev, err := connect.ParseDevice(chain)
-	require.NoError(t, err)
-	require.Equal(t, b.jamiID, dev.Account.String())
-	return dev
+	require.Equal(t, keyID, devs[0].ID.String())
+	return devs[0]
 }
 
 // TestJamidConnectsToUs: jamid calling the bot's Jami ID gets an answer to
@@ -178,11 +165,14 @@ func (b *jamidBed) jamidDevice(t *testing.T, ctx context.Context) connect.Device
 func TestJamidConnectsToUs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	b := newJamidBed(t, ctx)
-	_, err := b.d.PlaceAudioCall(ctx, b.jamiAcc, b.acc.ID().String())
+	b := newJamidBed(t, ctx, nil)
+	_, err := b.d.PlaceAudioCall(ctx, b.jamiAcc, b.svc.AccountID().String())
 	require.NoError(t, err)
 	select {
 	case ch := <-b.channels:
+		p := <-b.peers
+		require.True(t, p.Incoming)
+		require.Equal(t, b.jamiID, p.Device.Account.String())
 		require.Equal(t, "sip", ch.Name())
 		buf := make([]byte, 4096)
 		n, err := ch.Read(buf)
@@ -200,11 +190,26 @@ func TestJamidConnectsToUs(t *testing.T) {
 func TestWeConnectToJamid(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	b := newJamidBed(t, ctx)
+	b := newJamidBed(t, ctx, nil)
 	dev := b.jamidDevice(t, ctx)
-	p, ch, err := b.mgr.OpenChannel(ctx, dev, "sip", "audioCall")
+	p, ch, err := b.svc.OpenSIP(ctx, dev, false)
 	require.NoError(t, err, "jamid log: %s", b.d.LogTail(4000))
 	require.False(t, p.Incoming)
 	require.Equal(t, "sip", ch.Name())
 	require.GreaterOrEqual(t, p.Socket.PeerVersion(), 1, "jamid speaks the beacon protocol")
+}
+
+// TestBannedJamidIsRefused: a device of a banned account gets no answer
+// to its connection request: the call fails on jamid, and no channel is
+// opened.
+func TestBannedJamidIsRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	b := newJamidBed(t, ctx, func(c *jami.Config, jamiID string) { c.Ban = []string{jamiID} })
+	callID, err := b.d.PlaceAudioCall(ctx, b.jamiAcc, b.svc.AccountID().String())
+	require.NoError(t, err)
+	st, err := b.d.WaitCallState(ctx, b.jamiAcc, callID, "OVER", "FAILURE", "HUNGUP", "CURRENT")
+	require.NoError(t, err)
+	require.NotEqual(t, "CURRENT", st.State)
+	require.Empty(t, b.channels, "no channel from a banned account")
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -36,15 +37,20 @@ type Service struct {
 	node    *dht.Node
 	ident   *dht.Identity
 	account *Account
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
+	secure  *dht.Secure
+	conns   connections
+	// onChannel takes the SIP channels devices open (SetChannelHandler).
+	onChannel atomic.Pointer[ChannelHandler]
+	ready     chan struct{} // closed once connections are taken
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
 }
 
 // Start loads (or, at the first start, creates or imports) the bot's Jami
 // account and device, binds the node's socket and joins the network in the
 // background. Stop it with Stop.
 func Start(ctx context.Context, cfg Config, st Store, log zerolog.Logger) (*Service, error) {
-	s := &Service{cfg: cfg, store: st, log: log.With().Str("component", "dht").Logger()}
+	s := &Service{cfg: cfg, store: st, log: log.With().Str("component", "dht").Logger(), ready: make(chan struct{})}
 	saved, err := st.DHTNode(ctx)
 	if err != nil {
 		return nil, err
@@ -69,6 +75,7 @@ func Start(ctx context.Context, cfg Config, st Store, log zerolog.Logger) (*Serv
 	if s.node, err = dht.New(nodeCfg, s.log); err != nil {
 		return nil, err
 	}
+	s.secure = dht.NewSecure(s.node, s.ident)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.node.Start(runCtx)
@@ -148,6 +155,11 @@ func (s *Service) run(ctx context.Context) {
 		}
 	}
 	s.announce(ctx)
+	if err := s.startConnections(ctx); err != nil {
+		s.log.Error().Err(err).Msg("Cannot take Jami connections: calls with Jami devices will fail")
+	} else {
+		close(s.ready)
+	}
 	tick := time.NewTicker(peerSaveInterval)
 	defer tick.Stop()
 	for {
@@ -278,10 +290,16 @@ func (s *Service) Describe() string {
 		s.account.ID(), s.node.ID(), st.Nodes4+st.Nodes6, st.Good4+st.Good6, st.StoredValues)
 }
 
+// Ready is closed once the bot is on the DHT and takes connections.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
 // Stop saves the peers and closes the node.
 func (s *Service) Stop(ctx context.Context) {
 	s.savePeers(ctx)
 	s.cancel()
+	if mgr := s.conns.Load(); mgr != nil {
+		_ = mgr.Close()
+	}
 	_ = s.node.Close()
 	s.wg.Wait()
 }
