@@ -7,23 +7,29 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/bridge/leg"
+	"github.com/voipbot/voipbot/jami"
 )
 
 // Target is where a call goes: one of the bot's own sources, or a network
 // address. Written kind:address (matrix:@user:server, matrix:!room:server,
 // matrix:#alias:server); a source is written by its name alone (echo).
-// Later leg kinds add their own prefixes (jami:, rtc, xmpp:, guest).
+// jami:<Jami ID> is a Jami account. Later leg kinds add their own
+// prefixes (rtc, xmpp:, guest).
 type Target struct {
 	Kind leg.Kind
 	// Exactly one of these is set for a matrix target.
 	User  id.UserID
 	Room  id.RoomID
 	Alias id.RoomAlias
+	// Jami is a jami target's account (40 lower-case hex digits).
+	Jami string
 }
 
 // String writes the target as ParseTarget reads it.
 func (t Target) String() string {
 	switch {
+	case t.Kind == leg.KindJami:
+		return "jami:" + t.Jami
 	case t.Kind != leg.KindMatrix:
 		return string(t.Kind)
 	case t.User != "":
@@ -51,12 +57,18 @@ func ParseTarget(s string) (Target, error) {
 		return Target{Kind: k}, nil
 	case k == leg.KindMatrix:
 		return parseMatrixAddress(addr)
+	case k == leg.KindJami:
+		acc, err := jami.ParseID(addr)
+		if err != nil {
+			return Target{}, fmt.Errorf("jami:%s: %w", addr, err)
+		}
+		return Target{Kind: leg.KindJami, Jami: acc.String()}, nil
 	case hasAddr && !k.Network():
 		return Target{}, fmt.Errorf("%s takes no address (write just %s)", k, k)
 	case !hasAddr:
-		return Target{}, fmt.Errorf("%q is not a target: write echo, tone, silence, file, or kind:address (matrix:@user:server, matrix:!room:server, matrix:#alias:server)", s)
+		return Target{}, fmt.Errorf("%q is not a target: write echo, tone, silence, file, or kind:address (matrix:@user:server, matrix:!room:server, matrix:#alias:server, jami:<40-hex Jami ID>)", s)
 	default:
-		return Target{}, fmt.Errorf("%q is not a kind of target this bot knows (matrix, or a source: echo, tone, silence, file)", kind)
+		return Target{}, fmt.Errorf("%q is not a kind of target this bot knows (matrix, jami, or a source: echo, tone, silence, file)", kind)
 	}
 }
 

@@ -19,6 +19,7 @@ func TestParseTarget(t *testing.T) {
 		"matrix:!abc:hs.org":   {Kind: leg.KindMatrix, Room: "!abc:hs.org"},
 		"matrix:#room:hs.org":  {Kind: leg.KindMatrix, Alias: "#room:hs.org"},
 		" matrix:@bob:hs.org ": {Kind: leg.KindMatrix, User: "@bob:hs.org"},
+		"jami:0123456789ABCDEF0123456789abcdef01234567": {Kind: leg.KindJami, Jami: "0123456789abcdef0123456789abcdef01234567"},
 	}
 	for in, want := range good {
 		got, err := ParseTarget(in)
@@ -33,7 +34,8 @@ func TestParseTarget(t *testing.T) {
 		"music":              "is not a target",
 		"@bob:hs.org":        "write a Matrix address as matrix:@bob:hs.org",
 		"echo:x":             "takes no address",
-		"jami:abc":           "not a kind of target",
+		"jami:abc":           "not a Jami ID",
+		"xmpp:abc":           "not a kind of target",
 		"matrix:bob":         "must be a user",
 		"matrix:@bob":        "not a Matrix user ID",
 		"matrix:@:hs":        "not a Matrix user ID",

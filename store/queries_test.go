@@ -162,6 +162,30 @@ func TestRoomMembershipAndSettings(t *testing.T) {
 	require.Error(t, s.SetMembership(ctx, "!r:x", Membership("knock-knock"), ""), "unknown memberships are refused by the schema")
 }
 
+// TestRoomsRoutedTo: the joined rooms whose route is a target, newest
+// first; a room the bot left does not count.
+func TestRoomsRoutedTo(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	const route = "jami:0123456789abcdef0123456789abcdef01234567"
+	for _, r := range []id.RoomID{"!a:x", "!b:x", "!c:x"} {
+		require.NoError(t, s.SetMembership(ctx, r, MembershipJoin, "@alice:x"))
+	}
+	require.NoError(t, s.SetRoomSettings(ctx, "!a:x", RoomSettings{Route: route}))
+	require.NoError(t, s.SetRoomSettings(ctx, "!b:x", RoomSettings{Route: "echo"}))
+	require.NoError(t, s.SetRoomSettings(ctx, "!c:x", RoomSettings{Route: route}))
+	rooms, err := s.RoomsRoutedTo(ctx, route)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []id.RoomID{"!a:x", "!c:x"}, rooms)
+	require.NoError(t, s.SetMembership(ctx, "!c:x", MembershipLeave, ""))
+	rooms, err = s.RoomsRoutedTo(ctx, route)
+	require.NoError(t, err)
+	require.Equal(t, []id.RoomID{"!a:x"}, rooms)
+	rooms, err = s.RoomsRoutedTo(ctx, "jami:ffffffffffffffffffffffffffffffffffffffff")
+	require.NoError(t, err)
+	require.Empty(t, rooms)
+}
+
 func TestCallRecords(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)

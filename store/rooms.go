@@ -100,3 +100,26 @@ func (s *Store) CountRooms(ctx context.Context, m Membership) (int, error) {
 	}
 	return n, nil
 }
+
+// RoomsRoutedTo lists the joined rooms whose route is exactly route (a
+// target as the bridge writes it), most recently changed first: where a
+// call from that target rings.
+func (s *Store) RoomsRoutedTo(ctx context.Context, route string) ([]id.RoomID, error) {
+	rows, err := s.db.Query(ctx, `
+		SELECT room_id FROM room
+		WHERE membership=$1 AND json_extract(settings, '$.route')=$2
+		ORDER BY updated_at DESC, room_id`, MembershipJoin, route)
+	if err != nil {
+		return nil, fmt.Errorf("finding the rooms routed to %s: %w", route, err)
+	}
+	defer rows.Close()
+	var rooms []id.RoomID
+	for rows.Next() {
+		var r id.RoomID
+		if err := rows.Scan(&r); err != nil {
+			return nil, fmt.Errorf("finding the rooms routed to %s: %w", route, err)
+		}
+		rooms = append(rooms, r)
+	}
+	return rooms, rows.Err()
+}

@@ -24,6 +24,7 @@ type Kind string
 // The kinds of leg.
 const (
 	KindMatrix  Kind = "matrix"
+	KindJami    Kind = "jami"
 	KindEcho    Kind = "echo"
 	KindTone    Kind = "tone"
 	KindSilence Kind = "silence"
