@@ -3,6 +3,7 @@ module github.com/voipbot/voipbot
 go 1.26.0
 
 require (
+	github.com/emiago/sipgo v1.7.3
 	github.com/godbus/dbus/v5 v5.1.0
 	github.com/mattn/go-isatty v0.0.20
 	github.com/pion/ice/v4 v4.4.2
@@ -35,8 +36,10 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/coder/websocket v1.8.15 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/gobwas/pool v0.2.1 // indirect
+	github.com/gobwas/ws v1.3.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
-	github.com/kr/pretty v0.2.1 // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-sqlite3 v1.14.52 // indirect
