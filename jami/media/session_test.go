@@ -1,0 +1,263 @@
+package media
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/transport/v4/test"
+	"github.com/pion/webrtc/v4"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+)
+
+var loopback = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// goroutineCheck fails the test if goroutines it started outlive it;
+// registered first, it runs after every other cleanup.
+func goroutineCheck(t *testing.T) { t.Cleanup(test.CheckRoutines(t)) }
+
+func newTestSession(t *testing.T, o Options) *Session {
+	t.Helper()
+	if o.IPs == nil {
+		o.IPs = loopback
+	}
+	s, err := NewSession(o)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// negotiate runs offer/answer from a to b and connects both.
+func negotiate(t *testing.T, a, b *Session) {
+	t.Helper()
+	ctx := testCtx(t)
+	offer, err := a.Offer(ctx)
+	require.NoError(t, err)
+	answer, err := b.Answer(ctx, offer)
+	require.NoError(t, err, "offer:\n%s", offer)
+	require.NoError(t, a.SetAnswer(answer), "answer:\n%s", answer)
+	connectBoth(t, a, b)
+}
+
+func connectBoth(t *testing.T, a, b *Session) {
+	t.Helper()
+	var g errgroup.Group
+	g.Go(func() error { return a.Connect(testCtx(t)) })
+	g.Go(func() error { return b.Connect(testCtx(t)) })
+	require.NoError(t, g.Wait())
+}
+
+// exchange sends n packets of RTP from one stream to the other and
+// checks they arrive decrypted, as sent.
+func exchangeRTP(t *testing.T, from, to *Stream, n int) {
+	t.Helper()
+	base := nextSeq[from] // replay protection drops numbers seen before
+	nextSeq[from] += uint16(n)
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1500)
+		for i := range n {
+			k, err := to.ReadRTP(buf)
+			if err != nil {
+				got <- err
+				return
+			}
+			var p rtp.Packet
+			if err := p.Unmarshal(buf[:k]); err != nil {
+				got <- err
+				return
+			}
+			if p.SequenceNumber != base+uint16(i) || p.PayloadType != from.SendPayloadType || len(p.Payload) != 3 || p.Payload[0] != byte(i) {
+				got <- &mismatch{i, p}
+				return
+			}
+		}
+		got <- nil
+	}()
+	for i := range n {
+		h := rtp.Header{Version: 2, PayloadType: from.SendPayloadType, SequenceNumber: base + uint16(i), Timestamp: uint32(960 * i), SSRC: 0xabcd}
+		require.NoError(t, from.WriteRTP(&h, []byte{byte(i), 0x55, 0xaa}))
+	}
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: packets did not arrive", to.Label)
+	}
+}
+
+// nextSeq is each sending stream's next sequence number in the tests.
+var nextSeq = map[*Stream]uint16{}
+
+type mismatch struct {
+	i int
+	p rtp.Packet
+}
+
+func (m *mismatch) Error() string { return fmt.Sprintf("packet %d differs: %s", m.i, m.p.String()) }
+
+func exchangeRTCP(t *testing.T, from, to *Stream) {
+	t.Helper()
+	got := make(chan []rtcp.Packet, 1)
+	go func() {
+		pkts, err := to.ReadRTCP(make([]byte, 1500))
+		if err != nil {
+			got <- nil
+			return
+		}
+		got <- pkts
+	}()
+	rr := &rtcp.ReceiverReport{SSRC: 7, Reports: []rtcp.ReceptionReport{{SSRC: 0xabcd, LastSequenceNumber: 4242, Jitter: 12}}}
+	require.NoError(t, from.WriteRTCP([]rtcp.Packet{rr, &rtcp.PictureLossIndication{SenderSSRC: 7, MediaSSRC: 0xabcd}}))
+	select {
+	case pkts := <-got:
+		require.Len(t, pkts, 2)
+		got, ok := pkts[0].(*rtcp.ReceiverReport)
+		require.True(t, ok)
+		require.Equal(t, rr.Reports, got.Reports)
+		require.IsType(t, &rtcp.PictureLossIndication{}, pkts[1])
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: RTCP did not arrive", to.Label)
+	}
+}
+
+func bothWays(t *testing.T, a, b *Session) {
+	t.Helper()
+	as, bs := a.Streams(), b.Streams()
+	require.Equal(t, len(as), len(bs))
+	for i := range as {
+		if as[i].Rejected() {
+			continue
+		}
+		exchangeRTP(t, as[i], bs[i], 20)
+		exchangeRTP(t, bs[i], as[i], 20)
+		exchangeRTCP(t, as[i], bs[i])
+		exchangeRTCP(t, bs[i], as[i])
+	}
+}
+
+func TestAudioAndVideoBothWays(t *testing.T) {
+	goroutineCheck(t)
+	for _, suite := range []string{"AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"} {
+		t.Run(suite, func(t *testing.T) {
+			a := newTestSession(t, Options{Audio: true, Video: true, Suite: suite})
+			b := newTestSession(t, Options{Audio: true, Video: true})
+			negotiate(t, a, b)
+			as, bs := a.Streams(), b.Streams()
+			require.Len(t, as, 2)
+			require.Equal(t, "audio_0", as[0].Label)
+			require.Equal(t, "video_0", bs[1].Label)
+			require.Equal(t, "opus", bs[0].Codec.Name)
+			require.EqualValues(t, 111, bs[0].Codec.PayloadType)
+			require.EqualValues(t, 101, as[0].SendDTMFPayloadType)
+			require.Equal(t, "VP8", as[1].Codec.Name)
+			require.Equal(t, webrtc.RTPCodecTypeVideo, as[1].Kind)
+			require.Equal(t, suite, bs[0].local.suite.name, "the answer keeps the offered suite")
+			require.NotEqual(t, as[0].local.key, bs[0].local.key, "each side has its own key")
+			bothWays(t, a, b)
+			require.NoError(t, a.Close())
+			require.NoError(t, b.Close())
+			_, err := as[0].ReadRTP(make([]byte, 1500))
+			require.Error(t, err, "reads end with the session")
+		})
+	}
+}
+
+func TestOfferFromTheOtherSide(t *testing.T) {
+	goroutineCheck(t)
+	a := newTestSession(t, Options{Audio: true})
+	b := newTestSession(t, Options{Audio: true, Video: true})
+	negotiate(t, b, a) // b offers video, a takes audio only
+	as := a.Streams()
+	require.Len(t, as, 2)
+	require.True(t, as[1].Rejected())
+	require.True(t, b.Streams()[1].Rejected(), "the offerer learns the rejection from port 0")
+	bothWays(t, b, a)
+	_, err := as[1].ReadRTP(make([]byte, 10))
+	require.ErrorIs(t, err, ErrRejected)
+}
+
+func TestRTCPMux(t *testing.T) {
+	goroutineCheck(t)
+	a := newTestSession(t, Options{Audio: true, Video: true, RTCPMux: true})
+	b := newTestSession(t, Options{Audio: true, Video: true})
+	negotiate(t, a, b)
+	for _, st := range append(a.Streams(), b.Streams()...) {
+		require.True(t, st.Mux)
+		require.Len(t, st.comps, 1)
+	}
+	bothWays(t, a, b)
+}
+
+func TestHoldAndResumeKeepTransport(t *testing.T) {
+	goroutineCheck(t)
+	a := newTestSession(t, Options{Audio: true})
+	b := newTestSession(t, Options{Audio: true})
+	negotiate(t, a, b)
+	as, bs := a.Streams()[0], b.Streams()[0]
+	key, conn := as.local, as.comps[0].conn
+
+	a.SetDirection(as, SendOnly) // a holds b
+	ctx := testCtx(t)
+	offer, err := a.Offer(ctx)
+	require.NoError(t, err)
+	require.Contains(t, string(offer), "a=sendonly")
+	answer, err := b.Answer(ctx, offer)
+	require.NoError(t, err)
+	require.Contains(t, string(answer), "a=recvonly")
+	require.NoError(t, a.SetAnswer(answer))
+	require.Equal(t, RecvOnly, bs.Direction())
+	require.Equal(t, SendOnly, as.Direction())
+	require.NoError(t, a.Connect(ctx)) // nothing to do
+	exchangeRTP(t, as, bs, 5)
+	h := rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 1}
+	require.NoError(t, bs.WriteRTP(&h, []byte{1}), "b's writes are dropped, not refused")
+
+	a.SetDirection(as, SendRecv)
+	offer, err = a.Offer(ctx)
+	require.NoError(t, err)
+	answer, err = b.Answer(ctx, offer)
+	require.NoError(t, err)
+	require.NoError(t, a.SetAnswer(answer))
+	require.Equal(t, SendRecv, bs.Direction())
+	require.Equal(t, key, as.local)
+	require.Same(t, conn, as.comps[0].conn)
+	bothWays(t, a, b)
+
+	// A re-offer with new ICE credentials is a new session's.
+	c := newTestSession(t, Options{Audio: true})
+	fresh, err := c.Offer(ctx)
+	require.NoError(t, err)
+	_, err = b.Answer(ctx, fresh)
+	require.ErrorIs(t, err, ErrICERestart)
+}
+
+func TestConnectTimesOut(t *testing.T) {
+	goroutineCheck(t)
+	a := newTestSession(t, Options{Audio: true})
+	b := newTestSession(t, Options{Audio: true})
+	ctx := testCtx(t)
+	offer, err := a.Offer(ctx)
+	require.NoError(t, err)
+	answer, err := b.Answer(ctx, offer)
+	require.NoError(t, err)
+	require.NoError(t, a.SetAnswer(answer))
+	require.NoError(t, b.Close()) // nobody answers a's checks
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	err = a.Connect(short)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Contains(t, err.Error(), "no ICE connectivity in time")
+	require.Contains(t, err.Error(), "audio_0")
+}

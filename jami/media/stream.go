@@ -1,0 +1,304 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+)
+
+// Stream is one m= section of the call: its negotiated format and, once
+// connected, its packets. The fields are set by the negotiation and do not
+// change afterwards (a re-INVITE may change only the direction).
+type Stream struct {
+	Index int
+	Kind  webrtc.RTPCodecType
+	// Label is jamid's name of the section: audio_0, video_0, video_1…
+	Label string
+	// Codec is the format negotiated; its PayloadType is the one we
+	// receive it with (the number in our SDP).
+	Codec Codec
+	// SendPayloadType is the codec's number in the peer's SDP, which we
+	// send with. With an answer that kept the offer's numbers (RFC 3264,
+	// and jamid's do) it is Codec.PayloadType.
+	SendPayloadType uint8
+	// DTMF: telephone-event's numbers (ours, theirs) and clock rate, 0
+	// when the section has none. jamid uses 8000 Hz even beside opus.
+	DTMFPayloadType, SendDTMFPayloadType uint8
+	DTMFClockRate                        uint32
+	// Mux is true when RTP and RTCP share one component (a=rtcp-mux).
+	Mux bool
+
+	log      zerolog.Logger
+	rejected bool
+	mid      string
+	comps    []*component // RTP, and RTCP unless muxed
+	want     Direction    // what we ask for
+	dir      atomic.Int32 // ours, as negotiated
+	local    sdesKey
+	remote   sdesKey
+	remoteIn *remoteSection // the peer's view, for Connect
+
+	sendRTP, sendRTCP, recvRTP, recvRTCP cipher
+
+	// With rtcp-mux, one goroutine reads the component and sorts.
+	demux           sync.Once
+	muxRTP, muxRTCP chan []byte
+	dropped         atomic.Uint64 // packets that failed authentication
+}
+
+// cipher is the SRTP context of one direction and protocol, and its
+// scratch buffer: each is used by one caller at a time.
+type cipher struct {
+	mu  sync.Mutex
+	ctx *srtp.Context
+	buf []byte
+}
+
+// Errors of stream I/O.
+var (
+	ErrNotConnected = errors.New("the stream is not connected")
+	ErrRejected     = errors.New("the stream was rejected in the negotiation")
+)
+
+// Rejected reports whether the section was refused (port 0), by either
+// side.
+func (st *Stream) Rejected() bool { return st.rejected }
+
+// Direction is ours, as negotiated: SendOnly while the peer holds us
+// (a=sendonly from them gives recvonly here, and so on).
+func (st *Stream) Direction() Direction { return Direction(st.dir.Load()) }
+
+// Parameters is the negotiated codec as pion describes it, with the
+// payload type we receive.
+func (st *Stream) Parameters() webrtc.RTPCodecParameters { return st.Codec.Parameters(st.Kind) }
+
+// conn is the component carrying RTP (0) or RTCP (1).
+func (st *Stream) conn(rtcp bool) (net.Conn, error) {
+	if st.rejected {
+		return nil, ErrRejected
+	}
+	i := 0
+	if rtcp && !st.Mux {
+		i = 1
+	}
+	if i >= len(st.comps) || st.comps[i].conn == nil {
+		return nil, ErrNotConnected
+	}
+	return st.comps[i].conn, nil
+}
+
+// startSRTP makes the contexts: ours protects what we send, theirs
+// unprotects what we get, with replay protection.
+func (st *Stream) startSRTP() error {
+	for _, c := range []struct {
+		ci   *cipher
+		key  sdesKey
+		opts []srtp.ContextOption
+	}{
+		{&st.sendRTP, st.local, nil},
+		{&st.sendRTCP, st.local, nil},
+		{&st.recvRTP, st.remote, []srtp.ContextOption{srtp.SRTPReplayProtection(256)}},
+		{&st.recvRTCP, st.remote, []srtp.ContextOption{srtp.SRTCPReplayProtection(256)}},
+	} {
+		ctx, err := c.key.context(c.opts...)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", st.Label, err)
+		}
+		c.ci.mu.Lock()
+		c.ci.ctx = ctx
+		if c.ci.buf == nil {
+			c.ci.buf = make([]byte, 1600)
+		}
+		c.ci.mu.Unlock()
+	}
+	return nil
+}
+
+// rekeyRemote takes the peer's new key (a re-INVITE's a=crypto).
+func (st *Stream) rekeyRemote(k sdesKey) error {
+	if k == st.remote {
+		return nil
+	}
+	st.remote = k
+	if st.recvRTP.ctx == nil {
+		return nil // not started yet
+	}
+	for _, c := range []struct {
+		ci  *cipher
+		opt srtp.ContextOption
+	}{{&st.recvRTP, srtp.SRTPReplayProtection(256)}, {&st.recvRTCP, srtp.SRTCPReplayProtection(256)}} {
+		ctx, err := k.context(c.opt)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", st.Label, err)
+		}
+		c.ci.mu.Lock()
+		c.ci.ctx = ctx
+		c.ci.mu.Unlock()
+	}
+	return nil
+}
+
+// isRTCP sorts a muxed packet (RFC 5761 4): RTCP packet types 192-223
+// sit where RTP has its marker and payload type.
+func isRTCP(b []byte) bool { return len(b) >= 2 && b[1] >= 192 && b[1] <= 223 }
+
+// runDemux reads the muxed component until it closes.
+func (st *Stream) runDemux(conn net.Conn, wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer close(st.muxRTP)
+	defer close(st.muxRTCP)
+	for {
+		b := make([]byte, 1600) // kept by the reader it goes to
+		n, err := conn.Read(b)
+		if err != nil {
+			return
+		}
+		ch := st.muxRTP
+		if isRTCP(b[:n]) {
+			ch = st.muxRTCP
+		}
+		select {
+		case ch <- b[:n]:
+		default: // nobody reads that half: drop, as a socket would
+		}
+	}
+}
+
+// readRaw reads one packet of RTP (or RTCP) into b.
+func (st *Stream) readRaw(b []byte, wantRTCP bool) (int, error) {
+	conn, err := st.conn(wantRTCP)
+	if err != nil {
+		return 0, err
+	}
+	if !st.Mux {
+		return conn.Read(b)
+	}
+	ch := st.muxRTP
+	if wantRTCP {
+		ch = st.muxRTCP
+	}
+	p, ok := <-ch
+	if !ok {
+		return 0, io.EOF
+	}
+	if len(p) > len(b) {
+		return 0, io.ErrShortBuffer
+	}
+	return copy(b, p), nil
+}
+
+// ReadRTP reads one RTP packet, decrypted, into b (1500 bytes are
+// enough). Packets that fail authentication or replay checks are
+// dropped. It returns an error once the session is closed.
+func (st *Stream) ReadRTP(b []byte) (int, error) {
+	for {
+		n, err := st.readRaw(b, false)
+		if err != nil {
+			return 0, err
+		}
+		if n < 12 || b[0]>>6 != 2 || isRTCP(b[:n]) {
+			continue
+		}
+		st.recvRTP.mu.Lock()
+		out, err := st.recvRTP.ctx.DecryptRTP(b, b[:n], nil) // in place
+		st.recvRTP.mu.Unlock()
+		if err != nil {
+			st.drop(err, "RTP")
+			continue
+		}
+		return len(out), nil
+	}
+}
+
+// ReadRTCP reads one compound RTCP packet, decrypted, using b as buffer.
+func (st *Stream) ReadRTCP(b []byte) ([]rtcp.Packet, error) {
+	for {
+		n, err := st.readRaw(b, true)
+		if err != nil {
+			return nil, err
+		}
+		if n < 8 || !isRTCP(b[:n]) {
+			continue
+		}
+		st.recvRTCP.mu.Lock()
+		out, err := st.recvRTCP.ctx.DecryptRTCP(b, b[:n], nil)
+		st.recvRTCP.mu.Unlock()
+		if err != nil {
+			st.drop(err, "RTCP")
+			continue
+		}
+		pkts, err := rtcp.Unmarshal(out)
+		if err != nil {
+			st.log.Debug().Err(err).Str("stream", st.Label).Msg("Dropping unparsable RTCP")
+			continue
+		}
+		return pkts, nil
+	}
+}
+
+func (st *Stream) drop(err error, what string) {
+	if n := st.dropped.Add(1); n&(n-1) == 0 { // 1, 2, 4, 8…: a flood is not logged in full
+		st.log.Debug().Err(err).Str("stream", st.Label).Uint64("dropped", n).Msgf("Dropping %s that does not decrypt", what)
+	}
+}
+
+// WriteRTP sends one packet. While our direction does not send (hold) it
+// is dropped without error, so that a forwarder needs not know.
+func (st *Stream) WriteRTP(h *rtp.Header, payload []byte) error {
+	conn, err := st.conn(false)
+	if err != nil {
+		return err
+	}
+	if !st.Direction().Sends() {
+		return nil
+	}
+	c := &st.sendRTP
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := rtp.Packet{Header: *h, Payload: payload}
+	n, err := p.MarshalTo(c.buf)
+	if err != nil {
+		return fmt.Errorf("stream %s: marshalling RTP: %w", st.Label, err)
+	}
+	out, err := c.ctx.EncryptRTP(c.buf, c.buf[:n], &p.Header) // in place; the tag fits
+	if err != nil {
+		return fmt.Errorf("stream %s: encrypting RTP: %w", st.Label, err)
+	}
+	if _, err := conn.Write(out); err != nil {
+		return fmt.Errorf("stream %s: sending RTP: %w", st.Label, err)
+	}
+	return nil
+}
+
+// WriteRTCP sends one compound RTCP packet (sent on hold too: reports
+// keep the peer's statistics alive).
+func (st *Stream) WriteRTCP(pkts []rtcp.Packet) error {
+	conn, err := st.conn(true)
+	if err != nil {
+		return err
+	}
+	raw, err := rtcp.Marshal(pkts)
+	if err != nil {
+		return fmt.Errorf("stream %s: marshalling RTCP: %w", st.Label, err)
+	}
+	c := &st.sendRTCP
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out, err := c.ctx.EncryptRTCP(c.buf, raw, nil)
+	if err != nil {
+		return fmt.Errorf("stream %s: encrypting RTCP: %w", st.Label, err)
+	}
+	if _, err := conn.Write(out); err != nil {
+		return fmt.Errorf("stream %s: sending RTCP: %w", st.Label, err)
+	}
+	return nil
+}
