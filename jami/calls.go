@@ -84,7 +84,10 @@ func (s *Service) ICEAddresses() []netip.Addr {
 }
 
 // SetChannelHandler sets who takes the SIP channels devices open.
-func (s *Service) SetChannelHandler(h ChannelHandler) { s.onChannel.Store(&h) }
+func (s *Service) SetChannelHandler(h func(*connect.Peer, *mux.Channel)) {
+	ch := ChannelHandler(h)
+	s.onChannel.Store(&ch)
+}
 
 // Allowed says whether a Jami account may call the bot (jami.allow, and not
 // banned).

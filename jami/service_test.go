@@ -4,8 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -113,56 +111,3 @@ func TestDHTServiceImportsArchive(t *testing.T) {
 	assert.ErrorContains(t, err, "does not open with this password")
 }
 
-// memStore is a Store in memory, as the database keeps it: copies in, copies
-// out.
-type memStore struct {
-	mu     sync.Mutex
-	node   *NodeRecord
-	values []StoredValue
-	peers  []Peer
-}
-
-func (m *memStore) DHTNode(context.Context) (*NodeRecord, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.node == nil {
-		return nil, nil
-	}
-	n := *m.node
-	return &n, nil
-}
-
-func (m *memStore) PutDHTNode(_ context.Context, n *NodeRecord) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c := *n
-	m.node = &c
-	return nil
-}
-
-func (m *memStore) DHTValues(context.Context) ([]StoredValue, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.values), nil
-}
-
-func (m *memStore) PutDHTValue(_ context.Context, v StoredValue) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.values = slices.DeleteFunc(m.values, func(o StoredValue) bool { return string(o.Hash) == string(v.Hash) && o.ValueID == v.ValueID })
-	m.values = append(m.values, v)
-	return nil
-}
-
-func (m *memStore) DHTPeers(context.Context) ([]Peer, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.peers), nil
-}
-
-func (m *memStore) ReplaceDHTPeers(_ context.Context, peers []Peer) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.peers = slices.Clone(peers)
-	return nil
-}
