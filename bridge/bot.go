@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/voipbot/voipbot/bridge/jamicall"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/matrix"
@@ -85,6 +86,8 @@ func (b *Bot) Start(ctx context.Context, jamiCfg jami.Config) error {
 			return fmt.Errorf("starting the DHT node: %w", err)
 		}
 		b.dhtStats.Attach(b.dht)
+		b.bridges.jami = jamicall.New(ctx, jamicall.Config{}, b.dht, jamiHost{b.bridges}, b.log)
+		b.bridges.jamiDefaultRoom = id.RoomID(jamiCfg.DefaultRoom)
 	}
 	if err := b.bridges.endStale(ctx); err != nil {
 		return err
@@ -100,6 +103,9 @@ func (b *Bot) Start(ctx context.Context, jamiCfg jami.Config) error {
 func (b *Bot) Stop(ctx context.Context) {
 	b.bridges.shutdown(ctx)
 	b.calls.Shutdown(ctx)
+	if b.bridges.jami != nil {
+		b.bridges.jami.Shutdown(ctx)
+	}
 	if b.dht != nil {
 		b.dht.Stop(ctx)
 	}

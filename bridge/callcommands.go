@@ -254,6 +254,15 @@ func (b *Bot) setRoute(ctx context.Context, evt *matrix.Event, args []string, ow
 // from room: itself, a user outside its access policy, this very room, a
 // room it is not in.
 func (b *Bot) checkTarget(ctx context.Context, from id.RoomID, t Target) error {
+	if t.Kind == leg.KindJami {
+		switch {
+		case b.dht == nil:
+			return userErrorf("the bot is not on the Jami network (jami.enabled is off)")
+		case t.Jami == b.dht.AccountID().String():
+			return userErrorf("that is the bot's own Jami ID: the bot cannot call itself")
+		}
+		return nil
+	}
 	switch {
 	case t.User == b.mx.UserID():
 		return userErrorf("the bot cannot call itself")

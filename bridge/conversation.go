@@ -30,6 +30,9 @@ import (
 type Bridge struct {
 	id     leg.BridgeID
 	room   id.RoomID // where it started: commands and notices go there
+	// ringsOwnRoom: the call came from another network and rings room
+	// itself (set before the bridge runs).
+	ringsOwnRoom bool
 	target Target    // what it rings or plays
 	reg    *registry
 	q      *opqueue.Queue
@@ -166,6 +169,14 @@ func (b *Bridge) networkParties() int {
 		}
 	}
 	return n
+}
+
+// hasLeg says whether l is a live leg of the bridge.
+func (b *Bridge) hasLeg(l leg.ID) bool {
+	b.partiesMu.Lock()
+	defer b.partiesMu.Unlock()
+	_, ok := b.parties[l]
+	return ok
 }
 
 // inRoom says whether a live leg of the bridge is in room.

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/voipbot/voipbot/bridge/jamicall"
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/matrix"
@@ -48,6 +49,10 @@ type registry struct {
 	// media.keep_recordings.
 	recordDir      string
 	keepRecordings bool
+	// jami places and takes Jami calls (nil unless jami.enabled);
+	// jamiDefaultRoom is jami.default_room.
+	jami            *jamicall.Manager
+	jamiDefaultRoom id.RoomID
 
 	// dial makes the leg that rings a target (place; tests put fake legs
 	// here).
@@ -73,6 +78,9 @@ func newRegistry(ctx context.Context, cfg CallsConfig, st *store.Store, mx reach
 		bridges: map[leg.BridgeID]*Bridge{},
 	}
 	reg.dial = func(ctx context.Context, b *Bridge, t Target, video bool, deadline time.Time, caller string) (placedLeg, error) {
+		if t.Kind == leg.KindJami {
+			return reg.placeJami(b, t, video)
+		}
 		l, err := reg.place(ctx, b, t, video, deadline, caller)
 		if err != nil {
 			return nil, err // not a typed nil in the interface
@@ -191,8 +199,13 @@ func (reg *registry) refusePeer(l leg.Leg) string {
 	return ""
 }
 
-// notice tells a room something, without holding anything up.
+// notice tells a room something, without holding anything up; a bridge
+// with no room (a Jami call answered by the bot's source) has nobody to
+// tell.
 func (reg *registry) notice(room id.RoomID, text string) {
+	if room == "" {
+		return
+	}
 	go func() {
 		ctx, cancel := context.WithTimeout(reg.ctx, 30*time.Second)
 		defer cancel()
@@ -254,7 +267,11 @@ func (reg *registry) place(ctx context.Context, b *Bridge, t Target, video bool,
 	if t.Kind != leg.KindMatrix {
 		return nil, fmt.Errorf("%s is not a target a call can ring", t)
 	}
-	room, invitee, err := reg.findMatrix(ctx, t, b.room, caller)
+	from := b.room
+	if b.ringsOwnRoom {
+		from = "" // a call from elsewhere (Jami) that rings the room of its route
+	}
+	room, invitee, err := reg.findMatrix(ctx, t, from, caller)
 	if err != nil {
 		return nil, err
 	}

@@ -120,43 +120,56 @@ func (s *Session) sendReports(now time.Time) {
 	s.mu.Unlock()
 	var blocks []rtcp.ReceptionReport
 	for _, t := range inbound {
-		if b, ok := s.receptionReport(t, now); ok {
+		if b, ok := receptionReport(t, t.ssrc, &s.lastSRs, now); ok {
 			blocks = append(blocks, b)
 		}
 	}
-	var pkts []rtcp.Packet
-	for _, o := range outbound {
-		o.mu.Lock()
-		ok := o.writer != nil && o.munger.started && o.packets.Load() > 0
-		sr := &rtcp.SenderReport{
-			SSRC:        o.ssrc,
-			NTPTime:     ntpTime(now),
-			RTPTime:     o.munger.lastTS + uint32(now.Sub(o.munger.lastAt).Seconds()*float64(o.codec.ClockRate)),
-			PacketCount: uint32(o.packets.Load()),
-			OctetCount:  uint32(o.bytes.Load()),
-		}
-		o.mu.Unlock()
-		if ok {
-			sr.Reports, blocks = blocks, nil // the blocks ride on the first report
-			pkts = append(pkts, sr)
-		}
-	}
+	pkts := compoundReport(outbound, blocks, s.reportSSRC, now)
 	if len(pkts) == 0 {
-		if len(blocks) == 0 {
-			return
-		}
-		pkts = append(pkts, &rtcp.ReceiverReport{SSRC: s.reportSSRC, Reports: blocks})
+		return
 	}
 	if err := s.pc.WriteRTCP(pkts); err != nil {
 		s.log.Debug().Err(err).Msg("Failed to send RTCP reports")
 	}
 }
 
+// compoundReport is a sender report for each outbound stream that has
+// sent media, the reception blocks riding on the first; a receiver report
+// from reportSSRC if none has; nothing if there is nothing to say.
+func compoundReport(outbound []*OutboundTrack, blocks []rtcp.ReceptionReport, reportSSRC uint32, now time.Time) []rtcp.Packet {
+	var pkts []rtcp.Packet
+	for _, o := range outbound {
+		if sr, ok := o.senderReport(now); ok {
+			sr.Reports, blocks = blocks, nil // the blocks ride on the first report
+			pkts = append(pkts, sr)
+		}
+	}
+	if len(pkts) == 0 && len(blocks) > 0 {
+		pkts = append(pkts, &rtcp.ReceiverReport{SSRC: reportSSRC, Reports: blocks})
+	}
+	return pkts
+}
+
+// senderReport describes what the track has sent, if it has sent media.
+func (o *OutboundTrack) senderReport(now time.Time) (*rtcp.SenderReport, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ok := o.writer != nil && o.munger.started && o.packets.Load() > 0
+	return &rtcp.SenderReport{
+		SSRC:        o.ssrc,
+		NTPTime:     ntpTime(now),
+		RTPTime:     o.munger.lastTS + uint32(now.Sub(o.munger.lastAt).Seconds()*float64(o.codec.ClockRate)),
+		PacketCount: uint32(o.packets.Load()),
+		OctetCount:  uint32(o.bytes.Load()),
+	}, ok
+}
+
 // receptionReport is the report block for one inbound stream (RFC 3550
-// 6.4.1, A.3): loss over the interval since the last report and overall,
-// the highest sequence number, jitter, and the timing of the last sender
-// report received.
-func (s *Session) receptionReport(t *InboundTrack, now time.Time) (rtcp.ReceptionReport, bool) {
+// 6.4.1, A.3) whose sender is ssrc: loss over the interval since the last
+// report and overall, the highest sequence number, jitter, and the timing
+// of the last sender report received (lastSRs: SSRC -> lastSR). One
+// reporter a track: it keeps the counts of the last report.
+func receptionReport(t *InboundTrack, ssrc uint32, lastSRs *sync.Map, now time.Time) (rtcp.ReceptionReport, bool) {
 	r := &t.rx
 	base, maxSeq, received, jitter := r.published()
 	if received == 0 {
@@ -172,13 +185,13 @@ func (s *Session) receptionReport(t *InboundTrack, now time.Time) (rtcp.Receptio
 	}
 	lost := max(int64(expected)-int64(received), 0)
 	block := rtcp.ReceptionReport{
-		SSRC:               t.ssrc,
+		SSRC:               ssrc,
 		FractionLost:       fraction,
 		TotalLost:          uint32(min(lost, 0x7fffff)),
 		LastSequenceNumber: maxSeq,
 		Jitter:             jitter,
 	}
-	if sr, ok := s.lastSRs.Load(t.ssrc); ok {
+	if sr, ok := lastSRs.Load(ssrc); ok {
 		last := sr.(lastSR)
 		block.LastSenderReport = last.lsr
 		block.Delay = uint32(now.Sub(last.at).Seconds() * 65536) // in 1/65536 s
@@ -189,9 +202,14 @@ func (s *Session) receptionReport(t *InboundTrack, now time.Time) (rtcp.Receptio
 // handleInboundRTCP notes what RTCP arriving on a receiver says: the timing
 // of the sender's reports, for our receiver reports.
 func (s *Session) handleInboundRTCP(pkts []rtcp.Packet, now time.Time) {
+	noteSenderReports(&s.lastSRs, pkts, now)
+}
+
+// noteSenderReports keeps the timing of the sender reports among pkts.
+func noteSenderReports(lastSRs *sync.Map, pkts []rtcp.Packet, now time.Time) {
 	for _, p := range pkts {
 		if sr, ok := p.(*rtcp.SenderReport); ok {
-			s.lastSRs.Store(sr.SSRC, lastSR{lsr: ntpMiddle(sr.NTPTime), at: now})
+			lastSRs.Store(sr.SSRC, lastSR{lsr: ntpMiddle(sr.NTPTime), at: now})
 		}
 	}
 }
@@ -199,28 +217,34 @@ func (s *Session) handleInboundRTCP(pkts []rtcp.Packet, now time.Time) {
 // handleOutboundRTCP notes what the peer reports about an outbound stream
 // (loss, jitter, round-trip time) and passes keyframe requests on.
 func (s *Session) handleOutboundRTCP(track *OutboundTrack, pkts []rtcp.Packet, now time.Time) {
+	track.handleFeedback(pkts, now)
+}
+
+// handleFeedback takes the receiver's RTCP about this track: its
+// reception reports (loss, jitter, round-trip time) and keyframe requests.
+func (o *OutboundTrack) handleFeedback(pkts []rtcp.Packet, now time.Time) {
 	for _, p := range pkts {
 		var reports []rtcp.ReceptionReport
 		switch p := p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			track.keyframeRequested()
+			o.keyframeRequested()
 		case *rtcp.ReceiverReport:
 			reports = p.Reports
 		case *rtcp.SenderReport:
 			reports = p.Reports
 		}
 		for _, rr := range reports {
-			if rr.SSRC != track.ssrcNow() {
+			if rr.SSRC != o.ssrcNow() {
 				continue
 			}
-			track.remote.fractionLost.Store(uint32(rr.FractionLost))
-			track.remote.totalLost.Store(rr.TotalLost)
-			track.remote.jitter.Store(rr.Jitter)
+			o.remote.fractionLost.Store(uint32(rr.FractionLost))
+			o.remote.totalLost.Store(rr.TotalLost)
+			o.remote.jitter.Store(rr.Jitter)
 			if rr.LastSenderReport != 0 {
 				// RTT = arrival - LSR - DLSR, all in 1/65536 s (RFC 3550 6.4.1).
 				rtt := int64(ntpMiddle(ntpTime(now))) - int64(rr.LastSenderReport) - int64(rr.Delay)
 				if rtt >= 0 {
-					track.remote.rttNanos.Store(rtt * int64(time.Second) / 65536)
+					o.remote.rttNanos.Store(rtt * int64(time.Second) / 65536)
 				}
 			}
 		}

@@ -48,34 +48,45 @@ func (s *Session) Stats() LegStats {
 	inbound, outbound := s.inbound, s.outbound
 	s.mu.Unlock()
 	for _, t := range inbound {
-		ts := TrackStats{
-			ID: t.ID, Kind: t.Kind, Codec: t.Codec.MimeType, SSRC: t.ssrc,
-			Packets: t.packets.Load(), Bytes: t.bytes.Load(),
-			Lost: t.lost(), Jitter: t.jitter(),
-			Duplicates: t.duplicates.Load(),
-		}
-		if t.nack != nil {
-			ts.Requested = t.nack.asked.Load()
-		}
+		ts := inboundStats(t, t.ssrc)
 		if st := pion(t.ssrc); st != nil {
 			ts.NACKs, ts.PLIs, ts.FIRs = st.InboundRTPStreamStats.NACKCount, st.InboundRTPStreamStats.PLICount, st.InboundRTPStreamStats.FIRCount
 		}
 		out.Inbound = append(out.Inbound, ts)
 	}
 	for _, t := range outbound {
-		ssrc := t.ssrcNow()
-		ts := TrackStats{
-			ID: t.id, Kind: t.Kind(), Codec: t.codec.MimeType, SSRC: ssrc,
-			Packets: t.packets.Load(), Bytes: t.bytes.Load(),
-			Lost: int64(t.remote.totalLost.Load()), RTT: time.Duration(t.remote.rttNanos.Load()),
-		}
-		if t.codec.ClockRate != 0 {
-			ts.Jitter = time.Duration(t.remote.jitter.Load()) * time.Second / time.Duration(t.codec.ClockRate)
-		}
-		if st := pion(ssrc); st != nil {
+		ts := outboundStats(t)
+		if st := pion(ts.SSRC); st != nil {
 			ts.NACKs, ts.PLIs, ts.FIRs = st.OutboundRTPStreamStats.NACKCount, st.OutboundRTPStreamStats.PLICount, st.OutboundRTPStreamStats.FIRCount
 		}
 		out.Outbound = append(out.Outbound, ts)
 	}
 	return out
+}
+
+// inboundStats is what the track's reader counted; ssrc is its sender's.
+func inboundStats(t *InboundTrack, ssrc uint32) TrackStats {
+	ts := TrackStats{
+		ID: t.ID, Kind: t.Kind, Codec: t.Codec.MimeType, SSRC: ssrc,
+		Packets: t.packets.Load(), Bytes: t.bytes.Load(),
+		Lost: t.lost(), Jitter: t.jitter(),
+		Duplicates: t.duplicates.Load(),
+	}
+	if t.nack != nil {
+		ts.Requested = t.nack.asked.Load()
+	}
+	return ts
+}
+
+// outboundStats is what the track sent and what the receiver reported.
+func outboundStats(t *OutboundTrack) TrackStats {
+	ts := TrackStats{
+		ID: t.id, Kind: t.Kind(), Codec: t.codec.MimeType, SSRC: t.ssrcNow(),
+		Packets: t.packets.Load(), Bytes: t.bytes.Load(),
+		Lost: int64(t.remote.totalLost.Load()), RTT: time.Duration(t.remote.rttNanos.Load()),
+	}
+	if t.codec.ClockRate != 0 {
+		ts.Jitter = time.Duration(t.remote.jitter.Load()) * time.Second / time.Duration(t.codec.ClockRate)
+	}
+	return ts
 }

@@ -423,6 +423,47 @@ func AudioMedia() []map[string]string {
 }
 
 // PlaceAudioCall is PlaceCall with audio only (placeCallWithMedia).
+// AudioFileMedia is an audio stream whose source is a file (a WAV jamid
+// plays, looping, as its microphone): the test's tone for the far side.
+func AudioFileMedia(path string) []map[string]string {
+	return []map[string]string{{
+		"MEDIA_TYPE": "MEDIA_TYPE_AUDIO", "ENABLED": "true", "MUTED": "false", "SOURCE": "file://" + path, "LABEL": "audio_0",
+	}}
+}
+
+// PlaceCallWithMedia calls to with the given media (AudioMedia,
+// AudioFileMedia…).
+func (d *Daemon) PlaceCallWithMedia(ctx context.Context, accountID, to string, media []map[string]string) (string, error) {
+	var id string
+	if err := d.store(ctx, &id, CallManager, "placeCallWithMedia", accountID, to, media); err != nil {
+		return "", err
+	}
+	if id == "" {
+		return "", fmt.Errorf("jamid placeCallWithMedia %s → %s: refused", accountID, to)
+	}
+	return id, nil
+}
+
+// AcceptWithMedia answers an incoming call with the given media.
+func (d *Daemon) AcceptWithMedia(ctx context.Context, accountID, callID string, media []map[string]string) error {
+	return d.ok(ctx, CallManager, "acceptWithMedia", accountID, callID, media)
+}
+
+// RequestMediaChange changes a call's media (a new source, mute, a
+// stream added): jamid re-INVITEs the peer.
+func (d *Daemon) RequestMediaChange(ctx context.Context, accountID, callID string, media []map[string]string) error {
+	return d.ok(ctx, CallManager, "requestMediaChange", accountID, callID, media)
+}
+
+// Hold puts a call on hold (or resumes it).
+func (d *Daemon) Hold(ctx context.Context, accountID, callID string, on bool) error {
+	method := "unhold"
+	if on {
+		method = "hold"
+	}
+	return d.ok(ctx, CallManager, method, accountID, callID)
+}
+
 func (d *Daemon) PlaceAudioCall(ctx context.Context, accountID, to string) (string, error) {
 	var id string
 	if err := d.store(ctx, &id, CallManager, "placeCallWithMedia", accountID, to, AudioMedia()); err != nil {

@@ -1,0 +1,134 @@
+//go:build linux
+
+package jamicall_test
+
+import (
+	"context"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/voipbot/voipbot/bridge/jamicall"
+	"github.com/voipbot/voipbot/bridge/leg"
+	"github.com/voipbot/voipbot/internal/testbed/dhtnode"
+	"github.com/voipbot/voipbot/internal/testbed/jamid"
+	"github.com/voipbot/voipbot/internal/testbed/jsclient"
+	"github.com/voipbot/voipbot/jami"
+	"github.com/voipbot/voipbot/voip"
+)
+
+// jamidBed is a jamid account and the bot's Jami service and leg manager on
+// one local DHT; the bot answers every call and hands its media to the test.
+type jamidBed struct {
+	d       *jamid.Daemon
+	jamiAcc string
+	jamiID  string
+	svc     *jami.Service
+	mgr     *jamicall.Manager
+	host    *probeHost
+	tone    string
+}
+
+// probeHost answers calls and puts their media beside a probe.
+type probeHost struct {
+	ev   *events
+	rang chan *jamicall.Leg
+}
+
+func (h *probeHost) Ringing(l *jamicall.Leg) leg.Events {
+	h.rang <- l
+	l.Answer()
+	return h.ev
+}
+func (h *probeHost) Text(*jamicall.Leg, string) {}
+
+func newJamidBed(t *testing.T, ctx context.Context) *jamidBed {
+	t.Helper()
+	jamid.RequireInstalled(t)
+	n := dhtnode.NewTestNetwork(t)
+	require.NoError(t, jamid.DisableIPv6(n.Link))
+	peer, err := n.Start(ctx, dhtnode.Options{NoRateLimit: true})
+	require.NoError(t, err)
+	b := &jamidBed{tone: filepath.Join(t.TempDir(), "tone.wav")}
+	require.NoError(t, jsclient.ToneWAV(b.tone, 660, 30))
+	b.d = jamid.NewTestDaemon(t, ctx, jamid.Options{Link: n.Link})
+	b.jamiAcc, err = b.d.AddAccount(ctx, jamid.LoopbackAccount(peer.Addr().String()))
+	require.NoError(t, err)
+	b.jamiID, err = b.d.JamiID(ctx, b.jamiAcc)
+	require.NoError(t, err)
+	jami.KeyBits = 2048
+	b.svc, err = jami.Start(ctx, jami.Config{
+		Enabled: true, Listen: netip.AddrPortFrom(n.HostIP, 0).String(), Bootstrap: []string{peer.Addr().String()},
+		ICEAddresses: []string{n.HostIP.String()}, Allow: []string{"*"},
+	}, jami.NewMemStore(), zerolog.Nop())
+	require.NoError(t, err)
+	select {
+	case <-b.svc.Ready():
+	case <-ctx.Done():
+		t.Fatal("the service did not join the DHT")
+	}
+	b.host = &probeHost{ev: newEvents(), rang: make(chan *jamicall.Leg, 4)}
+	mctx, cancel := context.WithCancel(context.Background())
+	b.mgr = jamicall.New(mctx, jamicall.Config{}, b.svc, b.host, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel))
+	t.Cleanup(func() {
+		b.mgr.Shutdown(context.Background())
+		cancel()
+		b.mgr.Wait()
+		b.svc.Stop(context.Background())
+		if t.Failed() {
+			t.Logf("jamid log:\n%s", b.d.LogTail(6000))
+		}
+	})
+	require.NoError(t, b.d.WaitRegistered(ctx, b.jamiAcc))
+	return b
+}
+
+// TestJamidCallsBotMedia: jamid calls the bot with a tone file as its
+// microphone; the call is CURRENT on jamid, and what jamid sends reaches
+// the bot decrypted: Opus packets of a sound, not silence frames.
+func TestJamidCallsBotMedia(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	b := newJamidBed(t, ctx)
+	callID, err := b.d.PlaceCallWithMedia(ctx, b.jamiAcc, b.svc.AccountID().String(), jamid.AudioFileMedia(b.tone))
+	require.NoError(t, err)
+	var m voip.Leg
+	select {
+	case m = <-b.host.ev.media:
+	case e := <-b.host.ev.ended:
+		t.Fatalf("the call ended: %+v", e)
+	case <-ctx.Done():
+		t.Fatal("no media")
+	}
+	st, err := b.d.WaitCallState(ctx, b.jamiAcc, callID, "CURRENT", "OVER", "FAILURE")
+	require.NoError(t, err)
+	require.Equal(t, "CURRENT", st.State)
+	p := newProbe()
+	fw := voip.NewForwarder("probe", zerolog.Nop())
+	require.NoError(t, fw.Add(m))
+	require.NoError(t, fw.Add(p.leg))
+	big := 0
+	for big < 50 {
+		select {
+		case pkt := <-p.out:
+			if len(pkt.Payload) > 20 {
+				big++
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d sound packets from jamid; stats %+v", big, m.Stats())
+		}
+	}
+	require.NoError(t, b.d.HangUp(ctx, b.jamiAcc, callID))
+	select {
+	case e := <-b.host.ev.ended:
+		t.Logf("ended: %+v", e)
+	case <-ctx.Done():
+		t.Fatal("the bot's leg did not end on jamid's hangup")
+	}
+	require.NoError(t, p.leg.Close())
+	require.NoError(t, fw.Close())
+}
