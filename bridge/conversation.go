@@ -28,17 +28,17 @@ import (
 // ringing, and a decline there is the caller's decline); a leg that ends
 // ends the conversation once fewer parties than it needs are left.
 type Bridge struct {
-	id     leg.BridgeID
-	room   id.RoomID // where it started: commands and notices go there
+	id   leg.BridgeID
+	room id.RoomID // where it started: commands and notices go there
 	// ringsOwnRoom: the call came from another network and rings room
 	// itself (set before the bridge runs).
 	ringsOwnRoom bool
-	target Target    // what it rings or plays
-	reg    *registry
-	q      *opqueue.Queue
-	log    zerolog.Logger
-	fwd    *voip.Forwarder
-	events bridgeEvents
+	target       Target // what it rings or plays
+	reg          *registry
+	q            *opqueue.Queue
+	log          zerolog.Logger
+	fwd          *voip.Forwarder
+	events       bridgeEvents
 
 	// Only the queue touches these.
 	members []*member

@@ -148,4 +148,3 @@ func TestJamiBridgeJamiCallsMatrix(t *testing.T) {
 	_, err = callA.WaitState(ctx, jsclient.StateEnded)
 	require.NoError(t, err)
 }
-

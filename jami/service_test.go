@@ -110,4 +110,3 @@ func TestDHTServiceImportsArchive(t *testing.T) {
 	_, err = Start(ctx, cfg, &memStore{}, zerolog.Nop())
 	assert.ErrorContains(t, err, "does not open with this password")
 }
-
