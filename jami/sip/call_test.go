@@ -21,7 +21,7 @@ func call(t *testing.T, a, b *peer) (da, db *Dialog) {
 		res <- result{d, ans, err}
 	}()
 	ic := recv(t, b.invites, "B's incoming call")
-	if ic.From != accountA || string(ic.Offer) != offerSDP || ic.To != accountB {
+	if ic.From != a.cfg.LocalAccount || string(ic.Offer) != offerSDP || ic.To != b.cfg.LocalAccount {
 		t.Fatalf("incoming call from %q to %q, offer %q", ic.From, ic.To, ic.Offer)
 	}
 	if v := ic.Version; v != (Version{11, 0, 2, 0}) {
@@ -91,7 +91,16 @@ func TestCallByeFromCaller(t *testing.T) {
 
 func TestCallByeFromCallee(t *testing.T) {
 	a, b := pair(t)
-	da, db := call(t, a, b)
+	db, da := call(t, b, a) // the other way: B calls A, A hangs up
+	if err := da.Bye(ctxTimeout(t)); err != nil {
+		t.Fatalf("bye: %v", err)
+	}
+	closed(t, db.Done(), "B's dialog end")
+	if e := db.End(); !e.ByPeer {
+		t.Fatalf("B's end %+v", e)
+	}
+
+	da, db = call(t, a, b)
 	if err := db.Bye(ctxTimeout(t)); err != nil {
 		t.Fatalf("bye: %v", err)
 	}

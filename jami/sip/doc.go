@@ -12,3 +12,22 @@
 // two-party call over one stream needs: INVITE/CANCEL/ACK/BYE, re-INVITE,
 // INFO, MESSAGE and OPTIONS.
 package sip
+
+// What jamid (13.7.0, and HEAD where noted) does that shapes this package:
+//
+//   - Its INVITE: Request-URI sips:IP:PORT;transport=tls, From
+//     <sip:ACCOUNT@ring.dht>;tag=..., To <sips:PEERACCOUNT@IP:PORT;transport=tls>,
+//     Contact "" <sips:DEVICE@IP:PORT;transport=tls>, where IP:PORT are
+//     the connection's addresses. It takes an INVITE only when the From
+//     user is the account that issued the connection's certificate.
+//   - It resolves a peer's Contact before using the dialog's fixed
+//     transport: ours must be an IP literal of the right family
+//     (Config.ContactHost).
+//   - Its channel reader keeps the wrong bytes when a frame holds a
+//     message and the start of another (a memmove of the wrong length in
+//     ChanneledSIPTransport, still at HEAD): one message per Write, and at
+//     most 8000 bytes (PJSIP_MAX_PKT_LEN).
+//   - In-dialog requests its code does not answer (an INFO body it does
+//     not know, every in-dialog MESSAGE) get pjsip's
+//     "500 Unhandled by dialog usages".
+//   - It sends in-call MESSAGEs only to a peer whose Allow lists MESSAGE.

@@ -102,6 +102,30 @@ func (ic *IncomingCall) Reject(code int, reason string) error {
 // caller's ACK came, or ctx ended / Timer H (Config.TransactionTimeout)
 // passed without it (the call is then hung up: BYE, and an error).
 func (ic *IncomingCall) Answer(ctx context.Context, answer []byte) (*Dialog, error) {
+	d, err := ic.accept(answer)
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(ic.c.cfg.TransactionTimeout)
+	defer t.Stop()
+	select {
+	case <-d.ack:
+		return d, nil
+	case <-d.done:
+		// The peer hung up (or the Conn closed) before its ACK.
+		return d, nil
+	case <-t.C:
+		ic.log.Warn().Msg("no ACK for our 200 OK: hanging up")
+		_ = d.Bye(context.Background())
+		return nil, errors.New("sip: answered call got no ACK")
+	case <-ctx.Done():
+		go func() { _ = d.Bye(context.Background()) }()
+		return nil, ctx.Err()
+	}
+}
+
+// accept sends the 200 with the dialog made and known to the reader.
+func (ic *IncomingCall) accept(answer []byte) (*Dialog, error) {
 	ic.mu.Lock()
 	if ic.final {
 		ic.mu.Unlock()
@@ -134,23 +158,7 @@ func (ic *IncomingCall) Answer(ctx context.Context, answer []byte) (*Dialog, err
 		d.end(EndInfo{Err: err})
 		return nil, fmt.Errorf("answering: %w", err)
 	}
-
-	t := time.NewTimer(ic.c.cfg.TransactionTimeout)
-	defer t.Stop()
-	select {
-	case <-d.ack:
-		return d, nil
-	case <-d.done:
-		// The peer hung up (or the Conn closed) before its ACK.
-		return d, nil
-	case <-t.C:
-		ic.log.Warn().Msg("no ACK for our 200 OK: hanging up")
-		_ = d.Bye(context.Background())
-		return nil, errors.New("sip: answered call got no ACK")
-	case <-ctx.Done():
-		go func() { _ = d.Bye(context.Background()) }()
-		return nil, ctx.Err()
-	}
+	return d, nil
 }
 
 func (c *Conn) forgetServer(ic *IncomingCall) {
@@ -204,7 +212,7 @@ func (c *Conn) newInvite(req *gosip.Request) {
 		From:        from.Address.User,
 		DisplayName: from.DisplayName,
 		To:          req.To().Address.User,
-		toTag:       token(8),
+		toTag:       newToTag(),
 		canceled:    make(chan struct{}),
 	}
 	if h := req.GetHeader("User-Agent"); h != nil {
