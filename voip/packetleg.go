@@ -53,7 +53,6 @@ type PacketLeg struct {
 	closer     func() error
 	done       chan struct{}
 	once       sync.Once
-	closeErr   error
 }
 
 // packetTrack is one stream's inbound and outbound tracks.

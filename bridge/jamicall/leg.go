@@ -260,7 +260,7 @@ func (l *Leg) answer() {
 		_ = session.Close()
 		l.post(func() {
 			l.endWith(leg.End{Reason: leg.Failed, By: leg.ByBot, Detail: "the caller's SDP: " + err.Error()})
-			go l.incoming.Reject(488, "Not Acceptable Here")
+			go func() { _ = l.incoming.Reject(488, "Not Acceptable Here") }()
 		})
 		return
 	}
@@ -422,7 +422,7 @@ func (l *Leg) hangupNow(r leg.Reason, detail string) {
 	case l.incoming != nil && !l.answering:
 		code, reason := statusFor(r)
 		ic := l.incoming
-		go ic.Reject(code, reason)
+		go func() { _ = ic.Reject(code, reason) }()
 	}
 	l.endWith(leg.End{Reason: r, By: leg.ByBot, Detail: detail})
 }

@@ -144,20 +144,22 @@ func (m *Manager) onInvite(dev connect.Device, conn *sip.Conn, ic *sip.IncomingC
 	log := m.log.With().Stringer("account", dev.Account).Stringer("device", dev.ID).Str("sip_call_id", ic.CallID()).Logger()
 	if !m.net.Allowed(dev.Account) {
 		log.Info().Msg("Refused a Jami call from an account jami.allow does not name")
-		go ic.Reject(403, "Forbidden")
+		go func() { _ = ic.Reject(403, "Forbidden") }()
 		return
 	}
 	if ic.To != "" && ic.To != m.net.AccountID().String() {
 		log.Info().Str("to", ic.To).Msg("Refused a Jami call to someone other than the bot (a conference?)")
-		go ic.Reject(404, "Not Found")
+		go func() { _ = ic.Reject(404, "Not Found") }()
 		return
 	}
 	l := m.newLeg(leg.Inbound, dev.Account.String(), hasVideo(ic.Offer))
 	l.dev, l.conn, l.incoming = dev, conn, ic
 	l.log = l.log.With().Stringer("device", dev.ID).Logger()
 	l.log.Info().Msg("A Jami call rings")
-	go ic.Ringing()
-	l.events = m.host.Ringing(l)
+	go func() { _ = ic.Ringing() }()
+	// The host runs on the leg's queue, so the events it returns are set
+	// before anything it starts (an Answer) reports back.
+	l.post(func() { l.events = m.host.Ringing(l) })
 	l.watchCancel()
 }
 

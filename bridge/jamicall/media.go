@@ -97,7 +97,7 @@ func (m *mediaLeg) readRTCP(i int, st *media.Stream) {
 			// ends the loop above.
 			continue
 		}
-		_ = m.PacketLeg.HandleRTCP(i, pkts)
+		_ = m.HandleRTCP(i, pkts)
 	}
 }
 
@@ -111,7 +111,7 @@ func (m *mediaLeg) report() {
 		case <-m.stop:
 			return
 		case now := <-t.C:
-			for i, pkts := range m.PacketLeg.Reports(now) {
+			for i, pkts := range m.Reports(now) {
 				if len(pkts) > 0 {
 					_ = m.streams[i].WriteRTCP(pkts)
 				}
@@ -135,7 +135,7 @@ func (m *mediaLeg) requestKeyframe(i int) {
 func (m *mediaLeg) keyframeRequested() {
 	for i, st := range m.streams {
 		if st.Kind == webrtc.RTPCodecTypeVideo {
-			m.PacketLeg.KeyframeRequested(i)
+			m.KeyframeRequested(i)
 		}
 	}
 }

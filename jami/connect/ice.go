@@ -67,15 +67,18 @@ func (t *iceTCP) agent(ctx context.Context) (*ice.Agent, ICE, error) {
 		}
 		return false
 	}
-	agent, err := ice.NewAgent(&ice.AgentConfig{
-		NetworkTypes:     []ice.NetworkType{ice.NetworkTypeTCP4, ice.NetworkTypeTCP6},
-		CandidateTypes:   []ice.CandidateType{ice.CandidateTypeHost},
-		TCPMux:           t.mux,
-		IPFilter:         keep,
-		IncludeLoopback:  t.cfg.Loopback,
-		LoggerFactory:    t.cfg.Log,
-		MulticastDNSMode: ice.MulticastDNSModeDisabled,
-	})
+	opts := []ice.AgentOption{
+		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeTCP4, ice.NetworkTypeTCP6}),
+		ice.WithCandidateTypes([]ice.CandidateType{ice.CandidateTypeHost}),
+		ice.WithTCPMux(t.mux),
+		ice.WithIPFilter(keep),
+		ice.WithLoggerFactory(t.cfg.Log),
+		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
+	}
+	if t.cfg.Loopback {
+		opts = append(opts, ice.WithIncludeLoopback())
+	}
+	agent, err := ice.NewAgentWithOptions(opts...)
 	if err != nil {
 		return nil, ICE{}, fmt.Errorf("making the ICE-TCP agent: %w", err)
 	}

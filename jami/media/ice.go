@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/pion/ice/v4"
+
 	"github.com/voipbot/voipbot/internal/pionlog"
 )
 

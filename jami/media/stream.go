@@ -50,7 +50,6 @@ type Stream struct {
 	sendRTP, sendRTCP, recvRTP, recvRTCP cipher
 
 	// With rtcp-mux, one goroutine reads the component and sorts.
-	demux           sync.Once
 	muxRTP, muxRTCP chan []byte
 	dropped         atomic.Uint64 // packets that failed authentication
 }
@@ -247,7 +246,7 @@ func (st *Stream) ReadRTCP(b []byte) ([]rtcp.Packet, error) {
 
 func (st *Stream) drop(err error, what string) {
 	if n := st.dropped.Add(1); n&(n-1) == 0 { // 1, 2, 4, 8…: a flood is not logged in full
-		st.log.Debug().Err(err).Str("stream", st.Label).Uint64("dropped", n).Msgf("Dropping %s that does not decrypt", what)
+		st.log.Debug().Err(err).Str("stream", st.Label).Uint64("dropped", n).Str("what", what).Msg("Dropping a packet that does not decrypt")
 	}
 }
 
