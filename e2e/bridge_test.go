@@ -299,7 +299,8 @@ func TestBridgeRouteRefusals(t *testing.T) {
 	roomB := jsRoomWithBot(t, b, setup.UserID, false)
 	roomA := jsRoomWithBot(t, a, setup.UserID, false)
 	cases := map[string]string{
-		"!voip route jami:abc":                        "not a kind of target",
+		"!voip route pigeon:abc":                      "not a kind of target",
+		"!voip route jami:abc":                        "is not a Jami ID",
 		"!voip route matrix:bob":                      "must be a user",
 		"!voip route @x:y":                            "write a Matrix address as matrix:@x:y",
 		"!voip route matrix:" + setup.UserID.String(): "cannot call itself",
