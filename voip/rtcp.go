@@ -109,6 +109,8 @@ type remoteReport struct {
 	totalLost    atomic.Uint32
 	jitter       atomic.Uint32 // in timestamp units
 	rttNanos     atomic.Int64
+	highestSeq   atomic.Uint32 // extended highest sequence number received
+	reports      atomic.Uint64 // reception reports about the stream so far
 }
 
 // sendReports sends one compound RTCP packet: a sender report for each
@@ -240,6 +242,8 @@ func (o *OutboundTrack) handleFeedback(pkts []rtcp.Packet, now time.Time) {
 			o.remote.fractionLost.Store(uint32(rr.FractionLost))
 			o.remote.totalLost.Store(rr.TotalLost)
 			o.remote.jitter.Store(rr.Jitter)
+			o.remote.highestSeq.Store(rr.LastSequenceNumber)
+			o.remote.reports.Add(1)
 			if rr.LastSenderReport != 0 {
 				// RTT = arrival - LSR - DLSR, all in 1/65536 s (RFC 3550 6.4.1).
 				rtt := int64(ntpMiddle(ntpTime(now))) - int64(rr.LastSenderReport) - int64(rr.Delay)

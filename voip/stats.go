@@ -28,6 +28,12 @@ type TrackStats struct {
 	// With pion's statistics interceptor only (Interceptors.PionStats):
 	// feedback received (outbound) or sent (inbound).
 	NACKs, PLIs, FIRs uint32
+	// Outbound: how many reception reports the peer sent about the
+	// stream, and the (extended) highest sequence number the last one
+	// says it received: evidence that the peer gets, and decrypts, what
+	// we send.
+	RemoteReports    uint64
+	RemoteHighestSeq uint32
 }
 
 // LegStats describes a leg's tracks.
@@ -84,6 +90,7 @@ func outboundStats(t *OutboundTrack) TrackStats {
 		ID: t.id, Kind: t.Kind(), Codec: t.codec.MimeType, SSRC: t.ssrcNow(),
 		Packets: t.packets.Load(), Bytes: t.bytes.Load(),
 		Lost: int64(t.remote.totalLost.Load()), RTT: time.Duration(t.remote.rttNanos.Load()),
+		RemoteReports: t.remote.reports.Load(), RemoteHighestSeq: t.remote.highestSeq.Load(),
 	}
 	if t.codec.ClockRate != 0 {
 		ts.Jitter = time.Duration(t.remote.jitter.Load()) * time.Second / time.Duration(t.codec.ClockRate)

@@ -5,7 +5,6 @@ package jamicall_test
 import (
 	"context"
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/internal/testbed/dhtnode"
 	"github.com/voipbot/voipbot/internal/testbed/jamid"
-	"github.com/voipbot/voipbot/internal/testbed/jsclient"
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/voip"
 )
@@ -30,7 +28,6 @@ type jamidBed struct {
 	svc     *jami.Service
 	mgr     *jamicall.Manager
 	host    *probeHost
-	tone    string
 }
 
 // probeHost answers calls and puts their media beside a probe.
@@ -53,9 +50,8 @@ func newJamidBed(t *testing.T, ctx context.Context) *jamidBed {
 	require.NoError(t, jamid.DisableIPv6(n.Link))
 	peer, err := n.Start(ctx, dhtnode.Options{NoRateLimit: true})
 	require.NoError(t, err)
-	b := &jamidBed{tone: filepath.Join(t.TempDir(), "tone.wav")}
-	require.NoError(t, jsclient.ToneWAV(b.tone, 660, 30))
-	b.d = jamid.NewTestDaemon(t, ctx, jamid.Options{Link: n.Link})
+	b := &jamidBed{}
+	b.d = jamid.NewTestDaemon(t, ctx, jamid.Options{Link: n.Link, CaptureToneHz: 660})
 	b.jamiAcc, err = b.d.AddAccount(ctx, jamid.LoopbackAccount(peer.Addr().String()))
 	require.NoError(t, err)
 	b.jamiID, err = b.d.JamiID(ctx, b.jamiAcc)
@@ -87,14 +83,17 @@ func newJamidBed(t *testing.T, ctx context.Context) *jamidBed {
 	return b
 }
 
-// TestJamidCallsBotMedia: jamid calls the bot with a tone file as its
-// microphone; the call is CURRENT on jamid, and what jamid sends reaches
-// the bot decrypted: Opus packets of a sound, not silence frames.
+// TestJamidCallsBotMedia: jamid calls the bot with a tone as its
+// microphone (jamid.Options.CaptureToneHz); the call is CURRENT on jamid,
+// and what jamid sends reaches the bot decrypted: Opus packets of a sound,
+// not silence frames. Then jamid changes its audio source, which it does
+// by a re-INVITE with a new ICE session: the bot takes the ICE restart,
+// and the sound goes on in the same leg.
 func TestJamidCallsBotMedia(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	b := newJamidBed(t, ctx)
-	callID, err := b.d.PlaceCallWithMedia(ctx, b.jamiAcc, b.svc.AccountID().String(), jamid.AudioFileMedia(b.tone))
+	callID, err := b.d.PlaceCallWithMedia(ctx, b.jamiAcc, b.svc.AccountID().String(), jamid.AudioMedia())
 	require.NoError(t, err)
 	var m voip.Leg
 	select {
@@ -122,6 +121,29 @@ func TestJamidCallsBotMedia(t *testing.T) {
 			t.Fatalf("only %d sound packets from jamid; stats %+v", big, m.Stats())
 		}
 	}
+	require.NoError(t, b.d.RequestMediaChange(ctx, b.jamiAcc, callID, jamid.AudioFileMedia("/dev/null")))
+	drain := len(p.out)
+	for range drain {
+		<-p.out
+	}
+	for big = 0; big < 50; {
+		select {
+		case pkt := <-p.out:
+			if len(pkt.Payload) > 20 {
+				big++
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d sound packets from jamid after its ICE restart; stats %+v", big, m.Stats())
+		}
+	}
+	st, err = b.d.WaitCallState(ctx, b.jamiAcc, callID, "CURRENT", "OVER", "FAILURE")
+	require.NoError(t, err)
+	require.Equal(t, "CURRENT", st.State, "after the media change")
+
+	// Not yet asserted: jamid's receiver reports about our stream (the
+	// evidence that it decrypts what we send). Every SRTCP packet jamid
+	// sends fails authentication here ("failed to verify auth tag"), so
+	// none reaches TrackStats.RemoteReports: see the Jami issue's note.
 	require.NoError(t, b.d.HangUp(ctx, b.jamiAcc, callID))
 	select {
 	case e := <-b.host.ev.ended:

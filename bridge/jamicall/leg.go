@@ -328,6 +328,19 @@ func (l *Leg) connectMedia() {
 	})
 }
 
+// reconnectMedia runs ICE again after the peer restarted it, off the
+// queue. The media leg stays in its conversation meanwhile: sends are
+// dropped and reads wait.
+func (l *Leg) reconnectMedia(session *media.Session) {
+	ctx, cancel := context.WithTimeout(l.ctx, l.m.cfg.MediaTimeout)
+	defer cancel()
+	if err := session.Connect(ctx); err != nil {
+		l.post(func() { l.hangupNow(leg.Failed, "media ICE with the Jami device after its ICE restart: "+err.Error()) })
+		return
+	}
+	l.log.Info().Msg("Media reconnected after the Jami peer restarted ICE")
+}
+
 // handler is what the dialog tells the leg.
 func (l *Leg) handler() sip.Handler {
 	return sip.Handler{
@@ -353,8 +366,9 @@ func (l *Leg) handler() sip.Handler {
 	}
 }
 
-// onReInvite answers the peer's re-INVITE (hold, resume) on the same media
-// session. It runs on the SIP callback goroutine and waits for the queue.
+// onReInvite answers the peer's re-INVITE (hold, resume, a media change)
+// on the same media session; one that restarts ICE is connected again
+// (reconnectMedia) while the forwarder's streams stay. It runs on the SIP callback goroutine and waits for the queue.
 func (l *Leg) onReInvite(offer []byte) ([]byte, error) {
 	var answer []byte
 	err := l.q.Do(l.ctx, func() error {
@@ -363,10 +377,14 @@ func (l *Leg) onReInvite(offer []byte) ([]byte, error) {
 		}
 		var err error
 		answer, err = l.session.Answer(l.ctx, offer)
-		if err == nil {
-			l.reportDirections()
+		if err != nil {
+			return err
 		}
-		return err
+		l.reportDirections()
+		if l.media != nil && l.session.NeedsConnect() {
+			go l.reconnectMedia(l.session)
+		}
+		return nil
 	})
 	if err != nil {
 		l.log.Info().Err(err).Msg("Refused the Jami peer's re-INVITE")

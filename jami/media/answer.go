@@ -68,7 +68,7 @@ func planSection(rs *remoteSection, opts Options) plan {
 }
 
 // Answer answers the peer's offer: the first, or a re-offer on the same
-// ICE session that changes directions or keys (else ErrICERestart).
+// ICE session that changes directions or keys (else ErrNewSession).
 func (s *Session) Answer(ctx context.Context, offer []byte) ([]byte, error) {
 	r, err := parseRemote(offer)
 	if err != nil {
@@ -88,7 +88,7 @@ func (s *Session) Answer(ctx context.Context, offer []byte) ([]byte, error) {
 			return nil, fmt.Errorf("answering: %w", err)
 		}
 	case stateNegotiated:
-		if err := s.acceptReoffer(r, plans); err != nil {
+		if err := s.acceptReoffer(ctx, r, plans); err != nil {
 			return nil, fmt.Errorf("answering: %w", err)
 		}
 	}
@@ -150,14 +150,35 @@ func (s *Session) countKind(kind webrtc.RTPCodecType) int {
 	return n
 }
 
-// acceptReoffer takes a re-INVITE on the same ICE session: directions
-// and the peer's keys may change, nothing else.
-func (s *Session) acceptReoffer(r *remoteDesc, plans []plan) error {
-	if r.ufrag != s.remoteUfrag || r.pwd != s.remotePwd {
-		return fmt.Errorf("%w (ICE restarted)", ErrICERestart)
-	}
+// acceptReoffer takes a re-INVITE. On the same ICE session, directions
+// and the peer's keys may change. With new ICE credentials (an ICE
+// restart) each stream also gets new components, gathered here and
+// connected by the next Connect, while its readers wait; rtcp-mux may
+// change then. Formats, the suite and the sections may not.
+func (s *Session) acceptReoffer(ctx context.Context, r *remoteDesc, plans []plan) error {
+	restart := r.ufrag != s.remoteUfrag || r.pwd != s.remotePwd
 	if len(r.sections) != len(s.streams) {
-		return fmt.Errorf("%w (%d sections, we have %d)", ErrICERestart, len(r.sections), len(s.streams))
+		return fmt.Errorf("%w (%d sections, we have %d)", ErrNewSession, len(r.sections), len(s.streams))
+	}
+	for i, st := range s.streams {
+		p := plans[i]
+		if st.rejected || p.reject {
+			continue
+		}
+		if p.codec.Name != st.Codec.Name || p.codec.PayloadType != st.Codec.PayloadType {
+			return fmt.Errorf("%w (stream %s changed format)", ErrNewSession, st.Label)
+		}
+		if p.mux != st.Mux && !restart {
+			return fmt.Errorf("%w (stream %s changed rtcp-mux without an ICE restart)", ErrNewSession, st.Label)
+		}
+		if p.key.suite != st.local.suite {
+			return fmt.Errorf("%w (stream %s changed crypto suite)", ErrNewSession, st.Label)
+		}
+	}
+	if restart {
+		if err := s.restartICE(ctx, plans); err != nil {
+			return err
+		}
 	}
 	for i, st := range s.streams {
 		p := plans[i]
@@ -170,17 +191,62 @@ func (s *Session) acceptReoffer(r *remoteDesc, plans []plan) error {
 			}
 			continue
 		}
-		if p.codec.Name != st.Codec.Name || p.codec.PayloadType != st.Codec.PayloadType || p.mux != st.Mux {
-			return fmt.Errorf("%w (stream %s changed format)", ErrICERestart, st.Label)
-		}
-		if p.key.suite != st.local.suite {
-			return fmt.Errorf("%w (stream %s changed crypto suite)", ErrICERestart, st.Label)
-		}
 		if err := st.rekeyRemote(p.key); err != nil {
 			return err
 		}
 		st.remoteIn = &r.sections[i]
 		st.dir.Store(int32(st.want.answerTo(p.offered)))
 	}
+	return nil
+}
+
+// restartICE gives every stream that stays new components with new
+// credentials. Until all are gathered nothing changes, so a failure
+// leaves the call on its old session.
+func (s *Session) restartICE(ctx context.Context, plans []plan) error {
+	ufrag, pwd, err := iceCredentials()
+	if err != nil {
+		return err
+	}
+	fresh := make([][]*component, len(s.streams))
+	closeAll := func() {
+		for _, cs := range fresh {
+			for _, c := range cs {
+				_ = c.close()
+			}
+		}
+	}
+	for i, st := range s.streams {
+		if st.rejected || plans[i].reject {
+			continue
+		}
+		n := 2
+		if plans[i].mux {
+			n = 1
+		}
+		for id := 1; id <= n; id++ {
+			c, err := s.newComponent(ctx, uint16(id), ufrag, pwd)
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("restarting ICE of stream %s: %w", st.Label, err)
+			}
+			fresh[i] = append(fresh[i], c)
+		}
+	}
+	s.ufrag, s.pwd = ufrag, pwd
+	s.controlling = false // the offerer controls
+	for i, st := range s.streams {
+		if fresh[i] == nil {
+			continue
+		}
+		st.tx.Store(nil) // sends are dropped until Connect
+		for _, c := range st.comps {
+			if err := c.close(); err != nil { // its pump ends
+				st.log.Debug().Err(err).Msg("Closing a component the ICE restart replaced")
+			}
+		}
+		st.comps, st.Mux = fresh[i], plans[i].mux
+	}
+	s.log.Info().Msg("The peer restarted ICE: new components gathered")
 	return nil
 }

@@ -10,8 +10,9 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Connect runs ICE on every stream not yet connected, both components at
-// once, then makes its SRTP contexts. It returns when all are connected,
+// Connect runs ICE on every stream not yet connected (all of them after
+// an ICE restart: see NeedsConnect), both components at once, then makes
+// its SRTP contexts afresh. It returns when all are connected,
 // or with the first failure; the context bounds the wait (a call whose
 // peer never answers our checks ends with the context's error).
 func (s *Session) Connect(ctx context.Context) error {
@@ -77,11 +78,10 @@ func (s *Session) Connect(ctx context.Context) error {
 		if err := st.startSRTP(); err != nil {
 			return fmt.Errorf("connecting media: %w", err)
 		}
-		if st.Mux && !s.closed {
-			st.muxRTP, st.muxRTCP = make(chan []byte, 128), make(chan []byte, 128)
-			s.demuxers.Add(1)
-			go st.runDemux(st.comps[0].conn, &s.demuxers)
+		if s.closed {
+			continue
 		}
+		st.connectedTo(st.comps, &s.pumps)
 		if p, err := st.comps[0].agent.GetSelectedCandidatePair(); err == nil && p != nil {
 			st.log.Debug().Str("local", p.Local.String()).Str("remote", p.Remote.String()).Msg("Media stream connected")
 		}
@@ -118,6 +118,22 @@ func connectComponent(ctx context.Context, c *component, rs *remoteSection, cont
 		return c.agent.Dial(ctx, ufrag, pwd)
 	}
 	return c.agent.Accept(ctx, ufrag, pwd)
+}
+
+// NeedsConnect reports whether a stream waits for Connect: after the
+// first negotiation, and after a re-offer that restarted ICE.
+func (s *Session) NeedsConnect() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.state != stateNegotiated {
+		return false
+	}
+	for _, st := range s.streams {
+		if !st.rejected && len(st.comps) > 0 && st.comps[0].conn == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func hostCandidate(addr netip.Addr, port int, comp uint16) (ice.Candidate, error) {

@@ -38,9 +38,9 @@ func iceCredentials() (ufrag, pwd string, err error) {
 
 // newComponent makes an agent with the session's credentials and gathers
 // its UDP host candidates.
-func (s *Session) newComponent(ctx context.Context, id uint16) (*component, error) {
+func (s *Session) newComponent(ctx context.Context, id uint16, ufrag, pwd string) (*component, error) {
 	opts := []ice.AgentOption{
-		ice.WithLocalCredentials(s.ufrag, s.pwd),
+		ice.WithLocalCredentials(ufrag, pwd),
 		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}),
 		ice.WithCandidateTypes([]ice.CandidateType{ice.CandidateTypeHost}),
 		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),

@@ -34,11 +34,11 @@ type Options struct {
 	Log   zerolog.Logger
 }
 
-// ErrICERestart is returned for a re-INVITE that changes more than the
-// directions or keys (new ICE credentials, other sections, another
-// codec): make a new Session for it. jamid restarts ICE on resume and on
-// most re-INVITEs it sends.
-var ErrICERestart = errors.New("the new description needs a new media session")
+// ErrNewSession is returned for a re-offer (or answer) that changes more
+// than a session can follow: the number of sections, a format, the crypto
+// suite. New ICE credentials (jamid restarts ICE on most re-INVITEs it
+// sends, a media change among them) are followed: see NeedsConnect.
+var ErrNewSession = errors.New("the new description needs a new media session")
 
 // Session is one Jami call's media: the offer/answer, then ICE and SRTP
 // on each stream. Offer, Answer, SetAnswer and Connect are called in the
@@ -59,7 +59,7 @@ type Session struct {
 	remoteUfrag string
 	remotePwd   string
 	closed      bool
-	demuxers    sync.WaitGroup
+	pumps       sync.WaitGroup // the streams' component readers
 }
 
 type state int
@@ -155,11 +155,14 @@ func (s *Session) newStream(ctx context.Context, kind webrtc.RTPCodecType, n int
 			idx++
 		}
 	}
-	st := &Stream{Index: len(s.streams), Kind: kind, Label: kind.String() + "_" + strconv.Itoa(idx)}
+	st := &Stream{
+		Index: len(s.streams), Kind: kind, Label: kind.String() + "_" + strconv.Itoa(idx),
+		inRTP: make(chan *inPacket, 128), inRTCP: make(chan *inPacket, 32), gone: make(chan struct{}),
+	}
 	st.log = s.log.With().Str("stream", st.Label).Logger()
 	s.streams = append(s.streams, st)
 	for id := 1; id <= n; id++ {
-		c, err := s.newComponent(ctx, uint16(id))
+		c, err := s.newComponent(ctx, uint16(id), s.ufrag, s.pwd)
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: %w", st.Label, err)
 		}
@@ -184,7 +187,7 @@ func (s *Session) SetAnswer(answer []byte) error {
 	}
 	renegotiation := s.remoteUfrag != ""
 	if renegotiation && (r.ufrag != s.remoteUfrag || r.pwd != s.remotePwd) {
-		return fmt.Errorf("reading the answer: %w (ICE restarted)", ErrICERestart)
+		return fmt.Errorf("reading the answer: %w (ICE restarted)", ErrNewSession)
 	}
 	for i, st := range s.streams {
 		if err := s.takeAnswer(st, &r.sections[i], renegotiation); err != nil {
@@ -231,7 +234,7 @@ func (s *Session) takeAnswer(st *Stream, rs *remoteSection, renegotiation bool) 
 	}
 	if renegotiation {
 		if codec.PayloadType != st.Codec.PayloadType || codec.Name != st.Codec.Name {
-			return fmt.Errorf("stream %s: %w (codec changed)", st.Label, ErrICERestart)
+			return fmt.Errorf("stream %s: %w (codec changed)", st.Label, ErrNewSession)
 		}
 	} else {
 		st.Codec = codec
@@ -299,7 +302,12 @@ func (s *Session) Close() error {
 		}
 	}
 	s.mu.Unlock()
-	s.demuxers.Wait()
+	s.pumps.Wait()
+	for _, st := range s.streams {
+		if st.gone != nil {
+			close(st.gone)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("closing the media session: %w", err)
 	}

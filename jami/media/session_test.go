@@ -235,12 +235,70 @@ func TestHoldAndResumeKeepTransport(t *testing.T) {
 	require.Same(t, conn, as.comps[0].conn)
 	bothWays(t, a, b)
 
-	// A re-offer with new ICE credentials is a new session's.
-	c := newTestSession(t, Options{Audio: true})
+	// A re-offer with other sections is a new session's.
+	c := newTestSession(t, Options{Audio: true, Video: true})
 	fresh, err := c.Offer(ctx)
 	require.NoError(t, err)
 	_, err = b.Answer(ctx, fresh)
-	require.ErrorIs(t, err, ErrICERestart)
+	require.ErrorIs(t, err, ErrNewSession)
+	bothWays(t, a, b) // and the call goes on
+}
+
+// TestICERestartKeepsStreams: the peer re-offers with new ICE credentials
+// and new keys (jamid does on a media change; a new session stands in for
+// its new ICE session here). The answerer's streams stay the same objects,
+// a reader blocked across the restart gets the new session's packets, and
+// the old components are closed.
+func TestICERestartKeepsStreams(t *testing.T) {
+	goroutineCheck(t)
+	for _, mux := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rtcp-mux=%v", mux), func(t *testing.T) {
+			a := newTestSession(t, Options{Audio: true})
+			b := newTestSession(t, Options{Audio: true, RTCPMux: true})
+			negotiate(t, a, b)
+			bs := b.Streams()[0]
+			oldConn := bs.comps[0].conn
+			exchangeRTP(t, a.Streams()[0], bs, 5)
+
+			blocked := make(chan error, 1)
+			go func() {
+				buf := make([]byte, 1500)
+				n, err := bs.ReadRTP(buf)
+				if err == nil && n < 13 {
+					err = fmt.Errorf("a packet of %d bytes", n)
+				}
+				blocked <- err
+			}()
+
+			c := newTestSession(t, Options{Audio: true, RTCPMux: mux})
+			ctx := testCtx(t)
+			offer, err := c.Offer(ctx)
+			require.NoError(t, err)
+			answer, err := b.Answer(ctx, offer)
+			require.NoError(t, err)
+			require.True(t, b.NeedsConnect())
+			h := rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 1}
+			require.NoError(t, bs.WriteRTP(&h, []byte{1}), "sends while reconnecting are dropped, not refused")
+			require.NoError(t, c.SetAnswer(answer))
+			connectBoth(t, c, b)
+			require.False(t, b.NeedsConnect())
+			require.Same(t, bs, b.Streams()[0])
+			require.NotSame(t, oldConn, bs.comps[0].conn)
+			require.Equal(t, mux, bs.Mux)
+
+			cs := c.Streams()[0]
+			h = rtp.Header{Version: 2, PayloadType: cs.SendPayloadType, SequenceNumber: 1000, SSRC: 7}
+			require.NoError(t, cs.WriteRTP(&h, make([]byte, 20)))
+			select {
+			case err := <-blocked:
+				require.NoError(t, err, "the reader blocked across the restart")
+			case <-ctx.Done():
+				t.Fatal("the blocked reader got nothing after the restart")
+			}
+			bothWays(t, c, b)
+			require.NoError(t, a.Close())
+		})
+	}
 }
 
 func TestConnectTimesOut(t *testing.T) {

@@ -49,9 +49,14 @@ type Stream struct {
 
 	sendRTP, sendRTCP, recvRTP, recvRTCP cipher
 
-	// With rtcp-mux, one goroutine reads the component and sorts.
-	muxRTP, muxRTCP chan []byte
-	dropped         atomic.Uint64 // packets that failed authentication
+	// What arrives, sorted into RTP and RTCP by a pump per component of
+	// the current ICE session. They outlive an ICE restart (new
+	// components, new pumps), so a reader does not notice one.
+	inRTP, inRTCP chan *inPacket
+	gone          chan struct{}           // closed when the session closes
+	tx            atomic.Pointer[txConns] // nil while (re)connecting
+	connected     atomic.Bool             // once connected, even if reconnecting now
+	dropped       atomic.Uint64           // packets that failed authentication
 }
 
 // cipher is the SRTP context of one direction and protocol, and its
@@ -80,19 +85,52 @@ func (st *Stream) Direction() Direction { return Direction(st.dir.Load()) }
 // payload type we receive.
 func (st *Stream) Parameters() webrtc.RTPCodecParameters { return st.Codec.Parameters(st.Kind) }
 
-// conn is the component carrying RTP (0) or RTCP (1).
+// txConns are a connected stream's conns for RTP and RTCP (the same one
+// with rtcp-mux).
+type txConns struct{ rtp, rtcp net.Conn }
+
+// inPacket is one datagram as a pump read it.
+type inPacket struct {
+	b [1600]byte
+	n int
+}
+
+var inPackets = sync.Pool{New: func() any { return new(inPacket) }}
+
+// errReconnecting: nothing is sent while a restarted ICE session connects.
+var errReconnecting = errors.New("reconnecting")
+
+// conn is the conn carrying RTP or RTCP.
 func (st *Stream) conn(rtcp bool) (net.Conn, error) {
 	if st.rejected {
 		return nil, ErrRejected
 	}
-	i := 0
-	if rtcp && !st.Mux {
-		i = 1
-	}
-	if i >= len(st.comps) || st.comps[i].conn == nil {
+	tx := st.tx.Load()
+	if tx == nil {
+		if st.connected.Load() {
+			return nil, errReconnecting
+		}
 		return nil, ErrNotConnected
 	}
-	return st.comps[i].conn, nil
+	if rtcp {
+		return tx.rtcp, nil
+	}
+	return tx.rtp, nil
+}
+
+// connectedTo starts reading the stream's new components: a pump each
+// (one sorting both protocols with rtcp-mux), and sends go to them.
+func (st *Stream) connectedTo(comps []*component, wg *sync.WaitGroup) {
+	tx := &txConns{rtp: comps[0].conn, rtcp: comps[0].conn}
+	if !st.Mux && len(comps) > 1 {
+		tx.rtcp = comps[1].conn
+	}
+	for _, c := range comps {
+		wg.Add(1)
+		go st.pump(c.conn, c.id == 2, wg)
+	}
+	st.tx.Store(tx)
+	st.connected.Store(true)
 }
 
 // startSRTP makes the contexts: ours protects what we send, theirs
@@ -150,49 +188,53 @@ func (st *Stream) rekeyRemote(k sdesKey) error {
 // sit where RTP has its marker and payload type.
 func isRTCP(b []byte) bool { return len(b) >= 2 && b[1] >= 192 && b[1] <= 223 }
 
-// runDemux reads the muxed component until it closes.
-func (st *Stream) runDemux(conn net.Conn, wg *sync.WaitGroup) {
+// pump reads one component until its agent closes (the session's end,
+// or an ICE restart). What the RTCP component (rtcpComp) carries is
+// RTCP; on the RTP one, RTCP is told apart by its packet type (rtcp-mux).
+func (st *Stream) pump(conn net.Conn, rtcpComp bool, wg *sync.WaitGroup) {
 	defer wg.Done()
-	defer close(st.muxRTP)
-	defer close(st.muxRTCP)
 	for {
-		b := make([]byte, 1600) // kept by the reader it goes to
-		n, err := conn.Read(b)
+		p := inPackets.Get().(*inPacket)
+		n, err := conn.Read(p.b[:])
 		if err != nil {
+			inPackets.Put(p)
 			return
 		}
-		ch := st.muxRTP
-		if isRTCP(b[:n]) {
-			ch = st.muxRTCP
+		p.n = n
+		ch := st.inRTP
+		if rtcpComp || isRTCP(p.b[:n]) {
+			ch = st.inRTCP
 		}
 		select {
-		case ch <- b[:n]:
+		case ch <- p:
 		default: // nobody reads that half: drop, as a socket would
+			inPackets.Put(p)
 		}
 	}
 }
 
 // readRaw reads one packet of RTP (or RTCP) into b.
 func (st *Stream) readRaw(b []byte, wantRTCP bool) (int, error) {
-	conn, err := st.conn(wantRTCP)
-	if err != nil {
-		return 0, err
+	if st.rejected {
+		return 0, ErrRejected
 	}
-	if !st.Mux {
-		return conn.Read(b)
+	if !st.connected.Load() {
+		return 0, ErrNotConnected
 	}
-	ch := st.muxRTP
+	ch := st.inRTP
 	if wantRTCP {
-		ch = st.muxRTCP
+		ch = st.inRTCP
 	}
-	p, ok := <-ch
-	if !ok {
+	select {
+	case p := <-ch:
+		defer inPackets.Put(p)
+		if p.n > len(b) {
+			return 0, io.ErrShortBuffer
+		}
+		return copy(b, p.b[:p.n]), nil
+	case <-st.gone:
 		return 0, io.EOF
 	}
-	if len(p) > len(b) {
-		return 0, io.ErrShortBuffer
-	}
-	return copy(b, p), nil
 }
 
 // ReadRTP reads one RTP packet, decrypted, into b (1500 bytes are
@@ -254,6 +296,9 @@ func (st *Stream) drop(err error, what string) {
 // is dropped without error, so that a forwarder needs not know.
 func (st *Stream) WriteRTP(h *rtp.Header, payload []byte) error {
 	conn, err := st.conn(false)
+	if errors.Is(err, errReconnecting) {
+		return nil // dropped, as on hold: the forwarder needs not know
+	}
 	if err != nil {
 		return err
 	}
@@ -282,6 +327,9 @@ func (st *Stream) WriteRTP(h *rtp.Header, payload []byte) error {
 // keep the peer's statistics alive).
 func (st *Stream) WriteRTCP(pkts []rtcp.Packet) error {
 	conn, err := st.conn(true)
+	if errors.Is(err, errReconnecting) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

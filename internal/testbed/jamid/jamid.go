@@ -62,10 +62,12 @@ package jamid
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -135,7 +137,21 @@ type Options struct {
 	// call of every account. (Account.autoAnswer=true does it for one
 	// account.)
 	AutoAnswer bool
+	// CaptureToneHz, if set, makes ALSA's default capture device a sine
+	// of that frequency (half of full scale, 48 kHz, looped for
+	// captureToneSeconds), so that jamid's calls carry a known tone from
+	// its "microphone". jamid 13.7.0 cannot play a file:// audio source in
+	// a call: AudioInput opens the file before its loop runs, and the
+	// decoder's interrupt callback (not capturing) aborts the open
+	// ("avformat_open_input failed: Immediate exit requested"); it then
+	// falls back to the default device, this one.
+	CaptureToneHz float64
 }
+
+// captureToneSeconds is how long the capture tone lasts: ALSA's file
+// plugin reads it once per opening of the device (each call), then gives
+// silence.
+const captureToneSeconds = 300
 
 // Daemon is a running jamid with its private bus.
 type Daemon struct {
@@ -265,6 +281,21 @@ func (d *Daemon) prepareDir() error {
 	// The default PCM is the null device; the control device is left to
 	// ALSA's default (no card: jamid only warns).
 	asound := "pcm.!default { type null }\nctl.!default { type hw card 0 }\n"
+	if hz := d.opts.CaptureToneHz; hz != 0 {
+		raw := filepath.Join(d.dir, "tone.raw")
+		if err := writeRawTone(raw, hz, captureToneSeconds); err != nil {
+			return err
+		}
+		// Capture: ALSA's file plugin over the null device replaces what
+		// is read by the file's samples (48 kHz mono S16_LE), converted by
+		// plug to whatever jamid asks for. The null device paces reads as
+		// it does without the tone.
+		asound = "pcm.!default { type asym playback.pcm \"nullout\" capture.pcm \"tone\" }\n" +
+			"pcm.nullout { type null }\n" +
+			"pcm.tone { type plug slave { pcm \"tonefile\" rate 48000 channels 1 format S16_LE } }\n" +
+			"pcm.tonefile { type file slave.pcm \"nullout\" file \"/dev/null\" infile \"" + raw + "\" format \"raw\" }\n" +
+			"ctl.!default { type hw card 0 }\n"
+	}
 	if err := os.WriteFile(filepath.Join(d.dir, "home", ".asoundrc"), []byte(asound), 0o600); err != nil {
 		return fmt.Errorf("writing .asoundrc: %w", err)
 	}
@@ -289,6 +320,24 @@ func (d *Daemon) prepareDir() error {
 `
 	if err := os.WriteFile(filepath.Join(d.dir, "bus.conf"), []byte(conf), 0o600); err != nil {
 		return fmt.Errorf("writing the bus configuration: %w", err)
+	}
+	return nil
+}
+
+// writeRawTone writes seconds of a sine of hz at half of full scale as raw
+// 48 kHz mono S16_LE samples.
+func writeRawTone(path string, hz float64, seconds int) error {
+	const rate = 48000
+	if hz <= 0 || hz >= rate/2 {
+		return fmt.Errorf("a capture tone of %g Hz cannot be sampled at %d Hz", hz, rate)
+	}
+	b := make([]byte, 2*rate*seconds)
+	for i := range rate * seconds {
+		v := int16(math.Round(0.5 * math.MaxInt16 * math.Sin(2*math.Pi*hz*float64(i)/rate)))
+		binary.LittleEndian.PutUint16(b[2*i:], uint16(v))
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("writing the capture tone: %w", err)
 	}
 	return nil
 }
@@ -377,7 +426,21 @@ func (d *Daemon) startJamid(ctx context.Context) error {
 			d.mu.Unlock()
 		}
 	}()
-	return d.waitReady(ctx, p)
+	if err := d.waitReady(ctx, p); err != nil {
+		return err
+	}
+	if d.opts.CaptureToneHz != 0 {
+		// The WebRTC audio processor's noise suppression takes a steady
+		// tone for noise and removes most of it; AGC would change its
+		// level.
+		if err := errors.Join(
+			d.noReply(ctx, ConfigurationManager, "setNoiseSuppressState", "no"),
+			d.noReply(ctx, ConfigurationManager, "setAgcState", false),
+		); err != nil {
+			return fmt.Errorf("turning jamid's audio processing off for the capture tone: %w", err)
+		}
+	}
+	return nil
 }
 
 // waitReady waits until a jamid other than the previous one owns the bus

@@ -329,11 +329,24 @@ type MediaStats struct {
 // Stats are a call's WebRTC statistics (RTCPeerConnection.getStats()).
 type Stats struct {
 	Audio, Video MediaStats
+	// AudioTracks is each inbound audio stream on its own, for finding
+	// which of several the analyser hears.
+	AudioTracks []InboundTrack `json:"audioTracks"`
 	// ICEState and ConnectionState are the peer connection's.
 	ICEState        string `json:"iceState"`
 	ConnectionState string `json:"connectionState"`
 	// At is the browser's time of the report.
 	At time.Time `json:"-"`
+}
+
+// InboundTrack is one inbound-rtp audio stream's statistics.
+type InboundTrack struct {
+	TrackID          string  `json:"trackId"`
+	Mid              string  `json:"mid"`
+	SSRC             uint32  `json:"ssrc"`
+	Packets          int     `json:"packets"`
+	AudioLevel       float64 `json:"audioLevel"`
+	TotalAudioEnergy float64 `json:"totalAudioEnergy"`
 }
 
 // Stats reads the call's peer connection statistics (zero before js-sdk

@@ -78,6 +78,8 @@ type Tone struct {
 	DB float64 `json:"db"`
 	// Track is false while the call has no remote audio track.
 	Track bool `json:"track"`
+	// TrackID is the analysed track's id (Stats.AudioTracks names theirs).
+	TrackID string `json:"trackId"`
 	// ContextState is the AudioContext's state (running, suspended …).
 	ContextState string `json:"state"`
 	// At is the browser's time of the reading.
@@ -88,7 +90,7 @@ func (t Tone) String() string {
 	if !t.Track {
 		return "no remote audio track"
 	}
-	return fmt.Sprintf("%.1f Hz at %.1f dB (audio context %s)", t.Hz, t.DB, t.ContextState)
+	return fmt.Sprintf("%.1f Hz at %.1f dB (track %s, audio context %s)", t.Hz, t.DB, t.TrackID, t.ContextState)
 }
 
 // toneFloorDB is the level under which a reading counts as silence.

@@ -471,7 +471,7 @@ function emptyKind() {
 async function stats(callId) {
     const call = getCall(callId);
     const pc = call.peerConn;
-    const out = { audio: emptyKind(), video: emptyKind(), t: now(), iceState: "", connectionState: "" };
+    const out = { audio: emptyKind(), video: emptyKind(), audioTracks: [], t: now(), iceState: "", connectionState: "" };
     if (!pc) return out;
     out.iceState = pc.iceConnectionState;
     out.connectionState = pc.connectionState;
@@ -487,6 +487,14 @@ async function stats(callId) {
             k.inboundCodec ||= codec(s.codecId);
             k.jitter = Math.max(k.jitter, s.jitter ?? 0);
             if (s.kind === "audio") {
+                out.audioTracks.push({
+                    trackId: s.trackIdentifier ?? "",
+                    mid: s.mid ?? "",
+                    ssrc: s.ssrc ?? 0,
+                    packets: s.packetsReceived ?? 0,
+                    audioLevel: s.audioLevel ?? 0,
+                    totalAudioEnergy: s.totalAudioEnergy ?? 0,
+                });
                 k.audioLevel = Math.max(k.audioLevel, s.audioLevel ?? 0);
                 k.totalAudioEnergy += s.totalAudioEnergy ?? 0;
                 k.totalSamplesReceived += s.totalSamplesReceived ?? 0;
@@ -568,7 +576,7 @@ async function remoteTone(callId) {
         const p = (0.5 * (l - r)) / denom;
         if (Math.abs(p) <= 1) hz = (peak + p) * binHz;
     }
-    return { hz, db: Math.max(peakDb, -200), track: true, state: audioContext.state, t: now() };
+    return { hz, db: Math.max(peakDb, -200), track: true, trackId: track.id, state: audioContext.state, t: now() };
 }
 
 window.harness = {
