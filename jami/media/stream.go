@@ -17,7 +17,9 @@ import (
 
 // Stream is one m= section of the call: its negotiated format and, once
 // connected, its packets. The fields are set by the negotiation and do not
-// change afterwards (a re-INVITE may change only the direction).
+// change afterwards: a re-INVITE may change the direction and the peer's
+// key, and one that restarts ICE also Mux (read it under the session's
+// lock only).
 type Stream struct {
 	Index int
 	Kind  webrtc.RTPCodecType
