@@ -41,7 +41,7 @@ type Service struct {
 	conns   connections
 	// onChannel takes the SIP channels devices open (SetChannelHandler).
 	onChannel atomic.Pointer[ChannelHandler]
-	book      contactBook // contacts.go
+	book      contactBook   // contacts.go
 	ready     chan struct{} // closed once connections are taken
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
