@@ -199,16 +199,16 @@ func (s *Service) Contacts(ctx context.Context) ([]Contact, error) {
 // jamid). An error says no device was reached; the invitation is kept and
 // sent again at the next start.
 func (s *Service) SendTrustRequest(ctx context.Context, account dht.InfoHash) error {
-	select {
-	case <-s.ready:
-	default:
-		return ErrNotConnected
-	}
 	if s.Banned(account) {
 		return fmt.Errorf("jami account %s is banned (jami.ban)", account)
 	}
 	if account == s.account.ID() {
 		return errors.New("the bot cannot invite its own account")
+	}
+	select {
+	case <-s.ready:
+	default:
+		return ErrNotConnected
 	}
 	s.book.mu.Lock()
 	c, err := s.contact(ctx, account)

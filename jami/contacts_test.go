@@ -57,10 +57,10 @@ func TestTrustRequestsBetweenBots(t *testing.T) {
 	require.NoError(t, err)
 	boot.Start(context.Background())
 	defer boot.Close()
-	start := func(allow []string, log *syncBuffer) *Service {
+	start := func(allow []string, st Store, log *syncBuffer) *Service {
 		cfg := Config{Enabled: true, Listen: "127.0.0.1:0", Bootstrap: []string{boot.Addr4().String()},
 			ICEAddresses: []string{"127.0.0.1"}, Allow: allow}
-		s, err := Start(ctx, cfg, NewMemStore(), zerolog.New(log).Level(zerolog.DebugLevel))
+		s, err := Start(ctx, cfg, st, zerolog.New(log).Level(zerolog.DebugLevel))
 		require.NoError(t, err)
 		t.Cleanup(func() { s.Stop(context.Background()) })
 		select {
@@ -71,9 +71,10 @@ func TestTrustRequestsBetweenBots(t *testing.T) {
 		return s
 	}
 	var logA, logB, logC syncBuffer
-	a := start(nil, &logA)
-	b := start([]string{"*"}, &logB)
-	c := start(nil, &logC)
+	storeA := NewMemStore()
+	a := start(nil, storeA, &logA)
+	b := start([]string{"*"}, NewMemStore(), &logB)
+	c := start(nil, NewMemStore(), &logC)
 	defer func() {
 		if t.Failed() {
 			t.Logf("A:\n%s\nB:\n%s\nC:\n%s", logA.String(), logB.String(), logC.String())
@@ -106,4 +107,37 @@ func TestTrustRequestsBetweenBots(t *testing.T) {
 	got := contactOf(t, a, c.AccountID())
 	require.NotNil(t, got)
 	assert.False(t, got.Confirmed, "no confirmation from C")
+
+	// A second bot on A's store (A restarted) sends the unanswered
+	// invitation again, and only that one.
+	var logA2 syncBuffer
+	a2 := start(nil, storeA, &logA2)
+	require.Eventually(t, func() bool { return strings.Contains(logA2.String(), "Sent a Jami trust request") },
+		30*time.Second, 50*time.Millisecond)
+	assert.Contains(t, logA2.String(), c.AccountID().String())
+	assert.NotContains(t, logA2.String(), `"account":"`+b.AccountID().String()+`","devices"`, "B is confirmed")
+	all, err := a2.Contacts(ctx)
+	require.NoError(t, err)
+	assert.Len(t, all, 2)
+}
+
+// Before the DHT is joined there is nobody to invite; a banned account is
+// never invited.
+func TestSendTrustRequestBeforeJoining(t *testing.T) {
+	KeyBits = 2048
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := Config{Enabled: true, Listen: "127.0.0.1:0", Bootstrap: []string{"127.0.0.1:9"}, Ban: []string{strings.Repeat("ab", 20)}}
+	s, err := Start(ctx, cfg, NewMemStore(), zerolog.Nop())
+	require.NoError(t, err)
+	defer s.Stop(ctx)
+	id, err := ParseID(strings.Repeat("cd", 20))
+	require.NoError(t, err)
+	require.ErrorIs(t, s.SendTrustRequest(ctx, id), ErrNotConnected)
+	banned, err := ParseID(strings.Repeat("ab", 20))
+	require.NoError(t, err)
+	require.ErrorContains(t, s.SendTrustRequest(ctx, banned), "jami.ban")
+	all, err := s.Contacts(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, all, "nothing stored")
 }
