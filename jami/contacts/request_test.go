@@ -88,7 +88,7 @@ func TestParseRejects(t *testing.T) {
 		"service not str":    unhex(t, "81 a7736572766963 65 01"),
 		"payload an int":     unhex(t, "81 a77061796c6f6164 05"),
 		"confirm not a bool": unhex(t, "81 a7636f6e6669726d a3796573"),
-		"not msgpack":        []byte{0xc1},
+		"not msgpack":        {0xc1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse(data)
