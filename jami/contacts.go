@@ -111,6 +111,10 @@ func (s *Service) onInbox(ctx context.Context, v *dht.Value) {
 		log.Info().Msg("Ignoring a trust request from a banned account (jami.ban)")
 		return
 	}
+	if dev.Account == s.account.ID() {
+		log.Info().Msg("Ignoring a trust request from the bot's own account (another of its devices)")
+		return
+	}
 	if in.Confirm {
 		s.onConfirmation(ctx, log, dev.Account, in)
 		return
