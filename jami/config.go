@@ -29,7 +29,8 @@ type Config struct {
 	// only addresses offered as candidates (control and media).
 	ICEListen    string   `yaml:"ice_listen"`
 	ICEAddresses []string `yaml:"ice_addresses"`
-	// Allow lists the Jami IDs (40 hex) that may call the bot, or "*";
+	// Allow lists the Jami IDs (40 hex) that may call the bot and whose
+	// trust requests (contact invitations) it accepts, or "*";
 	// Ban the accounts or devices that may not connect at all.
 	Allow []string `yaml:"allow"`
 	Ban   []string `yaml:"ban"`

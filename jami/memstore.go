@@ -17,6 +17,8 @@ type memStore struct {
 	node   *NodeRecord
 	values []StoredValue
 	peers  []Peer
+	// contacts by account.
+	contacts map[string]Contact
 }
 
 func (m *memStore) DHTNode(context.Context) (*NodeRecord, error) {
@@ -61,5 +63,25 @@ func (m *memStore) ReplaceDHTPeers(_ context.Context, peers []Peer) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.peers = slices.Clone(peers)
+	return nil
+}
+
+func (m *memStore) JamiContacts(context.Context) ([]Contact, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Contact, 0, len(m.contacts))
+	for _, c := range m.contacts {
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (m *memStore) PutJamiContact(_ context.Context, c Contact) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.contacts == nil {
+		m.contacts = map[string]Contact{}
+	}
+	m.contacts[c.Account] = c
 	return nil
 }

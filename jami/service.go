@@ -41,6 +41,7 @@ type Service struct {
 	conns   connections
 	// onChannel takes the SIP channels devices open (SetChannelHandler).
 	onChannel atomic.Pointer[ChannelHandler]
+	book      contactBook   // contacts.go
 	ready     chan struct{} // closed once connections are taken
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
@@ -155,6 +156,9 @@ func (s *Service) run(ctx context.Context) {
 		}
 	}
 	s.announce(ctx)
+	if err := s.startContacts(ctx); err != nil {
+		s.log.Error().Err(err).Msg("Cannot take Jami trust requests: Jami users cannot add the bot as a contact")
+	}
 	if err := s.startConnections(ctx); err != nil {
 		s.log.Error().Err(err).Msg("Cannot take Jami connections: calls with Jami devices will fail")
 	} else {
