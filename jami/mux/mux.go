@@ -24,6 +24,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // The reserved channels, and the protocol version spoken (1: beacons).
@@ -40,7 +41,8 @@ const (
 	stateDecline = 2
 )
 
-// maxFrame is the largest payload of one frame (dhtnet refuses more).
+// maxFrame is the largest payload of one frame (dhtnet sends no more; a
+// longer frame from the peer ends the socket).
 const maxFrame = 0xFFFF
 
 // maxBuffered bounds what one channel holds unread: the socket has one
@@ -268,8 +270,17 @@ func readFrame(dec *msgpack.Decoder) (uint16, []byte, error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("reading a frame's channel: %w", err)
 	}
-	data, err := dec.DecodeBytes()
+	// No more than dhtnet sends: the bound on what a frame's content may
+	// nest, and so on the decoders' recursion.
+	size, err := dec.DecodeBytesLen()
 	if err != nil {
+		return 0, nil, fmt.Errorf("reading a frame's data: %w", err)
+	}
+	if size > maxFrame {
+		return 0, nil, fmt.Errorf("a frame of %d bytes is over %d", size, maxFrame)
+	}
+	data := make([]byte, max(size, 0))
+	if err := dec.ReadFull(data); err != nil {
 		return 0, nil, fmt.Errorf("reading a frame's data: %w", err)
 	}
 	return channel, data, nil
@@ -388,54 +399,72 @@ func (s *Socket) protocol(pkt []byte) {
 }
 
 // protocolMessage handles one {"v": n} or {"p": bool}; false at the end
-// of the packet or on something else.
+// of the packet or on something else. The map is read entry by entry, not
+// made to the size the peer claims (5 bytes may claim 2^32 entries).
 func (s *Socket) protocolMessage(dec *msgpack.Decoder) bool {
-	m, err := dec.DecodeMap()
+	n, err := dec.DecodeMapLen()
 	if err != nil {
 		return false
 	}
+	var p, v any // as in a decoded map: the last of a key counts, nil is none
+	for range n {
+		key, err := dec.DecodeString()
+		if err != nil {
+			return false
+		}
+		code, err := dec.PeekCode()
+		if err != nil {
+			return false
+		}
+		switch {
+		case key == "p" && (code == msgpcode.True || code == msgpcode.False):
+			p, err = dec.DecodeBool()
+		case key == "v" && isInt(code):
+			v, err = dec.DecodeInt64()
+		case key == "p" || key == "v":
+			// Another type: a "p" that is not a bool is no beacon, a "v"
+			// that is not an int no version; nil is none.
+			var other any
+			if code != msgpcode.Nil {
+				other = code
+			}
+			if key == "p" {
+				p = other
+			} else {
+				v = other
+			}
+			err = dec.Skip()
+		default:
+			err = dec.Skip()
+		}
+		if err != nil {
+			return false
+		}
+	}
 	switch {
-	case m["p"] != nil:
-		p, _ := m["p"].(bool)
-		if p {
+	case p != nil:
+		if beacon, _ := p.(bool); beacon {
 			if err := s.writeProtocol(map[string]any{"p": false}); err != nil {
 				s.shutdown(fmt.Errorf("answering a beacon: %w", err))
 			}
 		} else if s.beacons.Load() > 0 {
 			s.beacons.Add(-1)
 		}
-	case m["v"] != nil:
-		v, ok := toInt(m["v"])
+	case v != nil:
+		version, ok := v.(int64)
 		if !ok {
 			return false
 		}
-		s.peerVersion.Store(int32(v))
+		s.peerVersion.Store(int32(version))
 	default:
 		s.log.Debug().Msg("Unknown protocol message")
 	}
 	return true
 }
 
-func toInt(v any) (int64, bool) {
-	switch v := v.(type) {
-	case int8:
-		return int64(v), true
-	case int16:
-		return int64(v), true
-	case int32:
-		return int64(v), true
-	case int64:
-		return v, true
-	case uint8:
-		return int64(v), true
-	case uint16:
-		return int64(v), true
-	case uint32:
-		return int64(v), true
-	case uint64:
-		return int64(v), true
-	}
-	return 0, false
+func isInt(code byte) bool {
+	return msgpcode.IsFixedNum(code) || (code >= msgpcode.Uint8 && code <= msgpcode.Uint64) ||
+		(code >= msgpcode.Int8 && code <= msgpcode.Int64)
 }
 
 // deliver hands a data frame to its channel; empty data closes it.
