@@ -17,9 +17,9 @@ type suite struct {
 }
 
 // suites are those jamid knows, in our order of preference. jamid offers
-// and answers _80 only; its libav SRTP authenticates SRTCP of _32 with a
-// 32-bit tag where RFC 4568 (and pion) use 80 bits, so _32 carries RTP
-// with jamid but not RTCP.
+// and answers _80 only. (Its libav SRTP would authenticate SRTCP of _32
+// with a 32-bit tag where RFC 4568 and pion use 80 bits, but jamid sends
+// and reads RTCP in the clear anyway: see Options.SRTCP.)
 var suites = []suite{
 	{"AES_CM_128_HMAC_SHA1_80", srtp.ProtectionProfileAes128CmHmacSha1_80},
 	{"AES_CM_128_HMAC_SHA1_32", srtp.ProtectionProfileAes128CmHmacSha1_32},

@@ -31,6 +31,16 @@ type Options struct {
 	// Suite is the SDES suite of our offers (AES_CM_128_HMAC_SHA1_80 if
 	// empty, as jamid's).
 	Suite string
+	// SRTCP protects the RTCP we send (RFC 3711), and then takes only
+	// RTCP that authenticates. Off by default, because jami-daemon
+	// neither sends nor reads SRTCP: its SocketPair encrypts and decrypts
+	// RTP only (socket_pair.cpp, writeCallback and readCallback skip
+	// packets of an RTCP type), so it would take our SRTCP's encrypted
+	// report blocks for plain ones, and its reports fail authentication
+	// here. Without SRTCP, RTCP goes out in the clear and what arrives is
+	// taken as SRTCP when it authenticates, else as plain RTCP: what any
+	// Jami peer sends. RTP is SRTP either way.
+	SRTCP bool
 	Log   zerolog.Logger
 }
 
@@ -158,6 +168,7 @@ func (s *Session) newStream(ctx context.Context, kind webrtc.RTPCodecType, n int
 	st := &Stream{
 		Index: len(s.streams), Kind: kind, Label: kind.String() + "_" + strconv.Itoa(idx),
 		inRTP: make(chan *inPacket, 128), inRTCP: make(chan *inPacket, 32), gone: make(chan struct{}),
+		srtcp: s.opts.SRTCP,
 	}
 	st.log = s.log.With().Str("stream", st.Label).Logger()
 	s.streams = append(s.streams, st)

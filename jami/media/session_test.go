@@ -319,3 +319,34 @@ func TestConnectTimesOut(t *testing.T) {
 	require.Contains(t, err.Error(), "no ICE connectivity in time")
 	require.Contains(t, err.Error(), "audio_0")
 }
+
+// TestRTCPProtection: by default RTCP goes out in the clear and what comes
+// in is taken either way, as with jami-daemon (no SRTCP); with
+// Options.SRTCP it is protected, and plain RTCP is refused.
+func TestRTCPProtection(t *testing.T) {
+	goroutineCheck(t)
+	strict := newTestSession(t, Options{Audio: true, SRTCP: true})
+	jami := newTestSession(t, Options{Audio: true})
+	negotiate(t, strict, jami)
+	s, j := strict.Streams()[0], jami.Streams()[0]
+	exchangeRTCP(t, s, j) // SRTCP that authenticates is taken by a plain side
+	exchangeRTP(t, j, s, 5)
+
+	// The plain side's RTCP is not SRTCP (the strict side, which has its
+	// key, does not authenticate it) and is dropped, not delivered.
+	read := make(chan error, 1)
+	go func() {
+		_, err := s.ReadRTCP(make([]byte, 1500))
+		read <- err
+	}()
+	before := s.dropped.Load()
+	require.NoError(t, j.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{SenderSSRC: 7, MediaSSRC: 0xabcd}}))
+	require.Eventually(t, func() bool { return s.dropped.Load() > before }, 10*time.Second, 5*time.Millisecond)
+	select {
+	case err := <-read:
+		t.Fatalf("plain RTCP was delivered to the SRTCP side (err %v)", err)
+	default:
+	}
+	require.NoError(t, strict.Close())
+	require.Error(t, <-read, "the read ends with the session")
+}

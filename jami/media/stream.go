@@ -50,6 +50,7 @@ type Stream struct {
 	remoteIn *remoteSection // the peer's view, for Connect
 
 	sendRTP, sendRTCP, recvRTP, recvRTCP cipher
+	srtcp                                bool // Options.SRTCP
 
 	// What arrives, sorted into RTP and RTCP by a pump per component of
 	// the current ICE session. They outlive an ICE restart (new
@@ -272,10 +273,15 @@ func (st *Stream) ReadRTCP(b []byte) ([]rtcp.Packet, error) {
 		if n < 8 || !isRTCP(b[:n]) {
 			continue
 		}
+		// On a failed check, pion's DecryptRTCP has not touched b yet.
 		st.recvRTCP.mu.Lock()
 		out, err := st.recvRTCP.ctx.DecryptRTCP(b, b[:n], nil)
 		st.recvRTCP.mu.Unlock()
-		if err != nil {
+		switch {
+		case err == nil:
+		case !st.srtcp:
+			out = b[:n] // a Jami peer's plain RTCP (see Options.SRTCP)
+		default:
 			st.drop(err, "RTCP")
 			continue
 		}
@@ -339,12 +345,14 @@ func (st *Stream) WriteRTCP(pkts []rtcp.Packet) error {
 	if err != nil {
 		return fmt.Errorf("stream %s: marshalling RTCP: %w", st.Label, err)
 	}
-	c := &st.sendRTCP
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out, err := c.ctx.EncryptRTCP(c.buf, raw, nil)
-	if err != nil {
-		return fmt.Errorf("stream %s: encrypting RTCP: %w", st.Label, err)
+	out := raw
+	if st.srtcp {
+		c := &st.sendRTCP
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if out, err = c.ctx.EncryptRTCP(c.buf, raw, nil); err != nil {
+			return fmt.Errorf("stream %s: encrypting RTCP: %w", st.Label, err)
+		}
 	}
 	if _, err := conn.Write(out); err != nil {
 		return fmt.Errorf("stream %s: sending RTCP: %w", st.Label, err)

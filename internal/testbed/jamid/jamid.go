@@ -146,6 +146,39 @@ type Options struct {
 	// ("avformat_open_input failed: Immediate exit requested"); it then
 	// falls back to the default device, this one.
 	CaptureToneHz float64
+	// RecordPlayback makes ALSA's default playback device write what
+	// jamid plays (the call's decoded audio) to a file, converted to
+	// 48 kHz mono S16_LE, so that a test can check the content jamid
+	// decoded: see Playback and WaitHears.
+	RecordPlayback bool
+}
+
+// alsaConfig is the .asoundrc: the null device for playback and capture,
+// the control device left to ALSA's default (no card: jamid only warns).
+// With a tone, capture is ALSA's file plugin over the null device, which
+// replaces what is read by the file's samples (48 kHz mono S16_LE),
+// converted by plug to whatever jamid asks for; the null device paces
+// reads as it does without the tone. With a recording, playback is the
+// file plugin over the null device too, behind plug converting to 48 kHz
+// mono S16_LE (the file plugin writes what passes, in the stream's own
+// format, and truncates the file at each opening).
+func alsaConfig(tone bool, toneFile string, record bool, recordFile string) string {
+	if !tone && !record {
+		return "pcm.!default { type null }\nctl.!default { type hw card 0 }\n"
+	}
+	playback, capture := "nullout", "nullout"
+	conf := "pcm.nullout { type null }\nctl.!default { type hw card 0 }\n"
+	if tone {
+		capture = "tone"
+		conf += "pcm.tone { type plug slave { pcm \"tonefile\" rate 48000 channels 1 format S16_LE } }\n" +
+			"pcm.tonefile { type file slave.pcm \"nullout\" file \"/dev/null\" infile \"" + toneFile + "\" format \"raw\" }\n"
+	}
+	if record {
+		playback = "record"
+		conf += "pcm.record { type plug slave { pcm \"recordfile\" rate 48000 channels 1 format S16_LE } }\n" +
+			"pcm.recordfile { type file slave.pcm \"nullout\" file \"" + recordFile + "\" format \"raw\" }\n"
+	}
+	return "pcm.!default { type asym playback.pcm \"" + playback + "\" capture.pcm \"" + capture + "\" }\n" + conf
 }
 
 // captureToneSeconds is how long the capture tone lasts: ALSA's file
@@ -280,21 +313,11 @@ func (d *Daemon) prepareDir() error {
 	}
 	// The default PCM is the null device; the control device is left to
 	// ALSA's default (no card: jamid only warns).
-	asound := "pcm.!default { type null }\nctl.!default { type hw card 0 }\n"
+	asound := alsaConfig(d.opts.CaptureToneHz != 0, filepath.Join(d.dir, "tone.raw"), d.opts.RecordPlayback, d.playbackPath())
 	if hz := d.opts.CaptureToneHz; hz != 0 {
-		raw := filepath.Join(d.dir, "tone.raw")
-		if err := writeRawTone(raw, hz, captureToneSeconds); err != nil {
+		if err := writeRawTone(filepath.Join(d.dir, "tone.raw"), hz, captureToneSeconds); err != nil {
 			return err
 		}
-		// Capture: ALSA's file plugin over the null device replaces what
-		// is read by the file's samples (48 kHz mono S16_LE), converted by
-		// plug to whatever jamid asks for. The null device paces reads as
-		// it does without the tone.
-		asound = "pcm.!default { type asym playback.pcm \"nullout\" capture.pcm \"tone\" }\n" +
-			"pcm.nullout { type null }\n" +
-			"pcm.tone { type plug slave { pcm \"tonefile\" rate 48000 channels 1 format S16_LE } }\n" +
-			"pcm.tonefile { type file slave.pcm \"nullout\" file \"/dev/null\" infile \"" + raw + "\" format \"raw\" }\n" +
-			"ctl.!default { type hw card 0 }\n"
 	}
 	if err := os.WriteFile(filepath.Join(d.dir, "home", ".asoundrc"), []byte(asound), 0o600); err != nil {
 		return fmt.Errorf("writing .asoundrc: %w", err)

@@ -208,8 +208,8 @@ func TestCallBetweenDaemons(t *testing.T) {
 	ctx := testContext(t)
 	n, node := localDHT(t, ctx)
 	bootstrap := node.Addr().String()
-	caller := startDaemon(t, ctx, Options{Link: n.Link})
-	callee := startDaemon(t, ctx, Options{Link: n.Link})
+	caller := startDaemon(t, ctx, Options{Link: n.Link, CaptureToneHz: 660})
+	callee := startDaemon(t, ctx, Options{Link: n.Link, RecordPlayback: true})
 	a, aID := newAccount(t, ctx, caller, bootstrap, nil)
 	b, bID := newAccount(t, ctx, callee, bootstrap, map[string]string{KeyAutoAnswer: "true"})
 
@@ -230,6 +230,10 @@ func TestCallBetweenDaemons(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("call CURRENT on both sides after %s; caller's states %v, callee's %v",
 		time.Since(begin).Round(time.Millisecond), caller.CallStates(a, callID), callee.CallStates(b, in.CallID))
+	// The caller's "microphone" tone is what the callee plays.
+	heard, err := callee.WaitHears(ctx, 660, 25)
+	require.NoError(t, err)
+	t.Logf("the callee plays %v, %s after dialling (jamid → jamid setup, dial to media)", heard, time.Since(begin).Round(time.Millisecond))
 
 	require.NoError(t, caller.HangUp(ctx, a, callID))
 	_, err = caller.WaitCallState(ctx, a, callID, CallOver)
