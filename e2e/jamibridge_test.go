@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -17,7 +18,8 @@ import (
 
 // jamiBridge is a bot on a local Jami DHT with a real jami-daemon account
 // (in its own network namespace), and a Matrix user with a 880 Hz
-// microphone in a room with the bot. jamid's microphone is a 660 Hz WAV.
+// microphone in a room with the bot. jamid's microphone is a 660 Hz tone,
+// and what it plays is recorded (jamid.Options.RecordPlayback).
 type jamiBridge struct {
 	setup   *botSetup
 	bot     *testbed.Bot
@@ -41,7 +43,7 @@ func newJamiBridge(t *testing.T) *jamiBridge {
 	// jamid's microphone plays toneB (a file:// source does not work in
 	// jamid 13.7.0: see jamid.Options.CaptureToneHz); the Matrix user's
 	// is toneA.
-	jb.d = jamid.NewTestDaemon(t, ctx, jamid.Options{Link: n.Link, CaptureToneHz: toneB})
+	jb.d = jamid.NewTestDaemon(t, ctx, jamid.Options{Link: n.Link, CaptureToneHz: toneB, RecordPlayback: true})
 	jb.jamiAcc, err = jb.d.AddAccount(ctx, jamid.LoopbackAccount(peer.Addr().String()))
 	require.NoError(t, err)
 	require.NoError(t, jb.d.WaitRegistered(ctx, jb.jamiAcc))
@@ -76,6 +78,17 @@ func newJamiBridge(t *testing.T) *jamiBridge {
 	return jb
 }
 
+// requireJamidHears waits until what jamid plays (the audio it decoded) has
+// the tone hz: proof that jamid decrypts and decodes what the bot sends.
+// jamid's pipeline shifts a tone by up to about 20 Hz (Opus at its
+// bitrate, resampling), and the three tones are 220 Hz apart.
+func (jb *jamiBridge) requireJamidHears(t *testing.T, hz int) {
+	t.Helper()
+	heard, err := jb.d.WaitHears(jsCtx(t), float64(hz), 30)
+	require.NoError(t, err)
+	t.Logf("jamid plays %v", heard)
+}
+
 // waitJamidState waits for one of states on jamid's call.
 func (jb *jamiBridge) waitJamidState(t *testing.T, callID string, states ...string) jamid.CallState {
 	t.Helper()
@@ -86,13 +99,15 @@ func (jb *jamiBridge) waitJamidState(t *testing.T, callID string, states ...stri
 
 // TestJamiBridgeMatrixCallsJami: a Matrix user calls the bot in a room
 // routed to a Jami account; jamid rings (from the bot's Jami ID) and
-// answers; the call is CURRENT on jamid and connected in js-sdk, and the
-// Matrix user hears jamid's microphone tone (not its own, not the bot's).
-// Hanging up in Matrix ends the call on jamid.
+// answers; the call is CURRENT on jamid and connected in js-sdk, the
+// Matrix user hears jamid's microphone tone and jamid plays the Matrix
+// user's (neither hears its own, nor the bot's). Hanging up in Matrix ends
+// the call on jamid.
 func TestJamiBridgeMatrixCallsJami(t *testing.T) {
 	jb := newJamiBridge(t)
 	defer stopBot(t, jb.bot)
 	ctx := jsCtx(t)
+	begin := time.Now()
 	callA, err := jb.a.PlaceCall(ctx, jb.room, "", false)
 	require.NoError(t, err)
 	in, err := jb.d.WaitIncomingCall(ctx, jb.jamiAcc, jb.botJami)
@@ -101,6 +116,8 @@ func TestJamiBridgeMatrixCallsJami(t *testing.T) {
 	require.Equal(t, "CURRENT", jb.waitJamidState(t, in.CallID, "CURRENT", "OVER", "FAILURE").State)
 	waitConnected(t, callA)
 	requireHears(t, callA, toneB)
+	t.Logf("setup Matrix (js-sdk) → bot → Jami, dial to the caller hearing jamid: %s (jamid answers at once)", time.Since(begin).Round(time.Millisecond))
+	jb.requireJamidHears(t, toneA)
 
 	require.NoError(t, callA.Hangup(ctx, "user_hangup"))
 	jb.waitJamidState(t, in.CallID, "OVER")
@@ -108,8 +125,9 @@ func TestJamiBridgeMatrixCallsJami(t *testing.T) {
 
 // TestJamiBridgeJamiCallsMatrix: jamid calls the bot's Jami ID; the call
 // rings the room whose route names jamid's account, the Matrix user
-// answers and hears jamid's microphone tone.
-// Hanging up on jamid ends the Matrix call.
+// answers; each hears the other's tone. Hold crosses both ways: the
+// Matrix user's hold is jamid's peerHold, jamid's hold puts the Matrix
+// user on hold. Hanging up on jamid ends the Matrix call.
 func TestJamiBridgeJamiCallsMatrix(t *testing.T) {
 	jb := newJamiBridge(t)
 	defer stopBot(t, jb.bot)
@@ -121,6 +139,19 @@ func TestJamiBridgeJamiCallsMatrix(t *testing.T) {
 	require.NoError(t, callA.Answer(ctx))
 	waitConnected(t, callA)
 	require.Equal(t, "CURRENT", jb.waitJamidState(t, callID, "CURRENT", "OVER", "FAILURE").State)
+	requireHears(t, callA, toneB)
+	jb.requireJamidHears(t, toneA)
+
+	mark := jb.d.SignalCount()
+	require.NoError(t, callA.SetRemoteOnHold(ctx, true))
+	require.NoError(t, jb.d.WaitPeerHold(ctx, mark, callID, true), "jamid sees the Matrix user's hold")
+	require.NoError(t, callA.SetRemoteOnHold(ctx, false))
+	require.NoError(t, jb.d.WaitPeerHold(ctx, mark, callID, false), "and the resume")
+
+	require.NoError(t, jb.d.Hold(ctx, jb.jamiAcc, callID, true))
+	require.NoError(t, callA.WaitLocalHold(ctx, true), "the Matrix user sees jamid's hold")
+	require.NoError(t, jb.d.Hold(ctx, jb.jamiAcc, callID, false))
+	require.NoError(t, callA.WaitLocalHold(ctx, false), "and the resume")
 	requireHears(t, callA, toneB)
 
 	require.NoError(t, jb.d.HangUp(ctx, jb.jamiAcc, callID))

@@ -65,6 +65,9 @@ type Session struct {
 
 	// Touched only on the op queue.
 	remoteSet      bool
+	// setup is our DTLS role as the first negotiation settled it, in
+	// a=setup terms ("active": client, "passive": server); "" before.
+	setup string
 	pendingRemote  []webrtc.ICECandidateInit
 	described      map[string]bool // local candidates already in a returned description
 	localReleased  bool            // a local description was returned: trickle may start
@@ -198,7 +201,7 @@ func (s *Session) CreateOffer(ctx context.Context, opts OfferOptions) (webrtc.Se
 // gatherWait (returning sooner once what SessionOptions.GatherUntil waits
 // for is in).
 func (s *Session) CreateAnswer(ctx context.Context, gatherWait time.Duration) (webrtc.SessionDescription, error) {
-	var offer string
+	var offer, setup string
 	err := s.ops.Do(ctx, func() error {
 		answer, err := s.pc.CreateAnswer(nil)
 		if err != nil {
@@ -210,6 +213,10 @@ func (s *Session) CreateAnswer(ctx context.Context, gatherWait time.Duration) (w
 		if remote := s.pc.RemoteDescription(); remote != nil {
 			offer = remote.SDP
 		}
+		if s.setup == "" {
+			s.setup = setupOf(answer.SDP)
+		}
+		setup = s.setup
 		return nil
 	})
 	if err != nil {
@@ -219,7 +226,39 @@ func (s *Session) CreateAnswer(ctx context.Context, gatherWait time.Duration) (w
 	if err == nil && offer != "" {
 		desc.SDP = fitDirections(offer, desc.SDP)
 	}
+	if err == nil && setup != "" {
+		desc.SDP = withSetup(desc.SDP, setup)
+	}
 	return desc, err
+}
+
+// setupOf is a description's first a=setup value.
+func setupOf(sdp string) string {
+	for l := range strings.Lines(sdp) {
+		if v, ok := strings.CutPrefix(strings.TrimRight(l, "\r\n"), "a=setup:"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// withSetup makes every a=setup of an answer say our DTLS role. pion
+// answers a re-offer's a=setup:actpass (browsers always offer actpass) as
+// it would a first offer, with active, whatever role the DTLS transport
+// already has; when the first offer was ours and the peer took active, a
+// browser refuses that answer ("Failed to set SSL role for the
+// transport"). pion's own DTLS transport is not restarted by a
+// renegotiation, so the role in the answer we send is the one that holds.
+func withSetup(sdp, setup string) string {
+	var b strings.Builder
+	for l := range strings.Lines(sdp) {
+		if strings.HasPrefix(l, "a=setup:") {
+			eol := l[len(strings.TrimRight(l, "\r\n")):]
+			l = "a=setup:" + setup + eol
+		}
+		b.WriteString(l)
+	}
+	return b.String()
 }
 
 // fitDirections makes each media section of an answer say a direction the
@@ -359,6 +398,14 @@ func (s *Session) SetRemoteDescription(ctx context.Context, desc webrtc.SessionD
 			return fmt.Errorf("setting remote %s: %w", desc.Type, err)
 		}
 		s.remoteSet = true
+		if desc.Type == webrtc.SDPTypeAnswer && s.setup == "" {
+			switch setupOf(desc.SDP) { // the answerer's role; ours is the other
+			case "active":
+				s.setup = "passive"
+			case "passive":
+				s.setup = "active"
+			}
+		}
 		pending := s.pendingRemote
 		s.pendingRemote = nil
 		for _, c := range pending {

@@ -341,3 +341,43 @@ func TestEngineDescribesWhereMediaGoes(t *testing.T) {
 	require.ErrorContains(t, err, "media.udp_mux_port", "the port is taken: a clear error")
 	require.NoError(t, e.Close())
 }
+
+// TestAnswerKeepsTheDTLSRole: a called the first time and b answered
+// active (a is the DTLS server); when b re-offers (actpass, as browsers
+// do), a's answer says passive again, not pion's default active, which a
+// browser refuses ("Failed to set SSL role for the transport").
+func TestAnswerKeepsTheDTLSRole(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	a := newPeer(t, e, "a", SessionOptions{}, AudioCodecs[0].RTPCodecCapability)
+	b := newPeer(t, e, "b", SessionOptions{}, AudioCodecs[0].RTPCodecCapability)
+	connect(t, a, b)
+	c := ctx(t)
+	first := b.s.pc.LocalDescription()
+	require.Equal(t, "active", setupOf(first.SDP), "pion answers active")
+
+	offer, err := b.s.CreateOffer(c, OfferOptions{GatherWait: time.Second})
+	require.NoError(t, err)
+	require.Equal(t, "actpass", setupOf(offer.SDP))
+	require.NoError(t, a.s.SetRemoteDescription(c, offer))
+	answer, err := a.s.CreateAnswer(c, time.Second)
+	require.NoError(t, err)
+	require.NotContains(t, answer.SDP, "a=setup:active")
+	require.Equal(t, "passive", setupOf(answer.SDP))
+	require.NoError(t, b.s.SetRemoteDescription(c, answer))
+
+	// And b, which answered first, keeps active when it answers a's
+	// re-offer.
+	offer, err = a.s.CreateOffer(c, OfferOptions{GatherWait: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, b.s.SetRemoteDescription(c, offer))
+	answer, err = b.s.CreateAnswer(c, time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "active", setupOf(answer.SDP))
+}
+
+func TestWithSetup(t *testing.T) {
+	in := "v=0\r\nm=audio 9 X 111\r\na=setup:active\r\nm=video 9 X 96\r\na=setup:active\r\n"
+	require.Equal(t, "v=0\r\nm=audio 9 X 111\r\na=setup:passive\r\nm=video 9 X 96\r\na=setup:passive\r\n", withSetup(in, "passive"))
+	require.Equal(t, "passive", setupOf(withSetup(in, "passive")))
+}

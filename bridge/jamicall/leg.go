@@ -328,17 +328,17 @@ func (l *Leg) connectMedia() {
 	})
 }
 
-// reconnectMedia runs ICE again after the peer restarted it, off the
-// queue. The media leg stays in its conversation meanwhile: sends are
-// dropped and reads wait.
+// reconnectMedia runs ICE again after an ICE restart (the peer's, or our
+// re-offer's), off the queue. The media leg stays in its conversation
+// meanwhile: sends are dropped and reads wait.
 func (l *Leg) reconnectMedia(session *media.Session) {
 	ctx, cancel := context.WithTimeout(l.ctx, l.m.cfg.MediaTimeout)
 	defer cancel()
 	if err := session.Connect(ctx); err != nil {
-		l.post(func() { l.hangupNow(leg.Failed, "media ICE with the Jami device after its ICE restart: "+err.Error()) })
+		l.post(func() { l.hangupNow(leg.Failed, "media ICE with the Jami device after an ICE restart: "+err.Error()) })
 		return
 	}
-	l.log.Info().Msg("Media reconnected after the Jami peer restarted ICE")
+	l.log.Info().Msg("Media reconnected after an ICE restart")
 }
 
 // handler is what the dialog tells the leg.
@@ -494,13 +494,19 @@ func (l *Leg) Hold(on bool) {
 		d, s := l.dialog, l.session
 		go func() {
 			ans, err := d.ReInvite(l.ctx, offer)
-			if err != nil {
-				l.log.Info().Err(err).Bool("hold", on).Msg("The Jami peer refused the hold re-INVITE")
-				return
-			}
 			l.post(func() {
-				if err := s.SetAnswer(ans); err != nil {
-					l.log.Warn().Err(err).Msg("The answer to our hold re-INVITE")
+				if err == nil {
+					err = s.SetAnswer(ans)
+				}
+				if err != nil {
+					// The call stays as it was, on its ICE session.
+					l.log.Info().Err(err).Bool("hold", on).Msg("The Jami peer refused our hold re-INVITE, or its answer")
+					s.AbandonOffer()
+					l.holding = !on
+					return
+				}
+				if s.NeedsConnect() { // our re-offer restarted ICE (media.Session.Offer)
+					go l.reconnectMedia(s)
 				}
 			})
 		}()

@@ -204,49 +204,95 @@ func (s *Session) acceptReoffer(ctx context.Context, r *remoteDesc, plans []plan
 // credentials. Until all are gathered nothing changes, so a failure
 // leaves the call on its old session.
 func (s *Session) restartICE(ctx context.Context, plans []plan) error {
-	ufrag, pwd, err := iceCredentials()
+	g, err := s.gather(ctx, func(st *Stream) bool { return plans[st.Index].mux }, func(st *Stream) bool { return plans[st.Index].reject })
 	if err != nil {
-		return err
+		return fmt.Errorf("restarting ICE: %w", err)
 	}
-	fresh := make([][]*component, len(s.streams))
-	closeAll := func() {
-		for _, cs := range fresh {
-			for _, c := range cs {
-				_ = c.close()
-			}
+	s.switchTo(g)
+	for i, st := range s.streams {
+		if g.comps[i] != nil {
+			st.Mux = plans[i].mux
 		}
 	}
+	s.controlling = false // the offerer controls
+	s.log.Info().Msg("The peer restarted ICE: new components gathered")
+	return nil
+}
+
+// gather makes a new ICE generation: new credentials, and new components
+// for every stream not rejected (nor skipped), one if mux says so, else
+// two. On failure nothing is left open.
+func (s *Session) gather(ctx context.Context, mux func(*Stream) bool, skip ...func(*Stream) bool) (*iceGeneration, error) {
+	ufrag, pwd, err := iceCredentials()
+	if err != nil {
+		return nil, err
+	}
+	g := &iceGeneration{ufrag: ufrag, pwd: pwd, comps: make([][]*component, len(s.streams))}
 	for i, st := range s.streams {
-		if st.rejected || plans[i].reject {
+		if st.rejected || (len(skip) > 0 && skip[0](st)) {
 			continue
 		}
 		n := 2
-		if plans[i].mux {
+		if mux(st) {
 			n = 1
 		}
 		for id := 1; id <= n; id++ {
 			c, err := s.newComponent(ctx, uint16(id), ufrag, pwd)
 			if err != nil {
-				closeAll()
-				return fmt.Errorf("restarting ICE of stream %s: %w", st.Label, err)
+				g.close()
+				return nil, fmt.Errorf("gathering stream %s: %w", st.Label, err)
 			}
-			fresh[i] = append(fresh[i], c)
+			g.comps[i] = append(g.comps[i], c)
 		}
 	}
-	s.ufrag, s.pwd = ufrag, pwd
-	s.controlling = false // the offerer controls
+	return g, nil
+}
+
+// switchTo makes g the session's ICE: each stream it has components for
+// drops its old ones (their pumps end) and sends nothing until Connect.
+func (s *Session) switchTo(g *iceGeneration) {
+	s.ufrag, s.pwd = g.ufrag, g.pwd
 	for i, st := range s.streams {
-		if fresh[i] == nil {
+		if g.comps[i] == nil {
+			continue
+		}
+		if st.rejected { // by the answer to the re-offer
+			for _, c := range g.comps[i] {
+				_ = c.close()
+			}
 			continue
 		}
 		st.tx.Store(nil) // sends are dropped until Connect
 		for _, c := range st.comps {
-			if err := c.close(); err != nil { // its pump ends
+			if err := c.close(); err != nil {
 				st.log.Debug().Err(err).Msg("Closing a component the ICE restart replaced")
 			}
 		}
-		st.comps, st.Mux = fresh[i], plans[i].mux
+		st.comps = g.comps[i]
 	}
-	s.log.Info().Msg("The peer restarted ICE: new components gathered")
-	return nil
+}
+
+func (g *iceGeneration) close() {
+	for _, cs := range g.comps {
+		for _, c := range cs {
+			_ = c.close()
+		}
+	}
+}
+
+// offerICE is what our next description shows: the re-offer's new ICE
+// while one is out, else the session's.
+func (s *Session) offerICE() (ufrag, pwd string) {
+	if s.pending != nil {
+		return s.pending.ufrag, s.pending.pwd
+	}
+	return s.ufrag, s.pwd
+}
+
+// compsToShow are a stream's components as offerICE shows them.
+func (s *Session) compsToShow(st *Stream) []*component {
+	if s.pending != nil && s.pending.comps[st.Index] != nil {
+		return s.pending.comps[st.Index]
+	}
+	return st.comps
 }

@@ -68,7 +68,10 @@ type Session struct {
 	version     uint64
 	remoteUfrag string
 	remotePwd   string
-	closed      bool
+	// pending is the ICE session a re-offer of ours brings (see Offer),
+	// taken by SetAnswer, dropped by AbandonOffer.
+	pending *iceGeneration
+	closed  bool
 	pumps       sync.WaitGroup // the streams' component readers
 }
 
@@ -117,9 +120,21 @@ func (s *Session) SetDirection(st *Stream, d Direction) {
 	st.want = d
 }
 
+// iceGeneration is a set of components under one pair of credentials:
+// comps[i] are stream i's (nil for a rejected one).
+type iceGeneration struct {
+	ufrag, pwd string
+	comps      [][]*component
+}
+
 // Offer makes our offer: the first, with a section per kind of Options,
-// or a re-offer of the same sections (same ICE, same keys) with the
-// directions SetDirection set.
+// or a re-offer of the same sections and keys with the directions
+// SetDirection set. A re-offer restarts ICE, as jamid's own re-INVITEs
+// do: jamid answers every re-INVITE with a new ICE session of its own (new
+// credentials, ports and candidates: sipcall.cpp, setupIceResponse(true)),
+// which our old session could not check. The new components are gathered
+// here while the old ones carry the call; SetAnswer swaps them and the
+// next Connect connects them, or AbandonOffer drops them.
 func (s *Session) Offer(ctx context.Context) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -129,6 +144,12 @@ func (s *Session) Offer(ctx context.Context) ([]byte, error) {
 	switch s.state {
 	case stateOffered:
 		return nil, errors.New("making an offer: the previous one has no answer yet")
+	case stateNegotiated:
+		g, err := s.gather(ctx, func(st *Stream) bool { return st.Mux })
+		if err != nil {
+			return nil, fmt.Errorf("making a re-offer: %w", err)
+		}
+		s.pending = g
 	case stateNew:
 		s.controlling = true
 		var kinds []webrtc.RTPCodecType
@@ -197,17 +218,40 @@ func (s *Session) SetAnswer(answer []byte) error {
 		return fmt.Errorf("reading the answer: %d sections for our %d", len(r.sections), len(s.streams))
 	}
 	renegotiation := s.remoteUfrag != ""
-	if renegotiation && (r.ufrag != s.remoteUfrag || r.pwd != s.remotePwd) {
-		return fmt.Errorf("reading the answer: %w (ICE restarted)", ErrNewSession)
-	}
 	for i, st := range s.streams {
 		if err := s.takeAnswer(st, &r.sections[i], renegotiation); err != nil {
 			return fmt.Errorf("reading the answer: %w", err)
 		}
 	}
+	if s.pending != nil {
+		// Our re-offer restarted ICE: the answer's session (new, from
+		// jamid) is checked against our new components, as offerer and
+		// so controlling (RFC 8445 9).
+		s.switchTo(s.pending)
+		s.pending = nil
+		s.controlling = true
+		s.log.Info().Msg("Our re-offer restarted ICE: connecting the new components")
+	}
 	s.remoteUfrag, s.remotePwd = r.ufrag, r.pwd
 	s.state = stateNegotiated
 	return nil
+}
+
+// AbandonOffer drops an offer that got no answer (the peer refused the
+// re-INVITE, or it timed out): the call stays on its ICE session, and a
+// re-offer's gathered components are closed. After a first offer the
+// session has nothing to go back to: close it instead.
+func (s *Session) AbandonOffer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateOffered || s.remoteUfrag == "" {
+		return
+	}
+	if s.pending != nil {
+		s.pending.close()
+		s.pending = nil
+	}
+	s.state = stateNegotiated
 }
 
 // takeAnswer applies one answered section to its stream.
@@ -219,6 +263,9 @@ func (s *Session) takeAnswer(st *Stream, rs *remoteSection, renegotiation bool) 
 		return s.reject(st)
 	}
 	offered := ourFormats(st.Kind, s.opts)
+	if renegotiation {
+		offered = []Codec{st.Codec} // what the re-offer had (writeOffer)
+	}
 	var codec Codec
 	var found bool
 	for _, f := range rs.formats {
@@ -307,6 +354,10 @@ func (s *Session) Close() error {
 	}
 	s.closed = true
 	var errs []error
+	if s.pending != nil {
+		s.pending.close()
+		s.pending = nil
+	}
 	for _, st := range s.streams {
 		for _, c := range st.comps {
 			errs = append(errs, c.close())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -200,7 +201,10 @@ func TestRTCPMux(t *testing.T) {
 	bothWays(t, a, b)
 }
 
-func TestHoldAndResumeKeepTransport(t *testing.T) {
+// TestHoldAndResume: our re-offers (hold, resume) restart ICE, as jamid's
+// do, while the call goes on: the old components carry media until the
+// answer, the streams and keys stay, and the new components connect.
+func TestHoldAndResume(t *testing.T) {
 	goroutineCheck(t)
 	a := newTestSession(t, Options{Audio: true})
 	b := newTestSession(t, Options{Audio: true})
@@ -213,13 +217,18 @@ func TestHoldAndResumeKeepTransport(t *testing.T) {
 	offer, err := a.Offer(ctx)
 	require.NoError(t, err)
 	require.Contains(t, string(offer), "a=sendonly")
+	require.NotContains(t, string(offer), "a=ice-ufrag:"+a.ufrag, "new credentials")
+	exchangeRTP(t, as, bs, 5) // the old session carries the call meanwhile
 	answer, err := b.Answer(ctx, offer)
 	require.NoError(t, err)
 	require.Contains(t, string(answer), "a=recvonly")
 	require.NoError(t, a.SetAnswer(answer))
+	require.True(t, a.NeedsConnect())
+	require.True(t, b.NeedsConnect())
+	connectBoth(t, a, b)
 	require.Equal(t, RecvOnly, bs.Direction())
 	require.Equal(t, SendOnly, as.Direction())
-	require.NoError(t, a.Connect(ctx)) // nothing to do
+	require.NotSame(t, conn, as.comps[0].conn)
 	exchangeRTP(t, as, bs, 5)
 	h := rtp.Header{Version: 2, SequenceNumber: 1, SSRC: 1}
 	require.NoError(t, bs.WriteRTP(&h, []byte{1}), "b's writes are dropped, not refused")
@@ -230,9 +239,23 @@ func TestHoldAndResumeKeepTransport(t *testing.T) {
 	answer, err = b.Answer(ctx, offer)
 	require.NoError(t, err)
 	require.NoError(t, a.SetAnswer(answer))
+	connectBoth(t, a, b)
 	require.Equal(t, SendRecv, bs.Direction())
 	require.Equal(t, key, as.local)
+	require.Same(t, as, a.Streams()[0])
+	bothWays(t, a, b)
+
+	// A re-offer the peer refuses is abandoned: the call stays on its
+	// session, and the gathered components are closed.
+	conn = as.comps[0].conn
+	_, err = a.Offer(ctx)
+	require.NoError(t, err)
+	pending := a.pending
+	require.NotNil(t, pending)
+	a.AbandonOffer()
+	require.Nil(t, a.pending)
 	require.Same(t, conn, as.comps[0].conn)
+	require.False(t, a.NeedsConnect())
 	bothWays(t, a, b)
 
 	// A re-offer with other sections is a new session's.
@@ -242,6 +265,32 @@ func TestHoldAndResumeKeepTransport(t *testing.T) {
 	_, err = b.Answer(ctx, fresh)
 	require.ErrorIs(t, err, ErrNewSession)
 	bothWays(t, a, b) // and the call goes on
+}
+
+// TestReofferOnTheSameICE: a peer's re-offer that keeps its ICE
+// credentials (hold) is answered on the same transport.
+func TestReofferOnTheSameICE(t *testing.T) {
+	goroutineCheck(t)
+	a := newTestSession(t, Options{Audio: true})
+	b := newTestSession(t, Options{Audio: true})
+	ctx := testCtx(t)
+	offer, err := a.Offer(ctx)
+	require.NoError(t, err)
+	answer, err := b.Answer(ctx, offer)
+	require.NoError(t, err)
+	require.NoError(t, a.SetAnswer(answer))
+	connectBoth(t, a, b)
+	bs := b.Streams()[0]
+	conn := bs.comps[0].conn
+
+	hold := strings.Replace(string(offer), "a=sendrecv", "a=sendonly", 1)
+	answer, err = b.Answer(ctx, []byte(hold))
+	require.NoError(t, err)
+	require.Contains(t, string(answer), "a=recvonly")
+	require.False(t, b.NeedsConnect())
+	require.Same(t, conn, bs.comps[0].conn)
+	require.Equal(t, RecvOnly, bs.Direction())
+	exchangeRTP(t, a.Streams()[0], bs, 5)
 }
 
 // TestICERestartKeepsStreams: the peer re-offers with new ICE credentials

@@ -72,18 +72,20 @@ func (s *Session) writeAnswer(r *remoteDesc) []byte {
 func (s *Session) writeHeader(b *strings.Builder) {
 	addr := netip.IPv4Unspecified()
 	for _, st := range s.streams {
-		if !st.rejected && len(st.comps) > 0 {
-			addr = candAddr(st.comps[0])
+		if cs := s.compsToShow(st); !st.rejected && len(cs) > 0 {
+			addr = candAddr(cs[0])
 			break
 		}
 	}
 	fmt.Fprintf(b, "v=0\r\no=- %d %d IN %s %s\r\ns=-\r\nc=IN %s %s\r\nt=0 0\r\n",
 		s.originID, s.version, ipVersion(addr), addr, ipVersion(addr), addr)
-	fmt.Fprintf(b, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", s.ufrag, s.pwd)
+	ufrag, pwd := s.offerICE()
+	fmt.Fprintf(b, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", ufrag, pwd)
 }
 
 func (s *Session) writeSection(b *strings.Builder, st *Stream, formats []Codec, dtmf *Codec, mux bool, dir Direction) {
-	rtp := st.comps[0].defaultCandidate()
+	comps := s.compsToShow(st)
+	rtp := comps[0].defaultCandidate()
 	pts := make([]string, 0, len(formats)+1)
 	for _, f := range formats {
 		pts = append(pts, strconv.Itoa(int(f.PayloadType)))
@@ -92,7 +94,7 @@ func (s *Session) writeSection(b *strings.Builder, st *Stream, formats []Codec, 
 		pts = append(pts, strconv.Itoa(int(dtmf.PayloadType)))
 	}
 	fmt.Fprintf(b, "m=%s %d RTP/SAVP %s\r\n", st.Kind, rtp.Port(), strings.Join(pts, " "))
-	addr := candAddr(st.comps[0])
+	addr := candAddr(comps[0])
 	fmt.Fprintf(b, "c=IN %s %s\r\n", ipVersion(addr), addr)
 	for _, f := range append(formats, derefOr(dtmf)...) {
 		if f.Channels > 1 {
@@ -104,8 +106,8 @@ func (s *Session) writeSection(b *strings.Builder, st *Stream, formats []Codec, 
 			fmt.Fprintf(b, "a=fmtp:%d %s\r\n", f.PayloadType, f.Fmtp)
 		}
 	}
-	if len(st.comps) > 1 {
-		c := st.comps[1].defaultCandidate()
+	if len(comps) > 1 {
+		c := comps[1].defaultCandidate()
 		a, _ := netip.ParseAddr(c.Address())
 		fmt.Fprintf(b, "a=rtcp:%d IN %s %s\r\n", c.Port(), ipVersion(a), a)
 	}
@@ -117,7 +119,7 @@ func (s *Session) writeSection(b *strings.Builder, st *Stream, formats []Codec, 
 	}
 	fmt.Fprintf(b, "a=%s\r\n", dir)
 	fmt.Fprintf(b, "a=crypto:%s\r\n", st.local.attr())
-	for _, c := range st.comps {
+	for _, c := range comps {
 		for _, cand := range c.cands {
 			fmt.Fprintf(b, "a=candidate:%s\r\n", candidateLine(cand, c.id))
 		}

@@ -359,3 +359,21 @@ func (d *Daemon) WaitIncomingCall(ctx context.Context, accountID, fromID string)
 	}
 	return found, nil
 }
+
+// WaitPeerHold waits, from signal index since on (SignalCount), for jamid
+// to say that the peer of call callID put it on hold (on) or resumed it:
+// the peerHold signal (callId, holding), emitted when a re-INVITE's
+// directions change it.
+func (d *Daemon) WaitPeerHold(ctx context.Context, since int, callID string, on bool) error {
+	_, err := d.WaitSignal(ctx, since, func(s Signal) bool {
+		if s.Member() != "peerHold" || len(s.Body) < 2 || s.str(0) != callID {
+			return false
+		}
+		v, ok := s.Body[len(s.Body)-1].(bool)
+		return ok && v == on
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for jamid's peerHold(%s, %v): %w", callID, on, err)
+	}
+	return nil
+}
