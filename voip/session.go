@@ -64,10 +64,10 @@ type Session struct {
 	stats   atomic.Pointer[stats.Getter]
 
 	// Touched only on the op queue.
-	remoteSet      bool
+	remoteSet bool
 	// setup is our DTLS role as the first negotiation settled it, in
 	// a=setup terms ("active": client, "passive": server); "" before.
-	setup string
+	setup          string
 	pendingRemote  []webrtc.ICECandidateInit
 	described      map[string]bool // local candidates already in a returned description
 	localReleased  bool            // a local description was returned: trickle may start

@@ -72,7 +72,7 @@ type Session struct {
 	// taken by SetAnswer, dropped by AbandonOffer.
 	pending *iceGeneration
 	closed  bool
-	pumps       sync.WaitGroup // the streams' component readers
+	pumps   sync.WaitGroup // the streams' component readers
 }
 
 type state int
