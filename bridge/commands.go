@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
 )
@@ -39,7 +40,7 @@ func (b *Bot) commandTable() []command {
 		{name: "call", summary: "call you (or `call @user:server`) in this room; `call <target>` calls you, then bridges in the target (`matrix:@user:server`, `matrix:#room:server`); add `video` for a video call", run: b.call},
 		{name: "hangup", summary: "hang up the bot's calls and bridges in this room", run: b.hangup},
 		{name: "route", summary: "show or set where calls to the bot in this room go: `route echo|tone|silence|file|matrix:@user:server|matrix:!room:server|matrix:#alias:server|default`", run: b.route},
-		{name: "jami", summary: "show the bot's Jami ID, for Jami users to add it", run: b.jamiID},
+		{name: "jami", summary: "show the bot's Jami ID, for Jami users to add it; `jami add <Jami ID>` invites that account to be the bot's contact (current Jami takes calls from contacts only); `jami contacts` lists them", run: b.jami},
 		{name: "record", summary: "show or set whether calls in this room are recorded (posted here when they end): `record on|off`", run: b.setRecord},
 		{name: "report", summary: "show or set whether the bot posts a quality report after each call in this room: `report on|off|default`", run: b.setReport},
 		{name: "source", summary: "the same as `route`, for the bot's own sources only: `source echo|tone|silence|file|default`", run: b.setSource},
@@ -146,11 +147,65 @@ func (b *Bot) describeDHT() string {
 	return "\n* DHT: " + b.dht.Describe()
 }
 
-// jamiID shows the bot's Jami account.
-func (b *Bot) jamiID(context.Context, *matrix.Event, []string) (string, error) {
+// jami shows the bot's Jami account, or (`add`, `contacts`) manages its
+// Jami contacts.
+func (b *Bot) jami(ctx context.Context, _ *matrix.Event, args []string) (string, error) {
 	if b.dht == nil {
 		return "The bot is not on the Jami network (`jami.enabled` is off in its configuration).", nil
 	}
-	return fmt.Sprintf("The bot's Jami ID is `%s` (device `%s`). In Jami, add it as a contact by this ID.\n\n* DHT: %s",
-		b.dht.AccountID(), b.dht.DeviceKeyID(), b.dht.Describe()), nil
+	if len(args) == 0 {
+		return fmt.Sprintf("The bot's Jami ID is `%s` (device `%s`). In Jami, add it as a contact by this ID.\n\n* DHT: %s",
+			b.dht.AccountID(), b.dht.DeviceKeyID(), b.dht.Describe()), nil
+	}
+	switch strings.ToLower(args[0]) {
+	case "add":
+		if len(args) != 2 {
+			return "", userErrorf("Usage: `%s jami add <Jami ID>` (40 hex digits).", b.cfg.Commands.Prefix)
+		}
+		return b.jamiAdd(ctx, args[1])
+	case "contacts":
+		return b.jamiContacts(ctx)
+	default:
+		return "", userErrorf("Unknown `jami` subcommand `%s`: `jami`, `jami add <Jami ID>` or `jami contacts`.", args[0])
+	}
+}
+
+// jamiAdd sends the bot's trust request to a Jami account that may call it.
+func (b *Bot) jamiAdd(ctx context.Context, arg string) (string, error) {
+	id, err := jami.ParseID(arg)
+	if err != nil {
+		return "", userErrorf("%s.", err.Error())
+	}
+	if !b.dht.Allowed(id) {
+		return "", userErrorf("`%s` may not call the bot (`jami.allow`, `jami.ban`): not invited.", id)
+	}
+	if err := b.dht.SendTrustRequest(ctx, id); err != nil {
+		if errors.Is(err, jami.ErrNotConnected) {
+			return "", userErrorf("The bot is not on the Jami network yet; try again in a minute.")
+		}
+		// Kept and sent again at the next start (jami.Service).
+		return fmt.Sprintf("Invited `%s`, but none of its devices was reached (%v); the invitation is kept and sent again at the next start.", id, err), nil
+	}
+	return fmt.Sprintf("Invited `%s` to be the bot's Jami contact. Once the Jami user accepts, it can call the bot.", id), nil
+}
+
+// jamiContacts lists the bot's Jami contacts.
+func (b *Bot) jamiContacts(ctx context.Context) (string, error) {
+	cs, err := b.dht.Contacts(ctx)
+	if err != nil {
+		return "", fmt.Errorf("listing the Jami contacts: %w", err)
+	}
+	if len(cs) == 0 {
+		return fmt.Sprintf("The bot has no Jami contacts yet. `%s jami add <Jami ID>` invites one.", b.cfg.Commands.Prefix), nil
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "The bot's Jami contacts (%d):\n", len(cs))
+	for _, c := range cs {
+		state := "confirmed"
+		if !c.Confirmed {
+			state = "invited, not accepted yet"
+		}
+		fmt.Fprintf(&sb, "\n* `%s`: %s, since %s", c.Account, state, c.Added.UTC().Format("2006-01-02 15:04 MST"))
+	}
+	return sb.String(), nil
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +70,9 @@ type party struct {
 	peer    string
 	room    id.RoomID
 	network bool
+	// line describes the leg for the status command: its own Describe
+	// where it has one (safe from any goroutine), else kind and peer.
+	line func() string
 }
 
 // member is one leg of the bridge, as the bridge sees it.
@@ -142,6 +147,12 @@ func (b *Bridge) setParty(l leg.Leg, live bool) {
 	p := party{peer: l.Peer(), network: l.Kind().Network()}
 	if r, ok := l.(interface{ Room() id.RoomID }); ok {
 		p.room = r.Room()
+	}
+	if d, ok := l.(interface{ Describe() string }); ok {
+		p.line = d.Describe
+	} else {
+		kind, peer := l.Kind(), l.Peer()
+		p.line = func() string { return fmt.Sprintf("%s %s", kind, peer) }
 	}
 	b.parties[l.ID()] = p
 }
@@ -565,12 +576,23 @@ func (b *Bridge) saveLeg(m *member) {
 // describe says what the bridge is, in a line, for the status command.
 func (b *Bridge) describe() string {
 	b.partiesMu.Lock()
+	lines := make([]string, 0, len(b.parties))
+	for _, p := range b.parties {
+		if p.network {
+			lines = append(lines, p.line())
+		}
+	}
 	n := len(b.parties)
 	b.partiesMu.Unlock()
+	slices.Sort(lines)
 	if b.target.Own() {
 		return fmt.Sprintf("bridge `%s`: sending %s", b.id, b.target)
 	}
-	return fmt.Sprintf("bridge `%s`: to %s, %d parties", b.id, b.target, n)
+	s := fmt.Sprintf("bridge `%s`: to %s, %d parties", b.id, b.target, n)
+	if len(lines) > 0 {
+		s += ": " + strings.Join(lines, "; ")
+	}
+	return s
 }
 
 // bridgeEvents is how legs report to the bridge: every method queues.

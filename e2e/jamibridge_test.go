@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,9 +83,10 @@ func newJamiBridge(t *testing.T) *jamiBridge {
 // the tone hz: proof that jamid decrypts and decodes what the bot sends.
 // jamid's pipeline shifts a tone by up to about 20 Hz (Opus at its
 // bitrate, resampling), and the three tones are 220 Hz apart.
-func (jb *jamiBridge) requireJamidHears(t *testing.T, hz int) {
+// requireJamidHears: what jamid played after since has hz dominant.
+func (jb *jamiBridge) requireJamidHears(t *testing.T, since jamid.PlaybackMark, hz int) {
 	t.Helper()
-	heard, err := jb.d.WaitHears(jsCtx(t), float64(hz), 30)
+	heard, err := jb.d.WaitHears(jsCtx(t), since, float64(hz), 30)
 	require.NoError(t, err)
 	t.Logf("jamid plays %v", heard)
 }
@@ -117,7 +119,7 @@ func TestJamiBridgeMatrixCallsJami(t *testing.T) {
 	waitConnected(t, callA)
 	requireHears(t, callA, toneB)
 	t.Logf("setup Matrix (js-sdk) → bot → Jami, dial to the caller hearing jamid: %s (jamid answers at once)", time.Since(begin).Round(time.Millisecond))
-	jb.requireJamidHears(t, toneA)
+	jb.requireJamidHears(t, 0, toneA)
 
 	require.NoError(t, callA.Hangup(ctx, "user_hangup"))
 	jb.waitJamidState(t, in.CallID, "OVER")
@@ -126,8 +128,8 @@ func TestJamiBridgeMatrixCallsJami(t *testing.T) {
 // TestJamiBridgeJamiCallsMatrix: jamid calls the bot's Jami ID; the call
 // rings the room whose route names jamid's account, the Matrix user
 // answers; each hears the other's tone. Hold crosses both ways: the
-// Matrix user's hold is jamid's peerHold, jamid's hold puts the Matrix
-// user on hold. Hanging up on jamid ends the Matrix call.
+// Matrix user's hold silences what jamid plays until the resume, jamid's
+// hold silences what the Matrix user hears. Hanging up on jamid ends the Matrix call.
 func TestJamiBridgeJamiCallsMatrix(t *testing.T) {
 	jb := newJamiBridge(t)
 	defer stopBot(t, jb.bot)
@@ -140,21 +142,64 @@ func TestJamiBridgeJamiCallsMatrix(t *testing.T) {
 	waitConnected(t, callA)
 	require.Equal(t, "CURRENT", jb.waitJamidState(t, callID, "CURRENT", "OVER", "FAILURE").State)
 	requireHears(t, callA, toneB)
-	jb.requireJamidHears(t, toneA)
+	jb.requireJamidHears(t, 0, toneA)
 
-	mark := jb.d.SignalCount()
+	// jamid 13.7.0 reports no peerHold for a re-offer on the same ICE
+	// session (jamid's own holds to another jamid are like ours, and get
+	// none either: setupNegotiatedMedia runs only after ICE): what jamid
+	// decodes is the evidence, silence while held, the tone after.
+	held := jb.d.MarkPlayback()
 	require.NoError(t, callA.SetRemoteOnHold(ctx, true))
-	require.NoError(t, jb.d.WaitPeerHold(ctx, mark, callID, true), "jamid sees the Matrix user's hold")
+	quiet, err := jb.d.WaitQuiet(ctx, held)
+	require.NoError(t, err, "jamid plays nothing while the Matrix user holds")
+	t.Logf("jamid plays %.0f dBFS while the Matrix user holds", quiet.DBFS)
+	resumed := jb.d.MarkPlayback()
 	require.NoError(t, callA.SetRemoteOnHold(ctx, false))
-	require.NoError(t, jb.d.WaitPeerHold(ctx, mark, callID, false), "and the resume")
+	jb.requireJamidHears(t, resumed, toneA)
 
+	// jamid's hold of an audio call says nothing in its SDP (its audio
+	// sections are always sendrecv: Sdp::getMediaDirection's comment,
+	// "mute/un-mute audio is only done locally"); it stops sending. The
+	// Matrix user hears that as silence, then jamid's tone again.
 	require.NoError(t, jb.d.Hold(ctx, jb.jamiAcc, callID, true))
-	require.NoError(t, callA.WaitLocalHold(ctx, true), "the Matrix user sees jamid's hold")
+	jb.waitJamidState(t, callID, "HOLD")
+	heldTone, err := callA.WaitRemoteQuiet(ctx)
+	require.NoError(t, err, "the Matrix user hears nothing while jamid holds")
+	t.Logf("while jamid holds, %s hears %.0f dB", callA.Client().UserID, heldTone.DB)
 	require.NoError(t, jb.d.Hold(ctx, jb.jamiAcc, callID, false))
-	require.NoError(t, callA.WaitLocalHold(ctx, false), "and the resume")
+	jb.waitJamidState(t, callID, "CURRENT")
 	requireHears(t, callA, toneB)
 
 	require.NoError(t, jb.d.HangUp(ctx, jb.jamiAcc, callID))
 	_, err = callA.WaitState(ctx, jsclient.StateEnded)
 	require.NoError(t, err)
+}
+
+// TestJamiBridgeInviteCommand: `!voip jami add` sends the bot's trust
+// request to jamid, jamid accepts, and `!voip jami contacts` shows the
+// contact confirmed once jamid's confirmation reached the bot. A bad ID
+// gets a clear answer.
+func TestJamiBridgeInviteCommand(t *testing.T) {
+	jb := newJamiBridge(t)
+	defer stopBot(t, jb.bot)
+	ctx := jsCtx(t)
+	say := func(text string) string { return jsCommand(t, jb.a, jb.room, jb.setup.UserID, text).Body }
+
+	require.Contains(t, say("!voip jami contacts"), "no Jami contacts yet")
+	require.Contains(t, say("!voip jami add 12345"), "is not a Jami ID")
+	require.Contains(t, say("!voip jami add "+jb.jamiID), "Invited `"+jb.jamiID+"`")
+	_, err := jb.d.WaitIncomingTrustRequest(ctx, jb.jamiAcc, jb.botJami)
+	require.NoError(t, err, "jamid gets the bot's trust request")
+	require.Contains(t, say("!voip jami contacts"), "`"+jb.jamiID+"`: invited, not accepted yet")
+	require.NoError(t, jb.d.AcceptTrustRequest(ctx, jb.jamiAcc, jb.botJami))
+	_, err = jb.d.WaitContactConfirmed(ctx, jb.jamiAcc, jb.botJami)
+	require.NoError(t, err)
+	// The confirmation travels over the DHT to the bot's inbox: the
+	// command is the bot's only outside view of it.
+	var last string
+	err = testbed.WaitFor(ctx, func() (bool, error) {
+		last = say("!voip jami contacts")
+		return strings.Contains(last, "`"+jb.jamiID+"`: confirmed"), nil
+	})
+	require.NoError(t, err, "the contact is confirmed; last reply:\n%s", last)
 }

@@ -486,7 +486,7 @@ func (l *Leg) Hold(on bool) {
 				l.session.SetDirection(st, dir)
 			}
 		}
-		offer, err := l.session.Offer(l.ctx)
+		offer, err := l.reoffer()
 		if err != nil {
 			l.log.Warn().Err(err).Msg("Making the hold offer")
 			return
@@ -505,12 +505,22 @@ func (l *Leg) Hold(on bool) {
 					l.holding = !on
 					return
 				}
-				if s.NeedsConnect() { // our re-offer restarted ICE (media.Session.Offer)
+				if s.NeedsConnect() { // our re-offer restarted ICE (reoffer)
 					go l.reconnectMedia(s)
 				}
 			})
 		}()
 	})
+}
+
+// reoffer is a re-offer as jamid makes one to this peer: on the same ICE
+// session for 11.0.2 and later (what jamid does, and what our User-Agent
+// says we take), else with an ICE restart, as older peers require.
+func (l *Leg) reoffer() ([]byte, error) {
+	if l.dialog.PeerVersion().AtLeast(11, 0, 2) {
+		return l.session.Offer(l.ctx)
+	}
+	return l.session.OfferICERestart(l.ctx)
 }
 
 // SetMuted implements leg.Leg: jamid shows the bot's stream muted

@@ -84,6 +84,9 @@ func (s *Session) Answer(ctx context.Context, offer []byte) ([]byte, error) {
 	case stateOffered:
 		return nil, errors.New("answering: our own offer is out (glare)")
 	case stateNew:
+		if !r.hasICE() {
+			return nil, fmt.Errorf("answering: %w: no ICE credentials (a=ice-ufrag, a=ice-pwd) in a first offer", errSDP)
+		}
 		if err := s.acceptOffer(ctx, r, plans); err != nil {
 			return nil, fmt.Errorf("answering: %w", err)
 		}
@@ -92,7 +95,9 @@ func (s *Session) Answer(ctx context.Context, offer []byte) ([]byte, error) {
 			return nil, fmt.Errorf("answering: %w", err)
 		}
 	}
-	s.remoteUfrag, s.remotePwd = r.ufrag, r.pwd
+	if r.hasICE() {
+		s.remoteUfrag, s.remotePwd = r.ufrag, r.pwd
+	}
 	s.state = stateNegotiated
 	s.version++
 	return s.writeAnswer(r), nil
@@ -156,7 +161,8 @@ func (s *Session) countKind(kind webrtc.RTPCodecType) int {
 // connected by the next Connect, while its readers wait; rtcp-mux may
 // change then. Formats, the suite and the sections may not.
 func (s *Session) acceptReoffer(ctx context.Context, r *remoteDesc, plans []plan) error {
-	restart := r.ufrag != s.remoteUfrag || r.pwd != s.remotePwd
+	// No credentials: the same ICE session (see parseRemote).
+	restart := r.hasICE() && (r.ufrag != s.remoteUfrag || r.pwd != s.remotePwd)
 	if len(r.sections) != len(s.streams) {
 		return fmt.Errorf("%w (%d sections, we have %d)", ErrNewSession, len(r.sections), len(s.streams))
 	}
@@ -194,7 +200,9 @@ func (s *Session) acceptReoffer(ctx context.Context, r *remoteDesc, plans []plan
 		if err := st.rekeyRemote(p.key); err != nil {
 			return err
 		}
-		st.remoteIn = &r.sections[i]
+		if r.hasICE() { // else its candidates stay those of the session
+			st.remoteIn = &r.sections[i]
+		}
 		st.dir.Store(int32(st.want.answerTo(p.offered)))
 	}
 	return nil

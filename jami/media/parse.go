@@ -40,8 +40,11 @@ type remoteSection struct {
 var errSDP = errors.New("invalid SDP")
 
 // parseRemote reads an offer or answer leniently: unknown attributes and
-// sections are kept out of the way, not refused. What we cannot do
-// without (ICE credentials) is an error.
+// sections are kept out of the way, not refused. A description may carry
+// no ICE credentials: jamid's re-offers to a peer of version 11.0.2 or
+// later keep the call's ICE session and say so by leaving them out
+// (SIPCall::isNewIceMediaRequired); whether that is allowed is the
+// session's to say. Half a pair is an error.
 func parseRemote(b []byte) (*remoteDesc, error) {
 	var d sdp.SessionDescription
 	if err := d.UnmarshalString(string(b)); err != nil {
@@ -76,8 +79,8 @@ func parseRemote(b []byte) (*remoteDesc, error) {
 	if len(r.sections) == 0 {
 		return nil, fmt.Errorf("%w: no media section", errSDP)
 	}
-	if r.ufrag == "" || r.pwd == "" {
-		return nil, fmt.Errorf("%w: no ICE credentials (a=ice-ufrag, a=ice-pwd)", errSDP)
+	if (r.ufrag == "") != (r.pwd == "") {
+		return nil, fmt.Errorf("%w: half an ICE credential pair (a=ice-ufrag, a=ice-pwd)", errSDP)
 	}
 	return r, nil
 }
@@ -221,3 +224,6 @@ func parseRTCPAttr(v string) (int, netip.Addr) {
 	}
 	return int(port), addr
 }
+
+// hasICE: the description carries ICE credentials (see parseRemote).
+func (r *remoteDesc) hasICE() bool { return r.ufrag != "" }

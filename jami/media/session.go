@@ -129,22 +129,39 @@ type iceGeneration struct {
 
 // Offer makes our offer: the first, with a section per kind of Options,
 // or a re-offer of the same sections and keys with the directions
-// SetDirection set. A re-offer restarts ICE, as jamid's own re-INVITEs
-// do: jamid answers every re-INVITE with a new ICE session of its own (new
-// credentials, ports and candidates: sipcall.cpp, setupIceResponse(true)),
-// which our old session could not check. The new components are gathered
-// here while the old ones carry the call; SetAnswer swaps them and the
-// next Connect connects them, or AbandonOffer drops them.
+// SetDirection set. A re-offer keeps the ICE session and says so the way
+// jamid does to a peer of 11.0.2 or later: no credentials, no candidates
+// (SIPCall::isNewIceMediaRequired); jamid then answers on the same
+// session too. OfferICERestart is the re-offer for older peers.
 func (s *Session) Offer(ctx context.Context) ([]byte, error) {
+	return s.offer(ctx, false)
+}
+
+// OfferICERestart makes a re-offer that restarts ICE, for a peer older
+// than 11.0.2 (which answers every re-INVITE with a new ICE session of
+// its own: new credentials, ports and candidates), or to recover from a
+// network change. The new components are gathered here while the old
+// ones carry the call; SetAnswer swaps them and the next Connect
+// connects them, or AbandonOffer drops them.
+func (s *Session) OfferICERestart(ctx context.Context) ([]byte, error) {
+	return s.offer(ctx, true)
+}
+
+func (s *Session) offer(ctx context.Context, restart bool) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, errors.New("making an offer: the session is closed")
 	}
+	withICE := true
 	switch s.state {
 	case stateOffered:
 		return nil, errors.New("making an offer: the previous one has no answer yet")
 	case stateNegotiated:
+		if !restart {
+			withICE = false
+			break
+		}
 		g, err := s.gather(ctx, func(st *Stream) bool { return st.Mux })
 		if err != nil {
 			return nil, fmt.Errorf("making a re-offer: %w", err)
@@ -175,7 +192,7 @@ func (s *Session) Offer(ctx context.Context) ([]byte, error) {
 	}
 	s.state = stateOffered
 	s.version++
-	return s.writeOffer(), nil
+	return s.writeOffer(withICE), nil
 }
 
 // newStream adds a section of a kind with n components, gathered.
@@ -218,8 +235,11 @@ func (s *Session) SetAnswer(answer []byte) error {
 		return fmt.Errorf("reading the answer: %d sections for our %d", len(r.sections), len(s.streams))
 	}
 	renegotiation := s.remoteUfrag != ""
+	if !r.hasICE() && (!renegotiation || s.pending != nil) {
+		return fmt.Errorf("reading the answer: %w: no ICE credentials (a=ice-ufrag, a=ice-pwd) for our new ICE session", errSDP)
+	}
 	for i, st := range s.streams {
-		if err := s.takeAnswer(st, &r.sections[i], renegotiation); err != nil {
+		if err := s.takeAnswer(st, &r.sections[i], renegotiation, r.hasICE()); err != nil {
 			return fmt.Errorf("reading the answer: %w", err)
 		}
 	}
@@ -232,7 +252,9 @@ func (s *Session) SetAnswer(answer []byte) error {
 		s.controlling = true
 		s.log.Info().Msg("Our re-offer restarted ICE: connecting the new components")
 	}
-	s.remoteUfrag, s.remotePwd = r.ufrag, r.pwd
+	if r.hasICE() {
+		s.remoteUfrag, s.remotePwd = r.ufrag, r.pwd
+	}
 	s.state = stateNegotiated
 	return nil
 }
@@ -255,7 +277,8 @@ func (s *Session) AbandonOffer() {
 }
 
 // takeAnswer applies one answered section to its stream.
-func (s *Session) takeAnswer(st *Stream, rs *remoteSection, renegotiation bool) error {
+// Without ICE credentials (the same ICE session) its candidates stay.
+func (s *Session) takeAnswer(st *Stream, rs *remoteSection, renegotiation, withICE bool) error {
 	if st.rejected {
 		return nil
 	}
@@ -305,7 +328,9 @@ func (s *Session) takeAnswer(st *Stream, rs *remoteSection, renegotiation bool) 
 	if err := st.rekeyRemote(rs.keys[0]); err != nil {
 		return err
 	}
-	st.remoteIn = rs
+	if withICE {
+		st.remoteIn = rs
+	}
 	st.dir.Store(int32(makeDirection(st.want.Sends() && rs.dir.Receives(), st.want.Receives() && rs.dir.Sends())))
 	return nil
 }

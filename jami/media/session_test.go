@@ -201,10 +201,62 @@ func TestRTCPMux(t *testing.T) {
 	bothWays(t, a, b)
 }
 
-// TestHoldAndResume: our re-offers (hold, resume) restart ICE, as jamid's
-// do, while the call goes on: the old components carry media until the
-// answer, the streams and keys stay, and the new components connect.
+// TestHoldAndResume: our re-offers (hold, resume) keep the ICE session, as
+// jamid's to a peer of 11.0.2 or later do: no credentials or candidates in
+// the offer nor in the answer, the same components, keys and streams.
 func TestHoldAndResume(t *testing.T) {
+	goroutineCheck(t)
+	a := newTestSession(t, Options{Audio: true})
+	b := newTestSession(t, Options{Audio: true})
+	negotiate(t, a, b)
+	connectBoth(t, a, b)
+	as, bs := a.Streams()[0], b.Streams()[0]
+	key, conn := as.local, as.comps[0].conn
+	ctx := testCtx(t)
+	var lastAnswer []byte
+	for _, step := range []struct {
+		ours, theirs Direction
+	}{{SendOnly, RecvOnly}, {SendRecv, SendRecv}} {
+		a.SetDirection(as, step.ours)
+		offer, err := a.Offer(ctx)
+		require.NoError(t, err)
+		require.Contains(t, string(offer), "a="+step.ours.String())
+		require.NotContains(t, string(offer), "a=ice-ufrag")
+		require.NotContains(t, string(offer), "a=candidate")
+		answer, err := b.Answer(ctx, offer)
+		require.NoError(t, err)
+		require.NotContains(t, string(answer), "a=ice-ufrag")
+		require.Contains(t, string(answer), "a="+step.theirs.String())
+		require.NoError(t, a.SetAnswer(answer))
+		lastAnswer = answer
+		require.False(t, a.NeedsConnect())
+		require.False(t, b.NeedsConnect())
+		require.Same(t, conn, as.comps[0].conn)
+		require.Equal(t, step.ours, as.Direction())
+		require.Equal(t, step.theirs, bs.Direction())
+		exchangeRTP(t, as, bs, 5)
+	}
+	require.Equal(t, key, as.local)
+	bothWays(t, a, b)
+
+	// An answer without credentials to a re-offer that restarts ICE is
+	// refused (our new components would have nothing to check), and the
+	// call stays on its session.
+	_, err := a.OfferICERestart(ctx)
+	require.NoError(t, err)
+	_, err = a.Offer(ctx)
+	require.Error(t, err, "one offer at a time")
+	require.ErrorContains(t, a.SetAnswer(lastAnswer), "no ICE credentials")
+	a.AbandonOffer()
+	require.Same(t, conn, as.comps[0].conn)
+	bothWays(t, a, b)
+}
+
+// TestHoldAndResumeRestartingICE: re-offers that restart ICE (for peers
+// before 11.0.2) while the call goes on: the old components carry media
+// until the answer, the streams and keys stay, and the new components
+// connect.
+func TestHoldAndResumeRestartingICE(t *testing.T) {
 	goroutineCheck(t)
 	a := newTestSession(t, Options{Audio: true})
 	b := newTestSession(t, Options{Audio: true})
@@ -214,7 +266,7 @@ func TestHoldAndResume(t *testing.T) {
 
 	a.SetDirection(as, SendOnly) // a holds b
 	ctx := testCtx(t)
-	offer, err := a.Offer(ctx)
+	offer, err := a.OfferICERestart(ctx)
 	require.NoError(t, err)
 	require.Contains(t, string(offer), "a=sendonly")
 	require.NotContains(t, string(offer), "a=ice-ufrag:"+a.ufrag, "new credentials")
@@ -234,7 +286,7 @@ func TestHoldAndResume(t *testing.T) {
 	require.NoError(t, bs.WriteRTP(&h, []byte{1}), "b's writes are dropped, not refused")
 
 	a.SetDirection(as, SendRecv)
-	offer, err = a.Offer(ctx)
+	offer, err = a.OfferICERestart(ctx)
 	require.NoError(t, err)
 	answer, err = b.Answer(ctx, offer)
 	require.NoError(t, err)
@@ -248,7 +300,7 @@ func TestHoldAndResume(t *testing.T) {
 	// A re-offer the peer refuses is abandoned: the call stays on its
 	// session, and the gathered components are closed.
 	conn = as.comps[0].conn
-	_, err = a.Offer(ctx)
+	_, err = a.OfferICERestart(ctx)
 	require.NoError(t, err)
 	pending := a.pending
 	require.NotNil(t, pending)
@@ -291,6 +343,51 @@ func TestReofferOnTheSameICE(t *testing.T) {
 	require.Same(t, conn, bs.comps[0].conn)
 	require.Equal(t, RecvOnly, bs.Direction())
 	exchangeRTP(t, a.Streams()[0], bs, 5)
+}
+
+// TestReofferWithoutICE: jamid's re-offer to a peer of 11.0.2 or later
+// that keeps the ICE session has no credentials and no candidates
+// (SIPCall::isNewIceMediaRequired). It is taken on the same components
+// and answered the same way, without credentials; a first offer like it
+// is refused.
+func TestReofferWithoutICE(t *testing.T) {
+	goroutineCheck(t)
+	a := newTestSession(t, Options{Audio: true})
+	b := newTestSession(t, Options{Audio: true})
+	negotiate(t, a, b)
+	connectBoth(t, a, b)
+	ctx := testCtx(t)
+	bs := b.Streams()[0]
+	conn := bs.comps[0].conn
+
+	offer, err := a.Offer(ctx)
+	require.NoError(t, err)
+	a.AbandonOffer() // the offer is only a text to edit here
+	hold := withoutICE(strings.Replace(string(offer), "a=sendrecv", "a=sendonly", 1))
+	answer, err := b.Answer(ctx, []byte(hold))
+	require.NoError(t, err)
+	require.NotContains(t, string(answer), "a=ice-ufrag")
+	require.NotContains(t, string(answer), "a=candidate")
+	require.Contains(t, string(answer), "a=recvonly")
+	require.False(t, b.NeedsConnect())
+	require.Same(t, conn, bs.comps[0].conn)
+	require.Equal(t, RecvOnly, bs.Direction())
+	exchangeRTP(t, a.Streams()[0], bs, 5)
+
+	c := newTestSession(t, Options{Audio: true})
+	_, err = c.Answer(ctx, []byte(hold))
+	require.ErrorIs(t, err, errSDP)
+	require.ErrorContains(t, err, "no ICE credentials")
+}
+
+func withoutICE(sdp string) string {
+	var out []string
+	for _, l := range strings.Split(sdp, "\r\n") {
+		if !strings.HasPrefix(l, "a=ice-") && !strings.HasPrefix(l, "a=candidate:") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\r\n")
 }
 
 // TestICERestartKeepsStreams: the peer re-offers with new ICE credentials

@@ -21,9 +21,9 @@ func ourFormats(kind webrtc.RTPCodecType, opts Options) []Codec {
 	return audioCodecs[:offeredAudio]
 }
 
-func (s *Session) writeOffer() []byte {
+func (s *Session) writeOffer(withICE bool) []byte {
 	var b strings.Builder
-	s.writeHeader(&b)
+	s.writeHeader(&b, withICE)
 	for _, st := range s.streams {
 		if st.rejected {
 			fmt.Fprintf(&b, "m=%s 0 RTP/SAVP %d\r\n", st.Kind, ourFormats(st.Kind, s.opts)[0].PayloadType)
@@ -38,14 +38,19 @@ func (s *Session) writeOffer() []byte {
 		if st.Kind == webrtc.RTPCodecTypeAudio {
 			dtmf = &telephoneEvent
 		}
-		s.writeSection(&b, st, formats, dtmf, mux, st.want)
+		s.writeSection(&b, st, formats, dtmf, mux, st.want, withICE)
 	}
 	return []byte(b.String())
 }
 
+// writeAnswer answers r. A re-offer that kept the ICE session (no
+// credentials) is answered the same way, as jamid answers one
+// (SIPCall::answerMediaChangeRequest): jamid takes credentials in an
+// answer as a call to start ICE checks again.
 func (s *Session) writeAnswer(r *remoteDesc) []byte {
 	var b strings.Builder
-	s.writeHeader(&b)
+	withICE := r.hasICE()
+	s.writeHeader(&b, withICE)
 	for i, st := range s.streams {
 		rs := &r.sections[i]
 		if st.rejected {
@@ -64,12 +69,12 @@ func (s *Session) writeAnswer(r *remoteDesc) []byte {
 		if st.DTMFPayloadType != 0 {
 			dtmf = &Codec{Name: telephoneEvent.Name, ClockRate: st.DTMFClockRate, Fmtp: telephoneEvent.Fmtp, PayloadType: st.DTMFPayloadType}
 		}
-		s.writeSection(&b, st, []Codec{st.Codec}, dtmf, st.Mux, st.Direction())
+		s.writeSection(&b, st, []Codec{st.Codec}, dtmf, st.Mux, st.Direction(), withICE)
 	}
 	return []byte(b.String())
 }
 
-func (s *Session) writeHeader(b *strings.Builder) {
+func (s *Session) writeHeader(b *strings.Builder, withICE bool) {
 	addr := netip.IPv4Unspecified()
 	for _, st := range s.streams {
 		if cs := s.compsToShow(st); !st.rejected && len(cs) > 0 {
@@ -79,11 +84,13 @@ func (s *Session) writeHeader(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "v=0\r\no=- %d %d IN %s %s\r\ns=-\r\nc=IN %s %s\r\nt=0 0\r\n",
 		s.originID, s.version, ipVersion(addr), addr, ipVersion(addr), addr)
-	ufrag, pwd := s.offerICE()
-	fmt.Fprintf(b, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", ufrag, pwd)
+	if withICE {
+		ufrag, pwd := s.offerICE()
+		fmt.Fprintf(b, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", ufrag, pwd)
+	}
 }
 
-func (s *Session) writeSection(b *strings.Builder, st *Stream, formats []Codec, dtmf *Codec, mux bool, dir Direction) {
+func (s *Session) writeSection(b *strings.Builder, st *Stream, formats []Codec, dtmf *Codec, mux bool, dir Direction, withICE bool) {
 	comps := s.compsToShow(st)
 	rtp := comps[0].defaultCandidate()
 	pts := make([]string, 0, len(formats)+1)
@@ -119,6 +126,9 @@ func (s *Session) writeSection(b *strings.Builder, st *Stream, formats []Codec, 
 	}
 	fmt.Fprintf(b, "a=%s\r\n", dir)
 	fmt.Fprintf(b, "a=crypto:%s\r\n", st.local.attr())
+	if !withICE {
+		return
+	}
 	for _, c := range comps {
 		for _, cand := range c.cands {
 			fmt.Fprintf(b, "a=candidate:%s\r\n", candidateLine(cand, c.id))

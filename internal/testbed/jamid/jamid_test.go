@@ -231,7 +231,7 @@ func TestCallBetweenDaemons(t *testing.T) {
 	t.Logf("call CURRENT on both sides after %s; caller's states %v, callee's %v",
 		time.Since(begin).Round(time.Millisecond), caller.CallStates(a, callID), callee.CallStates(b, in.CallID))
 	// The caller's "microphone" tone is what the callee plays.
-	heard, err := callee.WaitHears(ctx, 660, 25)
+	heard, err := callee.WaitHears(ctx, 0, 660, 25)
 	require.NoError(t, err)
 	t.Logf("the callee plays %v, %s after dialling (jamid → jamid setup, dial to media)", heard, time.Since(begin).Round(time.Millisecond))
 

@@ -28,10 +28,30 @@ type Heard struct {
 
 func (h Heard) String() string { return fmt.Sprintf("%.1f Hz at %.0f dBFS", h.Hz, h.DBFS) }
 
+// PlaybackMark is a point in what jamid played, for WaitHears: what was
+// played before it does not count.
+type PlaybackMark int64
+
+// MarkPlayback marks how much jamid has played so far (zero before it
+// played anything).
+func (d *Daemon) MarkPlayback() PlaybackMark {
+	fi, err := os.Stat(d.playbackPath())
+	if err != nil {
+		return 0
+	}
+	return PlaybackMark(fi.Size() &^ 1)
+}
+
 // Playback analyses the last window of what jamid played (Options.
 // RecordPlayback). It fails while less than a window has been played
 // since the device was last opened.
 func (d *Daemon) Playback(window time.Duration) (Heard, error) {
+	return d.playbackAfter(0, window)
+}
+
+// playbackAfter is Playback that fails while less than a window has been
+// played after mark.
+func (d *Daemon) playbackAfter(mark PlaybackMark, window time.Duration) (Heard, error) {
 	if !d.opts.RecordPlayback {
 		return Heard{}, errors.New("jamid's playback is not recorded: set Options.RecordPlayback")
 	}
@@ -46,8 +66,8 @@ func (d *Daemon) Playback(window time.Duration) (Heard, error) {
 		return Heard{}, fmt.Errorf("reading jamid's playback: %w", err)
 	}
 	end &^= 1 // a sample being written
-	if end < int64(2*n) {
-		return Heard{}, fmt.Errorf("jamid has played %v, less than %v", time.Duration(end/2)*time.Second/playbackRate, window)
+	if played := end - int64(mark); played < int64(2*n) {
+		return Heard{}, fmt.Errorf("jamid has played %v (since the mark), less than %v", time.Duration(played/2)*time.Second/playbackRate, window)
 	}
 	b := make([]byte, 2*n)
 	if _, err := f.ReadAt(b, end-int64(len(b))); err != nil {
@@ -60,16 +80,17 @@ func (d *Daemon) Playback(window time.Duration) (Heard, error) {
 	return analyse(x, playbackRate), nil
 }
 
-// WaitHears waits until the last second jamid played has hz (within tol)
-// as its dominant frequency, above -50 dBFS, checking twice a second (the
-// file grows with no event to wait on). It returns what it heard last.
-func (d *Daemon) WaitHears(ctx context.Context, hz, tol float64) (Heard, error) {
+// WaitHears waits until the last second jamid played, all of it after
+// mark, has hz (within tol) as its dominant frequency, above -50 dBFS,
+// checking twice a second (the file grows with no event to wait on). It
+// returns what it heard last.
+func (d *Daemon) WaitHears(ctx context.Context, mark PlaybackMark, hz, tol float64) (Heard, error) {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	var last Heard
 	var lastErr error
 	for {
-		h, err := d.Playback(time.Second)
+		h, err := d.playbackAfter(mark, time.Second)
 		if err == nil && math.Abs(h.Hz-hz) <= tol && h.DBFS > -50 {
 			return h, nil
 		}
@@ -80,6 +101,31 @@ func (d *Daemon) WaitHears(ctx context.Context, hz, tol float64) (Heard, error) 
 				return last, fmt.Errorf("jamid did not play %.0f Hz: %w", hz, lastErr)
 			}
 			return last, fmt.Errorf("jamid did not play %.0f Hz: it played %v", hz, last)
+		case <-t.C:
+		}
+	}
+}
+
+// WaitQuiet waits until the last second jamid played, all of it after
+// mark, is below -50 dBFS (nothing, or silence, decoded), checking twice
+// a second as WaitHears does.
+func (d *Daemon) WaitQuiet(ctx context.Context, mark PlaybackMark) (Heard, error) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	var last Heard
+	var lastErr error
+	for {
+		h, err := d.playbackAfter(mark, time.Second)
+		if err == nil && h.DBFS <= -50 {
+			return h, nil
+		}
+		last, lastErr = h, err
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return last, fmt.Errorf("jamid did not go quiet: %w", lastErr)
+			}
+			return last, fmt.Errorf("jamid did not go quiet: it played %v", last)
 		case <-t.C:
 		}
 	}

@@ -142,3 +142,33 @@ func (call *Call) WaitRemoteTone(ctx context.Context, hz, tolerance float64) (To
 		}
 	}
 }
+
+// WaitRemoteQuiet waits until the call's remote audio is silent (below
+// -75 dBFS at its strongest frequency, or no remote audio track) in three
+// readings in a row, 100 ms apart, and returns the last one.
+func (call *Call) WaitRemoteQuiet(ctx context.Context) (Tone, error) {
+	const inARow = 3
+	var last Tone
+	good := 0
+	for {
+		t, err := call.RemoteTone(ctx)
+		if err != nil {
+			return last, err
+		}
+		last = t
+		if !t.Track || t.DB <= toneFloorDB {
+			if good++; good == inARow {
+				return t, nil
+			}
+		} else {
+			good = 0
+		}
+		select {
+		case <-ctx.Done():
+			return last, fmt.Errorf("jsclient: call %s of %s: the remote audio did not go quiet (last: %s): %w", call.id, call.c.UserID, last, ctx.Err())
+		case <-call.c.closed:
+			return last, call.c.closedErr()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
