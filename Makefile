@@ -14,7 +14,7 @@ BIN      := $(CURDIR)/bin
 DENDRITE := $(BIN)/dendrite
 LINT     := $(BIN)/golangci-lint
 
-.PHONY: build run test lint unit bench bench-go bench-media tools clean
+.PHONY: build run test lint unit soak bench bench-go bench-media tools clean
 
 ## build: the voipbot binary (pure Go: CGO_ENABLED=0, pure-Go Olm via -tags goolm)
 build:
@@ -35,6 +35,12 @@ lint: $(LINT)
 unit: $(DENDRITE)
 	DENDRITE_BIN=$(DENDRITE) $(GO) test -tags $(TAGS) -race -count=1 -timeout 30m ./...
 	$(GO) test -tags $(TAGS),opus -race -count=1 ./voip/media/...
+
+## soak: a ten-minute Matrix ⇄ Jami call through the bot (both tones checked
+## every 10 s, the call report's numbers at the end); SOAK sets the length
+SOAK ?= 10m
+soak: $(DENDRITE)
+	DENDRITE_BIN=$(DENDRITE) $(GO) test -tags $(TAGS) -count=1 -timeout 30m -run '^TestJamiBridgeLongCall$$' -v ./e2e/ -args -jami-call $(SOAK)
 
 ## bench: every benchmark, each with its baseline measured in the same run
 ## (about 45 minutes; the media suite needs root and Debian's janus)

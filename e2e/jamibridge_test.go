@@ -3,12 +3,15 @@
 package e2e
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/voipbot/voipbot/internal/testbed"
@@ -134,15 +137,21 @@ func TestJamiBridgeJamiCallsMatrix(t *testing.T) {
 	jb := newJamiBridge(t)
 	defer stopBot(t, jb.bot)
 	ctx := jsCtx(t)
+	begin := time.Now()
 	callID, err := jb.d.PlaceCallWithMedia(ctx, jb.jamiAcc, jb.botJami, jamid.AudioMedia())
 	require.NoError(t, err)
 	callA, err := jb.a.WaitIncoming(ctx)
 	require.NoError(t, err)
+	rang := time.Since(begin)
 	require.NoError(t, callA.Answer(ctx))
+	answered := time.Now()
 	waitConnected(t, callA)
 	require.Equal(t, "CURRENT", jb.waitJamidState(t, callID, "CURRENT", "OVER", "FAILURE").State)
 	requireHears(t, callA, toneB)
+	t.Logf("setup Jami → bot → Matrix: dial to the Matrix user ringing %s; answer to the Matrix user hearing jamid %s",
+		rang.Round(time.Millisecond), time.Since(answered).Round(time.Millisecond))
 	jb.requireJamidHears(t, 0, toneA)
+	t.Logf("answer to jamid hearing the Matrix user: %s", time.Since(answered).Round(time.Millisecond))
 
 	// jamid 13.7.0 reports no peerHold for a re-offer on the same ICE
 	// session (jamid's own holds to another jamid are like ours, and get
@@ -202,4 +211,67 @@ func TestJamiBridgeInviteCommand(t *testing.T) {
 		return strings.Contains(last, "`"+jb.jamiID+"`: confirmed"), nil
 	})
 	require.NoError(t, err, "the contact is confirmed; last reply:\n%s", last)
+}
+
+// jamiCallLength is how long TestJamiBridgeLongCall's call lasts: short in
+// the test run, ten minutes in `make soak`.
+var jamiCallLength = flag.Duration("jami-call", 20*time.Second, "how long TestJamiBridgeLongCall's call lasts (make soak: 10m)")
+
+// TestJamiBridgeLongCall: a Matrix ⇄ Jami call held for -jami-call. Every
+// 10 s both sides still hear each other's tone (jamid what it decoded since
+// the last check); at the end, the bot's call report has the Jami leg's
+// packets both ways at the rate of 20 ms Opus frames, no loss from jamid,
+// and (once jamid sent receiver reports: ffmpeg sends one per ~280 KB it
+// received, about a minute of Opus) a round trip.
+func TestJamiBridgeLongCall(t *testing.T) {
+	length := *jamiCallLength
+	jb := newJamiBridge(t)
+	defer stopBot(t, jb.bot)
+	require.Contains(t, jsCommand(t, jb.a, jb.room, jb.setup.UserID, "!voip report on").Body, "**on**")
+	ctx, cancel := context.WithTimeout(context.Background(), length+2*testbed.Timeout)
+	defer cancel()
+	callA, err := jb.a.PlaceCall(ctx, jb.room, "", false)
+	require.NoError(t, err)
+	in, err := jb.d.WaitIncomingCall(ctx, jb.jamiAcc, jb.botJami)
+	require.NoError(t, err)
+	require.NoError(t, jb.d.AcceptWithMedia(ctx, jb.jamiAcc, in.CallID, jamid.AudioMedia()))
+	waitConnected(t, callA)
+	begin := time.Now()
+	since := jb.d.MarkPlayback()
+	// The ticker paces the checks of a call that is meant to last; it
+	// synchronises nothing.
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for checks := 1; ; checks++ {
+		requireHears(t, callA, toneB)
+		jb.requireJamidHears(t, since, toneA)
+		require.Equal(t, "CURRENT", jb.waitJamidState(t, in.CallID, "CURRENT", "OVER", "FAILURE", "HOLD").State)
+		since = jb.d.MarkPlayback()
+		if time.Since(begin) >= length {
+			t.Logf("%d checks in %s: both sides heard each other's tone each time", checks, time.Since(begin).Round(time.Second))
+			break
+		}
+		<-tick.C
+	}
+	require.NoError(t, callA.Hangup(ctx, "user_hangup"))
+	jb.waitJamidState(t, in.CallID, "OVER")
+	report, err := jb.a.WaitMessage(ctx, jb.room, jsclient.MessageMatch{Sender: jb.setup.UserID.String(), Contains: "Call report"})
+	require.NoError(t, err)
+	t.Logf("the report:\n%s", report.Body)
+
+	jamiLine := regexp.MustCompile(`(?s)\* ` + jb.jamiID + ` \(jami, outbound\):\s*\* from it, audio audio/opus: (\d+) packets, [^;]*; lost (\d+).*?\* to it, audio audio/opus: (\d+) packets, [^;]*; lost (-?\d+) \([^)]*\), jitter [^,]*, round trip ([^,]*),`)
+	m := jamiLine.FindStringSubmatch(report.Body)
+	require.NotNil(t, m, "the report has the Jami leg both ways")
+	var fromJami, lostFromJami, toJami int
+	_, _ = fmt.Sscan(m[1], &fromJami)
+	_, _ = fmt.Sscan(m[2], &lostFromJami)
+	_, _ = fmt.Sscan(m[3], &toJami)
+	want := int(0.9 * length.Seconds() * 50) // 20 ms frames, less a 10 % margin for setup and the last check
+	assert.GreaterOrEqual(t, fromJami, want, "packets from jamid")
+	assert.GreaterOrEqual(t, toJami, want, "packets to jamid")
+	assert.LessOrEqual(t, lostFromJami, fromJami/1000, "loss from jamid on loopback")
+	if length >= 2*time.Minute {
+		assert.NotEqual(t, "0s", m[5], "jamid's receiver reports give a round trip")
+	}
+	t.Logf("Jami leg over %s: %d packets from jamid (%d lost), %d to it, round trip %s", length, fromJami, lostFromJami, toJami, m[5])
 }

@@ -323,6 +323,9 @@ func (f *Forwarder) read(tf *trackForwarder) {
 // size on the wire.
 func (tf *trackForwarder) handle(h *rtp.Header, payload []byte, size int, now time.Time) {
 	t := tf.track
+	if t.followSSRC {
+		t.follow(h, now)
+	}
 	// A track fed in process (an echo) has no loss, jitter or duplicates
 	// to count: its numbers are those of our own outbound track.
 	if t.push == nil && !t.recordArrival(h.SequenceNumber, h.Timestamp, now) {

@@ -552,3 +552,64 @@ func waitUntil(timeout time.Duration, cond func() bool) error {
 	}
 	return nil
 }
+
+// TestPacketLegFollowsANewSSRC: a packet leg's peer restarts its stream
+// with a new SSRC and unrelated numbers (jamid does after each media
+// restart, a sequence number far behind the old one among them). Every
+// packet of the new stream reaches the WebRTC side, numbered on from the
+// old one, and the leg's statistics count no loss and no duplicates.
+func TestPacketLegFollowsANewSSRC(t *testing.T) {
+	leakCheck(t)
+	e := testEngine(t)
+	b := dial(t, e, "b", audioOnly(), audioOnly(), opus)
+	feed := make(chan []byte, 64)
+	stop := make(chan struct{})
+	pl := NewPacketLeg("jami", []PacketStream{{
+		Kind: webrtc.RTPCodecTypeAudio, Codec: AudioCodecs[0], SendPayloadType: 111,
+		ReadRTP: func(buf []byte) (int, error) {
+			select {
+			case p := <-feed:
+				return copy(buf, p), nil
+			case <-stop:
+				return 0, errors.New("closed")
+			}
+		},
+		WriteRTP: func(*rtp.Header, []byte) error { return nil },
+	}}, WithCloser(func() error { close(stop); return nil }))
+	fw := NewForwarder("jb", zerolog.Nop())
+	require.NoError(t, fw.Add(pl))
+	require.NoError(t, fw.Add(b.leg.s))
+
+	packet := func(ssrc uint32, seq uint16, ts uint32, tag byte) []byte {
+		h := rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc}
+		raw, err := h.Marshal()
+		require.NoError(t, err)
+		return append(raw, tag, 0xAB)
+	}
+	for i := range 10 { // the first stream
+		feed <- packet(0x1111, 30000+uint16(i), 500000+uint32(i)*960, byte(i))
+	}
+	bTrack := waitTrack(t, b.client)
+	first := readN(t, bTrack, 10)
+	for i := range 10 { // the restarted stream, far "behind" the first
+		feed <- packet(0x2222, 10+uint16(i), 7+uint32(i)*960, byte(100+i))
+	}
+	second := readN(t, bTrack, 10)
+	require.Equal(t, byte(100), second[0].payload[0], "the new stream's first packet arrives")
+	require.Equal(t, first[9].h.SequenceNumber+1, second[0].h.SequenceNumber, "numbered on from the old stream")
+	require.Greater(t, int32(second[0].h.Timestamp-first[9].h.Timestamp), int32(0), "timestamps go forward")
+	for i := 1; i < len(second); i++ {
+		require.Equal(t, second[i-1].h.SequenceNumber+1, second[i].h.SequenceNumber)
+		require.Equal(t, second[i-1].h.Timestamp+960, second[i].h.Timestamp)
+	}
+	st := pl.Stats()
+	require.Len(t, st.Inbound, 1)
+	require.EqualValues(t, 20, st.Inbound[0].Packets)
+	require.EqualValues(t, 0, st.Inbound[0].Lost)
+	require.EqualValues(t, 1, pl.tracks[0].in.restarts.Load())
+	require.EqualValues(t, 0, pl.tracks[0].in.duplicates.Load())
+
+	require.NoError(t, pl.Close())
+	b.close(t)
+	require.NoError(t, fw.Close())
+}

@@ -59,7 +59,7 @@ type PacketLeg struct {
 type packetTrack struct {
 	in  *InboundTrack
 	out *OutboundTrack
-	// remoteSSRC is learned from the first packet read (the SDP of a Jami
+	// remoteSSRC is the latest packet's SSRC (the SDP of a Jami
 	// call names none).
 	remoteSSRC atomic.Uint32
 }
@@ -93,15 +93,19 @@ func NewPacketLeg(id string, streams []PacketStream, opts ...PacketLegOption) *P
 		read := ps.ReadRTP
 		pt.in = &InboundTrack{
 			Kind: ps.Kind, Codec: ps.Codec, DTMFPayloadType: ps.DTMFPayloadType,
-			ID: trackID, StreamID: streamID, Leg: id,
+			ID: trackID, StreamID: streamID, Leg: id, followSSRC: true,
 			read: func(b []byte) (int, error) {
 				n, err := read(b)
 				if err != nil {
 					l.end()
 					return 0, err
 				}
-				if n >= 12 && pt.remoteSSRC.Load() == 0 {
-					pt.remoteSSRC.Store(uint32(b[8])<<24 | uint32(b[9])<<16 | uint32(b[10])<<8 | uint32(b[11]))
+				if n >= 12 {
+					// The latest SSRC: the peer's reports are about it
+					// (a restarted stream has a new one: InboundTrack.follow).
+					if ssrc := uint32(b[8])<<24 | uint32(b[9])<<16 | uint32(b[10])<<8 | uint32(b[11]); pt.remoteSSRC.Load() != ssrc {
+						pt.remoteSSRC.Store(ssrc)
+					}
 				}
 				return n, nil
 			},

@@ -27,6 +27,18 @@ type InboundTrack struct {
 	Leg      string
 	ssrc     uint32
 
+	// followSSRC is set for a packet leg's track (a whole m-line of a
+	// peer that is not WebRTC): a new SSRC on it is the sender's new
+	// stream, numbered anew (see follow). WebRTC tracks are one SSRC each.
+	followSSRC bool
+	// What follow keeps, touched by the track's reader only.
+	srcSSRC  uint32
+	seqShift uint16
+	tsShift  uint32
+	lastTS   uint32 // shifted
+	lastAt   time.Time
+	restarts atomic.Uint64
+
 	read     func(b []byte) (int, error)
 	keyframe func() // asks the sender for a keyframe; nil if it cannot
 	// reader is held by the goroutine reading the track, so that a leg
@@ -65,6 +77,31 @@ type receiveStats struct {
 	pubJitter  atomic.Uint32 // in timestamp units
 	// The counts at the reporter's last report (it alone touches them).
 	priorExpected, priorReceived uint32
+}
+
+// follow makes a new SSRC on a packet leg's track continue the stream
+// before it. RFC 3550 (8.2) has a new SSRC start new sequence number and
+// timestamp spaces, and jamid starts one each time it restarts its media
+// (a new encoder after a hold, a resume, an ICE restart: ffmpeg picks a
+// random SSRC and sequence number). Without this the new numbers would
+// look like old duplicates (dropped) or a jump to every receiver. The
+// packet's numbers are shifted to follow the last packet's, the
+// timestamp by the time that passed, before the statistics, the
+// destinations and the taps see them.
+func (t *InboundTrack) follow(h *rtp.Header, now time.Time) {
+	if h.SSRC != t.srcSSRC {
+		if t.srcSSRC != 0 && t.rx.started {
+			t.seqShift = uint16(t.rx.max) + 1 - h.SequenceNumber
+			t.tsShift = t.lastTS + ticks(now.Sub(t.lastAt), t.Codec.ClockRate) - h.Timestamp
+			t.restarts.Add(1)
+		}
+		t.srcSSRC = h.SSRC
+	}
+	h.SequenceNumber += t.seqShift
+	h.Timestamp += t.tsShift
+	if int32(h.Timestamp-t.lastTS) > 0 || t.lastAt.IsZero() {
+		t.lastTS, t.lastAt = h.Timestamp, now
+	}
 }
 
 // seqWindow is how far back a packet is still told apart from a duplicate.
