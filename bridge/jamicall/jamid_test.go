@@ -5,9 +5,12 @@ package jamicall_test
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/voipbot/voipbot/internal/testbed/jamid"
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/voip"
+	"github.com/voipbot/voipbot/voip/media"
 )
 
 // jamidBed is a jamid account and the bot's Jami service and leg manager on
@@ -51,7 +55,7 @@ func newJamidBed(t *testing.T, ctx context.Context) *jamidBed {
 	peer, err := n.Start(ctx, dhtnode.Options{NoRateLimit: true})
 	require.NoError(t, err)
 	b := &jamidBed{}
-	b.d = jamid.NewTestDaemon(t, ctx, jamid.Options{Link: n.Link, CaptureToneHz: 660})
+	b.d = jamid.NewTestDaemon(t, ctx, jamid.Options{Link: n.Link, CaptureToneHz: 660, RecordPlayback: true})
 	b.jamiAcc, err = b.d.AddAccount(ctx, jamid.LoopbackAccount(peer.Addr().String()))
 	require.NoError(t, err)
 	b.jamiID, err = b.d.JamiID(ctx, b.jamiAcc)
@@ -154,5 +158,80 @@ func TestJamidCallsBotMedia(t *testing.T) {
 		t.Fatal("the bot's leg did not end on jamid's hangup")
 	}
 	require.NoError(t, p.leg.Close())
+	require.NoError(t, fw.Close())
+}
+
+// firstSound is a tap that closes its channel at the first Opus packet of
+// a sound (longer than a silence frame).
+type firstSound struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (f *firstSound) Packet(_ *voip.InboundTrack, _ *rtp.Header, payload []byte) {
+	if len(payload) > 20 {
+		f.once.Do(func() { close(f.ch) })
+	}
+}
+func (f *firstSound) Close() error { return nil }
+
+// TestBotCallsJamidMedia: the bot calls a jamid account, which accepts
+// with audio; the call is CURRENT on jamid, jamid's tone reaches the bot,
+// and jamid plays the bot's 440 Hz tone (the only sound it is sent: here
+// the bot's own tone is the thing under test). The bot hangs up and the
+// call is over on jamid.
+func TestBotCallsJamidMedia(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	b := newJamidBed(t, ctx)
+	ev := newEvents()
+	begin := time.Now()
+	l, err := b.mgr.Place(b.jamiID, false, ev)
+	require.NoError(t, err)
+	l.Start()
+	in, err := b.d.WaitIncomingCall(ctx, b.jamiAcc, b.svc.AccountID().String())
+	require.NoError(t, err)
+	rung := time.Since(begin)
+	require.NoError(t, b.d.AcceptWithMedia(ctx, b.jamiAcc, in.CallID, jamid.AudioMedia()))
+	var m voip.Leg
+	select {
+	case m = <-ev.media:
+	case e := <-ev.ended:
+		t.Fatalf("the call ended: %+v", e)
+	case <-ctx.Done():
+		t.Fatal("no media")
+	}
+	out := m.Outbound(webrtc.RTPCodecTypeAudio)
+	require.NotNil(t, out, "the Jami leg sends audio")
+	tone, err := media.Tone("bot-tone", webrtc.RTPCodecParameters{RTPCodecCapability: out.Codec()}, 440)
+	require.NoError(t, err)
+	sound := &firstSound{ch: make(chan struct{})}
+	fw := voip.NewForwarder("bot-jamid", zerolog.Nop())
+	fw.Tap(m, sound)
+	require.NoError(t, fw.Add(m))
+	require.NoError(t, fw.Add(tone))
+	select {
+	case <-sound.ch:
+	case <-ctx.Done():
+		t.Fatalf("no sound from jamid; stats %+v", m.Stats())
+	}
+	t.Logf("setup bot → jamid: jamid rung after %s; dial to the bot's first sound packet from jamid %s (jamid accepts at once)",
+		rung.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
+	st, err := b.d.WaitCallState(ctx, b.jamiAcc, in.CallID, "CURRENT", "OVER", "FAILURE")
+	require.NoError(t, err)
+	require.Equal(t, "CURRENT", st.State)
+	heard, err := b.d.WaitHears(ctx, 0, 440, 20)
+	require.NoError(t, err)
+	t.Logf("jamid plays %v, %s after dialling", heard, time.Since(begin).Round(time.Millisecond))
+
+	l.Hangup(leg.Hangup, "test over")
+	select {
+	case e := <-ev.ended:
+		require.Equal(t, leg.ByBot, e.By)
+	case <-ctx.Done():
+		t.Fatal("the bot's leg did not end")
+	}
+	st, err = b.d.WaitCallState(ctx, b.jamiAcc, in.CallID, "OVER")
+	require.NoError(t, err)
 	require.NoError(t, fw.Close())
 }

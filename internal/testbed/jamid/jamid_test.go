@@ -214,7 +214,10 @@ func TestCallBetweenDaemons(t *testing.T) {
 	b, bID := newAccount(t, ctx, callee, bootstrap, map[string]string{KeyAutoAnswer: "true"})
 
 	begin := time.Now()
-	callID, err := caller.PlaceCall(ctx, a, bID)
+	// Audio only: jamid 13.7.0 has segfaulted (once, in CI) while stopping
+	// the media of an audio and video call on hangUp, and nothing here is
+	// about video (the testbed has no camera).
+	callID, err := caller.PlaceCallWithMedia(ctx, a, bID, AudioMedia())
 	require.NoError(t, err)
 	in, err := callee.WaitIncomingCall(ctx, b, aID)
 	require.NoError(t, err)

@@ -422,7 +422,6 @@ func AudioMedia() []map[string]string {
 	}}
 }
 
-// PlaceAudioCall is PlaceCall with audio only (placeCallWithMedia).
 // AudioFileMedia is an audio stream whose source is a file (a WAV jamid
 // plays, looping, as its microphone): the test's tone for the far side.
 func AudioFileMedia(path string) []map[string]string {
