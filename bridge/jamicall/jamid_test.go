@@ -231,7 +231,8 @@ func TestBotCallsJamidMedia(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the bot's leg did not end")
 	}
-	st, err = b.d.WaitCallState(ctx, b.jamiAcc, in.CallID, "OVER")
+	_, err = b.d.WaitCallState(ctx, b.jamiAcc, in.CallID, "OVER")
 	require.NoError(t, err)
+	require.NoError(t, tone.Close())
 	require.NoError(t, fw.Close())
 }
