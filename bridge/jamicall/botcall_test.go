@@ -38,6 +38,21 @@ func newEvents() *events {
 		receiving: make(chan bool, 8), ended: make(chan leg.End, 1)}
 }
 
+// waitMedia waits for the leg's media, failing the test if the call ends
+// first or ctx is done.
+func (e *events) waitMedia(t *testing.T, ctx context.Context) voip.Leg {
+	t.Helper()
+	select {
+	case m := <-e.media:
+		return m
+	case end := <-e.ended:
+		t.Fatalf("the call ended before its media came up: %+v", end)
+	case <-ctx.Done():
+		t.Fatal("the call's media never came up")
+	}
+	return nil
+}
+
 func (e *events) Answered(leg.Leg)                      { e.once.Do(func() { close(e.answered) }) }
 func (e *events) MediaReady(_ leg.Leg, m voip.Leg)      { e.media <- m }
 func (e *events) Preferred(leg.Leg, *voip.InboundTrack) {}
@@ -200,14 +215,7 @@ func TestBotCallsBot(t *testing.T) {
 			t.Fatal("the caller's leg was not answered")
 		}
 	}
-	var m voip.Leg
-	select {
-	case m = <-ev.media:
-	case e := <-ev.ended:
-		t.Fatalf("the call ended: %+v", e)
-	case <-ctx.Done():
-		t.Fatal("the caller's media never came up")
-	}
+	m := ev.waitMedia(t, ctx)
 	p := newProbe()
 	fw := voip.NewForwarder("caller", zerolog.Nop())
 	require.NoError(t, fw.Add(m))
