@@ -45,9 +45,12 @@ func planSection(rs *remoteSection, opts Options) plan {
 	case len(rs.keys) == 0:
 		return plan{reject: true, why: "no a=crypto we support"}
 	}
-	for _, f := range rs.formats {
-		if ours, ok := supported(rs.kind, f); ok {
-			p.codec = ours
+	// Our order, not the offer's: jamid lists H.264 first, but VP8 (and
+	// Opus) is what every WebRTC peer of a bridge shares, and the media is
+	// forwarded, never transcoded.
+	for _, pref := range preferred(rs.kind) {
+		if f, ok := offeredFormat(rs.formats, pref); ok {
+			p.codec = pref
 			p.codec.PayloadType = f.PayloadType
 			if f.Fmtp != "" && rs.kind == webrtc.RTPCodecTypeVideo {
 				p.codec.Fmtp = f.Fmtp // H.264's profile is the offerer's to say

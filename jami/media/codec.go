@@ -37,7 +37,7 @@ const (
 )
 
 // audioCodecs and videoCodecs are what we take, in order of preference
-// for our offers. Answers pick the remote's first format that is here.
+// for our offers and our answers alike.
 var (
 	audioCodecs = []Codec{
 		{Name: "opus", ClockRate: 48000, Channels: 2, Fmtp: "minptime=10;useinbandfec=1", PayloadType: ptOpus},
@@ -67,18 +67,27 @@ var staticPayload = map[uint8]Codec{
 	9: {Name: "G722", ClockRate: 8000},
 }
 
-// supported finds the codec of ours that a remote format is.
-func supported(kind webrtc.RTPCodecType, c Codec) (Codec, bool) {
-	list := audioCodecs
+// preferred is our list of a kind's codecs, best first.
+func preferred(kind webrtc.RTPCodecType) []Codec {
 	if kind == webrtc.RTPCodecTypeVideo {
-		list = videoCodecs
+		return videoCodecs
 	}
-	for _, ours := range list {
-		if strings.EqualFold(ours.Name, c.Name) && ours.ClockRate == c.ClockRate {
-			if ours.Name == "opus" && c.Channels != 0 && c.Channels != 2 {
-				continue
-			}
-			return ours, true
+	return audioCodecs
+}
+
+// sameFormat says whether a remote format is our codec ours.
+func sameFormat(ours, c Codec) bool {
+	if !strings.EqualFold(ours.Name, c.Name) || ours.ClockRate != c.ClockRate {
+		return false
+	}
+	return ours.Name != "opus" || c.Channels == 0 || c.Channels == 2
+}
+
+// offeredFormat finds ours among a section's formats.
+func offeredFormat(formats []Codec, ours Codec) (Codec, bool) {
+	for _, f := range formats {
+		if sameFormat(ours, f) {
+			return f, true
 		}
 	}
 	return Codec{}, false

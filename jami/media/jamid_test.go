@@ -37,11 +37,11 @@ func TestJamidOfferIsAnswered(t *testing.T) {
 	require.EqualValues(t, 104, st[0].SendPayloadType)
 	require.EqualValues(t, 101, st[0].SendDTMFPayloadType)
 	require.EqualValues(t, 8000, st[0].DTMFClockRate)
-	require.Equal(t, "H264", st[1].Codec.Name, "jamid's first video format")
-	require.Equal(t, "profile-level-id=428029", st[1].Codec.Fmtp)
+	require.Equal(t, "VP8", st[1].Codec.Name, "our first video format, though jamid lists H.264 first")
+	require.EqualValues(t, 97, st[1].Codec.PayloadType, "at jamid's number")
 	for _, want := range []string{
 		"m=audio ", " RTP/SAVP 104 101\r\n", "a=rtpmap:104 opus/48000/2\r\n", "a=rtpmap:101 telephone-event/8000\r\n",
-		"m=video ", " RTP/SAVP 96\r\n", "a=fmtp:96 profile-level-id=428029\r\n",
+		"m=video ", " RTP/SAVP 97\r\n", "a=rtpmap:97 VP8/90000\r\n",
 		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:", "a=rtcp:", "a=sendrecv\r\n", " 2 UDP ", " typ host\r\n",
 	} {
 		require.Contains(t, text, want)
@@ -72,4 +72,21 @@ func TestMalformedSDPIsAnError(t *testing.T) {
 		require.Error(t, err, name)
 	}
 	require.Error(t, s.SetAnswer([]byte("v=0\r\n")))
+}
+
+// An offer of H.264 alone is answered with H.264 and the offer's profile
+// (jamid's encoder writes what the profile says).
+func TestH264OnlyOfferIsAnswered(t *testing.T) {
+	goroutineCheck(t)
+	offer, err := os.ReadFile("testdata/jamid-offer.sdp")
+	require.NoError(t, err)
+	text := strings.ReplaceAll(string(offer), "RTP/SAVP 96 97", "RTP/SAVP 96")
+	text = strings.ReplaceAll(text, "a=rtpmap:97 VP8/90000\r\n", "")
+	s := newTestSession(t, Options{Audio: true, Video: true})
+	answer, err := s.Answer(testCtx(t), []byte(text))
+	require.NoError(t, err)
+	st := s.Streams()
+	require.Equal(t, "H264", st[1].Codec.Name)
+	require.Equal(t, "profile-level-id=428029", st[1].Codec.Fmtp)
+	require.Contains(t, string(answer), "a=fmtp:96 profile-level-id=428029\r\n")
 }

@@ -96,6 +96,7 @@ const (
 	ConfigurationManager = "cx.ring.Ring.ConfigurationManager"
 	CallManager          = "cx.ring.Ring.CallManager"
 	Instance             = "cx.ring.Ring.Instance"
+	VideoManager         = "cx.ring.Ring.VideoManager"
 )
 
 const (
@@ -398,6 +399,7 @@ func (d *Daemon) startBus(ctx context.Context) error {
 	for _, match := range [][]dbus.MatchOption{
 		{dbus.WithMatchInterface(ConfigurationManager)},
 		{dbus.WithMatchInterface(CallManager)},
+		{dbus.WithMatchInterface(VideoManager)},
 		{dbus.WithMatchInterface(Instance)},
 		{dbus.WithMatchInterface("org.freedesktop.DBus"), dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, BusName)},
 	} {
