@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
@@ -64,6 +65,8 @@ type Bridge struct {
 	// rooms (for commands that find a bridge).
 	partiesMu sync.Mutex
 	parties   map[leg.ID]party
+	// dtmfMu is held while a key is sent on (dtmf).
+	dtmfMu sync.Mutex
 }
 
 type party struct {
@@ -357,6 +360,36 @@ func (b *Bridge) peerMuted(l leg.Leg, audio, video bool) {
 	}
 }
 
+// dtmf: a party's key, signalled out of band, goes to every other party's
+// audio as RFC 4733 events. One key at a time (dtmfMu): two senders on
+// one track would interleave their events.
+func (b *Bridge) dtmf(l leg.Leg, digit rune, d time.Duration) {
+	var outs []*voip.OutboundTrack
+	for _, m := range b.members {
+		if m.l == l || m.ended || m.media == nil {
+			continue
+		}
+		if out := m.media.Outbound(webrtc.RTPCodecTypeAudio); out != nil {
+			outs = append(outs, out)
+		}
+	}
+	b.log.Info().Str("leg", string(l.ID())).Str("digit", string(digit)).Int("to", len(outs)).Msg("A party pressed a key")
+	if len(outs) == 0 {
+		return
+	}
+	go func() {
+		b.dtmfMu.Lock()
+		defer b.dtmfMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), d+2*time.Second)
+		defer cancel()
+		for _, out := range outs {
+			if err := voip.SendDTMF(ctx, out, string(digit), voip.DTMFOptions{Duration: d}); err != nil {
+				b.log.Info().Err(err).Str("digit", string(digit)).Msg("Could not pass a key on")
+			}
+		}
+	}()
+}
+
 // ended: a leg is over. The others are ended with a reason that says why,
 // once the conversation lacks the parties it needs.
 func (b *Bridge) ended(l leg.Leg, e leg.End) {
@@ -626,6 +659,9 @@ func (e bridgeEvents) PeerMuted(l leg.Leg, audio, video bool) {
 	e.b.post(func() { e.b.peerMuted(l, audio, video) })
 }
 func (e bridgeEvents) Ended(l leg.Leg, end leg.End) { e.b.post(func() { e.b.ended(l, end) }) }
+func (e bridgeEvents) DTMF(l leg.Leg, digit rune, d time.Duration) {
+	e.b.post(func() { e.b.dtmf(l, digit, d) })
+}
 
 // newForwarder makes the bridge's media forwarder.
 func newForwarder(b *Bridge) *voip.Forwarder {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
@@ -360,5 +362,65 @@ func TestBridgeCallerGoneWhileDialling(t *testing.T) {
 		t.Fatal("the far leg was placed")
 	default:
 	}
+	e.waitDone(b)
+}
+
+// packetLeg is a voip leg with one Opus stream that negotiated
+// telephone-event 101: what the forwarder writes to it comes out of out.
+func packetLeg(t *testing.T, name string) (*voip.PacketLeg, chan rtp.Packet) {
+	out := make(chan rtp.Packet, 256)
+	done := make(chan struct{})
+	var once sync.Once
+	opus := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111}
+	l := voip.NewPacketLeg(name, []voip.PacketStream{{
+		Kind: webrtc.RTPCodecTypeAudio, Codec: opus, SendPayloadType: 111, DTMFPayloadType: 101, SendDTMFPayloadType: 101,
+		ReadRTP: func([]byte) (int, error) { <-done; return 0, io.EOF },
+		WriteRTP: func(h *rtp.Header, payload []byte) error {
+			select {
+			case out <- rtp.Packet{Header: *h, Payload: append([]byte(nil), payload...)}:
+			default:
+			}
+			return nil
+		},
+		ID: name + "-audio", StreamID: name,
+	}}, voip.WithCloser(func() error { once.Do(func() { close(done) }); return nil }))
+	t.Cleanup(func() { _ = l.Close() })
+	return l, out
+}
+
+// A key one party's signalling carried (jamid's SIP INFO) reaches the
+// other party as RFC 4733 events of that key, and not the presser.
+func TestBridgePassesSignalledKeysOn(t *testing.T) {
+	e := newBridgeEnv(t)
+	b, origin, far := e.routed()
+	b.events.Answered(far)
+	recv(t, origin.answers, "the origin is answered")
+	b.events.Answered(origin)
+	originMedia, originOut := packetLeg(t, "origin")
+	farMedia, farOut := packetLeg(t, "far")
+	b.events.MediaReady(origin, originMedia)
+	b.events.MediaReady(far, farMedia)
+
+	b.events.DTMF(origin, '4', 60*time.Millisecond)
+	var end bool
+	for !end {
+		p := recv(t, farOut, "the far party gets the key's events")
+		require.EqualValues(t, 101, p.PayloadType)
+		require.Len(t, p.Payload, 4)
+		require.EqualValues(t, 4, p.Payload[0], "the event is key 4")
+		end = p.Payload[1]&0x80 != 0
+	}
+	select {
+	case p := <-originOut:
+		t.Fatalf("the presser got a packet back: %+v", p.Header)
+	default:
+	}
+
+	// Legs let go of their media as they end.
+	b.events.Ended(far, leg.End{Reason: leg.Hangup, By: leg.ByPeer})
+	require.NoError(t, farMedia.Close())
+	far.finish()
+	recv(t, origin.hangups, "the origin is hung up")
+	require.NoError(t, originMedia.Close())
 	e.waitDone(b)
 }

@@ -30,12 +30,13 @@ type events struct {
 	connected chan struct{}
 	receiving chan bool
 	ended     chan leg.End
+	dtmf      chan dtmfKey
 	once      sync.Once
 }
 
 func newEvents() *events {
 	return &events{answered: make(chan struct{}), media: make(chan voip.Leg, 1), connected: make(chan struct{}, 1),
-		receiving: make(chan bool, 8), ended: make(chan leg.End, 1)}
+		receiving: make(chan bool, 8), ended: make(chan leg.End, 1), dtmf: make(chan dtmfKey, 16)}
 }
 
 // waitMedia waits for the leg's media, failing the test if the call ends
@@ -60,6 +61,18 @@ func (e *events) Connected(leg.Leg)                     { e.connected <- struct{
 func (e *events) Receiving(_ leg.Leg, on bool)          { e.receiving <- on }
 func (e *events) PeerMuted(leg.Leg, bool, bool)         {}
 func (e *events) Ended(_ leg.Leg, end leg.End)          { e.ended <- end }
+func (e *events) DTMF(_ leg.Leg, digit rune, d time.Duration) {
+	select {
+	case e.dtmf <- dtmfKey{digit, d}:
+	default:
+	}
+}
+
+// dtmfKey is a key a leg reported.
+type dtmfKey struct {
+	digit rune
+	d     time.Duration
+}
 
 // echoHost answers every call, and echoes its media back (as the bridge
 // does with route echo).

@@ -92,7 +92,8 @@ func newJamidBed(t *testing.T, ctx context.Context) *jamidBed {
 // and what jamid sends reaches the bot decrypted: Opus packets of a sound,
 // not silence frames. Then jamid changes its audio source, which it does
 // by a re-INVITE with a new ICE session: the bot takes the ICE restart,
-// and the sound goes on in the same leg.
+// and the sound goes on in the same leg. A key pressed on jamid reaches
+// the leg's conversation.
 func TestJamidCallsBotMedia(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -121,6 +122,16 @@ func TestJamidCallsBotMedia(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("only %d sound packets from jamid; stats %+v", big, m.Stats())
 		}
+	}
+	// A key pressed on jamid comes as its SIP INFO and is reported to the
+	// conversation, which sends it on as RFC 4733 events.
+	require.NoError(t, b.d.PlayDTMF(ctx, "7"))
+	select {
+	case k := <-b.host.ev.dtmf:
+		require.Equal(t, '7', k.digit)
+		t.Logf("jamid's key: %q for %s", k.digit, k.d)
+	case <-ctx.Done():
+		t.Fatal("jamid's key never reached the leg")
 	}
 	require.NoError(t, b.d.RequestMediaChange(ctx, b.jamiAcc, callID, jamid.AudioFileMedia("/dev/null")))
 	drain := len(p.out)

@@ -346,6 +346,15 @@ func (l *Leg) handler() sip.Handler {
 	return sip.Handler{
 		OnReInvite: l.onReInvite,
 		OnInfo: func(contentType string, body []byte) {
+			if strings.EqualFold(contentType, sip.ContentTypeDTMFRelay) {
+				if digit, d, ok := sip.ParseDTMFRelay(body); ok {
+					if d == 0 {
+						d = 160 * time.Millisecond // jamid's default pulse length
+					}
+					l.post(func() { l.events.DTMF(l, digit, d) })
+				}
+				return
+			}
 			if !strings.EqualFold(contentType, sip.ContentTypeMediaControl) {
 				return
 			}

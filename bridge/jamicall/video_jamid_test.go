@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"image"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,6 +132,7 @@ func TestJamidVideoBothWays(t *testing.T) {
 		kf.mu.Lock()
 		codec := kf.codec
 		kf.mu.Unlock()
+		t.Logf("jamid's video lines:\n%s", videoLines(b.d.Log()))
 		t.Fatalf("no VP8 keyframe from jamid decoded (video codec %q); stats %+v", codec, m.Stats())
 	}
 
@@ -150,4 +152,16 @@ func TestJamidVideoBothWays(t *testing.T) {
 	}
 	require.NoError(t, pattern.Close())
 	require.NoError(t, fw.Close())
+}
+
+// videoLines are the lines of jamid's log about its video input and
+// sender, for a failure's message.
+func videoLines(log string) string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "video_") || strings.Contains(line, "media_decoder") || strings.Contains(line, "media_encoder") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

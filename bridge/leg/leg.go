@@ -7,6 +7,8 @@
 package leg
 
 import (
+	"time"
+
 	"github.com/voipbot/voipbot/voip"
 )
 
@@ -137,6 +139,10 @@ type Events interface {
 	Receiving(l Leg, on bool)
 	// PeerMuted: the peer muted or unmuted its microphone or camera.
 	PeerMuted(l Leg, audio, video bool)
+	// DTMF: the peer pressed a key that its signalling carried (jamid's
+	// SIP INFO); the other parties get it as RFC 4733 events. Events in
+	// the media itself are forwarded with it and never come here.
+	DTMF(l Leg, digit rune, d time.Duration)
 	// Ended: the leg is over.
 	Ended(l Leg, e End)
 }

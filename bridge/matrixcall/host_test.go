@@ -2,6 +2,7 @@ package matrixcall
 
 import (
 	"sync"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
@@ -108,7 +109,8 @@ func (e *testEvents) Receiving(_ leg.Leg, on bool) {
 		e.fwd.SetReceiving(e.media, on)
 	}
 }
-func (e *testEvents) PeerMuted(leg.Leg, bool, bool) {}
+func (e *testEvents) PeerMuted(leg.Leg, bool, bool)     {}
+func (e *testEvents) DTMF(leg.Leg, rune, time.Duration) {}
 func (e *testEvents) Ended(l leg.Leg, _ leg.End) {
 	e.h.mu.Lock()
 	delete(e.h.slots, l.ID())

@@ -495,3 +495,9 @@ func (d *Daemon) CallDetails(ctx context.Context, accountID, callID string) (map
 	var m map[string]string
 	return m, d.store(ctx, &m, CallManager, "getCallDetails", accountID, callID)
 }
+
+// PlayDTMF presses a key in jamid's current call: jamid sends it as a SIP
+// INFO (application/dtmf-relay), not in its media.
+func (d *Daemon) PlayDTMF(ctx context.Context, key string) error {
+	return d.noReply(ctx, CallManager, "playDTMF", key)
+}
