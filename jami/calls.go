@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/voipbot/voipbot/jami/connect"
 	"github.com/voipbot/voipbot/jami/dht"
@@ -128,10 +129,38 @@ func (s *Service) OpenSIP(ctx context.Context, dev connect.Device, video bool) (
 	return mgr.OpenChannel(ctx, dev, SIPChannel, connType)
 }
 
+// ErrNoDevice is a lookup that found no usable device of the account.
+var ErrNoDevice = errors.New("no device found on the DHT")
+
+// deviceLookupRetries are the waits before looking an account's devices up
+// again when none was found: a device announcement just put (a device that
+// has only now come online, a busy DHT) can take a moment to be found.
+var deviceLookupRetries = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}
+
 // Devices finds an account's devices, as a Jami caller does: the device
 // announcements at the account id signed by the account, and each device's
-// chain at its key id, which must be issued by that account.
+// chain at its key id, which must be issued by that account. It looks again
+// (deviceLookupRetries) while ctx allows, when it found none.
 func (s *Service) Devices(ctx context.Context, account dht.InfoHash) ([]connect.Device, error) {
+	devs, err := s.lookupDevices(ctx, account)
+	for _, wait := range deviceLookupRetries {
+		if err == nil {
+			return devs, nil
+		}
+		s.log.Debug().Err(err).Stringer("account", account).Dur("retry_in", wait).Msg("No device of the account yet")
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		devs, err = s.lookupDevices(ctx, account)
+	}
+	return devs, err
+}
+
+func (s *Service) lookupDevices(ctx context.Context, account dht.InfoHash) ([]connect.Device, error) {
 	values, err := s.secure.Get(ctx, account)
 	if err != nil {
 		return nil, fmt.Errorf("looking up Jami account %s: %w", account, err)
@@ -166,7 +195,7 @@ func (s *Service) Devices(ctx context.Context, account dht.InfoHash) ([]connect.
 		devs = append(devs, dev)
 	}
 	if len(devs) == 0 {
-		return nil, fmt.Errorf("no device of Jami account %s found on the DHT", account)
+		return nil, fmt.Errorf("Jami account %s: %w", account, ErrNoDevice)
 	}
 	return devs, nil
 }
