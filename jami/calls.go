@@ -195,7 +195,7 @@ func (s *Service) lookupDevices(ctx context.Context, account dht.InfoHash) ([]co
 		devs = append(devs, dev)
 	}
 	if len(devs) == 0 {
-		return nil, fmt.Errorf("Jami account %s: %w", account, ErrNoDevice)
+		return nil, fmt.Errorf("looking up the devices of Jami account %s: %w", account, ErrNoDevice)
 	}
 	return devs, nil
 }
