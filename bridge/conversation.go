@@ -65,8 +65,9 @@ type Bridge struct {
 	// rooms (for commands that find a bridge).
 	partiesMu sync.Mutex
 	parties   map[leg.ID]party
-	// dtmfMu is held while a key is sent on (dtmf).
-	dtmfMu sync.Mutex
+	// dtmfSent is closed once the last key passed on has been sent (dtmf);
+	// only the queue touches the field.
+	dtmfSent chan struct{}
 }
 
 type party struct {
@@ -361,8 +362,9 @@ func (b *Bridge) peerMuted(l leg.Leg, audio, video bool) {
 }
 
 // dtmf: a party's key, signalled out of band, goes to every other party's
-// audio as RFC 4733 events. One key at a time (dtmfMu): two senders on
-// one track would interleave their events.
+// audio as RFC 4733 events. Keys go one after another, in the order they
+// were pressed: each sender waits for the one before it (two senders on a
+// track would interleave their events, and a PIN must not be reordered).
 func (b *Bridge) dtmf(l leg.Leg, digit rune, d time.Duration) {
 	var outs []*voip.OutboundTrack
 	for _, m := range b.members {
@@ -377,9 +379,13 @@ func (b *Bridge) dtmf(l leg.Leg, digit rune, d time.Duration) {
 	if len(outs) == 0 {
 		return
 	}
+	prev, sent := b.dtmfSent, make(chan struct{})
+	b.dtmfSent = sent
 	go func() {
-		b.dtmfMu.Lock()
-		defer b.dtmfMu.Unlock()
+		defer close(sent)
+		if prev != nil {
+			<-prev
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), d+2*time.Second)
 		defer cancel()
 		for _, out := range outs {

@@ -388,8 +388,8 @@ func packetLeg(t *testing.T, name string) (*voip.PacketLeg, chan rtp.Packet) {
 	return l, out
 }
 
-// A key one party's signalling carried (jamid's SIP INFO) reaches the
-// other party as RFC 4733 events of that key, and not the presser.
+// Keys one party's signalling carried (jamid's SIP INFO) reach the other
+// party as RFC 4733 events of those keys, in order, and not the presser.
 func TestBridgePassesSignalledKeysOn(t *testing.T) {
 	e := newBridgeEnv(t)
 	b, origin, far := e.routed()
@@ -401,15 +401,21 @@ func TestBridgePassesSignalledKeysOn(t *testing.T) {
 	b.events.MediaReady(origin, originMedia)
 	b.events.MediaReady(far, farMedia)
 
+	// Two keys pressed at once arrive whole and in order.
 	b.events.DTMF(origin, '4', 60*time.Millisecond)
-	var end bool
-	for !end {
-		p := recv(t, farOut, "the far party gets the key's events")
+	b.events.DTMF(origin, '5', 60*time.Millisecond)
+	// The events of each key, as they come (an end is sent three times).
+	var keys []byte
+	for last := false; !last; {
+		p := recv(t, farOut, "the far party gets the keys' events")
 		require.EqualValues(t, 101, p.PayloadType)
 		require.Len(t, p.Payload, 4)
-		require.EqualValues(t, 4, p.Payload[0], "the event is key 4")
-		end = p.Payload[1]&0x80 != 0
+		if len(keys) == 0 || keys[len(keys)-1] != p.Payload[0] {
+			keys = append(keys, p.Payload[0])
+		}
+		last = p.Payload[0] == 5 && p.Payload[1]&0x80 != 0
 	}
+	require.Equal(t, []byte{4, 5}, keys, "key 4's events, then key 5's, none interleaved")
 	select {
 	case p := <-originOut:
 		t.Fatalf("the presser got a packet back: %+v", p.Header)

@@ -30,8 +30,8 @@ type keyframes struct {
 	frame   []byte
 	started bool
 	codec   string
-	got     chan *image.YCbCr
-	once    sync.Once
+	got     chan *image.YCbCr // given the first keyframe, once
+	decoded bool
 }
 
 func newKeyframes() *keyframes { return &keyframes{got: make(chan *image.YCbCr, 1)} }
@@ -43,6 +43,9 @@ func (k *keyframes) Packet(t *voip.InboundTrack, h *rtp.Header, payload []byte) 
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.codec = t.Codec.MimeType
+	if k.decoded {
+		return
+	}
 	var p codecs.VP8Packet
 	data, err := p.Unmarshal(payload)
 	if err != nil || len(data) == 0 && !h.Marker {
@@ -69,7 +72,8 @@ func (k *keyframes) Packet(t *voip.InboundTrack, h *rtp.Header, payload []byte) 
 	if err != nil {
 		return
 	}
-	k.once.Do(func() { k.got <- img })
+	k.decoded = true
+	k.got <- img
 }
 
 func (k *keyframes) Close() error { return nil }
