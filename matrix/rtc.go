@@ -1,0 +1,139 @@
+package matrix
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/matrix/rtcevent"
+)
+
+// What the Element Call leg kind (bridge/rtc) needs of the homeserver:
+// the room's call memberships, the bot's own, an OpenID token for the
+// LiveKit JWT service, and Olm to-device messages for media keys.
+
+var callMemberType = event.Type{Type: rtcevent.TypeCallMember, Class: event.StateEventType}
+
+// CallMemberships reads the room's call membership state events (every
+// device's, left ones included: their content is {}).
+func (c *Client) CallMemberships(ctx context.Context, room id.RoomID) ([]rtcevent.StateEvent, error) {
+	state, err := c.cli.State(ctx, room)
+	if err != nil {
+		return nil, fmt.Errorf("reading the state of %s: %w", room, err)
+	}
+	var out []rtcevent.StateEvent
+	for key, evt := range state[callMemberType] {
+		out = append(out, rtcevent.StateEvent{
+			Sender: evt.Sender.String(), StateKey: key, OriginServerTS: evt.Timestamp,
+			Content: rawContent(evt),
+		})
+	}
+	return out, nil
+}
+
+// rawContent is an event's content as it came.
+func rawContent(evt *event.Event) json.RawMessage {
+	if len(evt.Content.VeryRaw) > 0 {
+		return evt.Content.VeryRaw
+	}
+	b, err := json.Marshal(evt.Content.Raw)
+	if err != nil {
+		return json.RawMessage(`{}`)
+	}
+	return b
+}
+
+// SetCallMembership sends the bot's device's membership of a room's call
+// (content {} leaves it).
+func (c *Client) SetCallMembership(ctx context.Context, room id.RoomID, content any) (id.EventID, error) {
+	key := rtcevent.StateKey(c.UserID().String(), c.DeviceID().String())
+	resp, err := c.cli.SendStateEvent(ctx, room, callMemberType, key, content)
+	if err != nil {
+		return "", fmt.Errorf("sending the call membership %s in %s: %w", key, room, err)
+	}
+	return resp.EventID, nil
+}
+
+// MaySendState says whether user may send state events of type t in
+// room: its power level against the type's level (else state_default).
+func (c *Client) MaySendState(ctx context.Context, room id.RoomID, user id.UserID, t string) (bool, error) {
+	var pl event.PowerLevelsEventContent
+	if err := c.cli.StateEvent(ctx, room, event.StatePowerLevels, "", &pl); err != nil {
+		if errors.Is(err, mautrix.MNotFound) {
+			return true, nil
+		}
+		return false, fmt.Errorf("reading the power levels of %s: %w", room, err)
+	}
+	return pl.GetUserLevel(user) >= pl.GetEventLevel(event.Type{Type: t, Class: event.StateEventType}), nil
+}
+
+// OpenIDToken asks the homeserver for a token that proves the bot's user
+// id to a third party (the LiveKit JWT service checks it).
+func (c *Client) OpenIDToken(ctx context.Context) (*mautrix.RespOpenIDToken, error) {
+	resp, err := c.cli.RequestOpenIDToken(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("requesting an OpenID token: %w", err)
+	}
+	return resp, nil
+}
+
+// SendRoomEvent sends a message event (encrypted in an encrypted room).
+func (c *Client) SendRoomEvent(ctx context.Context, room id.RoomID, t string, content any) (id.EventID, error) {
+	resp, err := c.cli.SendMessageEvent(ctx, room, event.Type{Type: t, Class: event.MessageEventType}, content)
+	if err != nil {
+		return "", fmt.Errorf("sending %s in %s: %w", t, room, err)
+	}
+	return resp.EventID, nil
+}
+
+// ErrNoCrypto is returned for what needs the bot's Olm device when it has
+// none (matrix.encryption is off).
+var ErrNoCrypto = errors.New("the bot has no encryption device (matrix.encryption is off)")
+
+// SendEncryptedToDevice sends content as an Olm-encrypted to-device event
+// of type t to each of the devices (creating Olm sessions as needed). A
+// device whose keys cannot be found is skipped and named in the error;
+// the others still get the message.
+func (c *Client) SendEncryptedToDevice(ctx context.Context, t string, content any, to map[id.UserID][]id.DeviceID) error {
+	if c.crypto == nil {
+		return ErrNoCrypto
+	}
+	raw, err := json.Marshal(content)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", t, err)
+	}
+	evtType := event.Type{Type: t, Class: event.ToDeviceEventType}
+	var errs []error
+	req := &mautrix.ReqSendToDevice{Messages: map[id.UserID]map[id.DeviceID]*event.Content{}}
+	for user, devices := range to {
+		for _, dev := range slices.Compact(slices.Sorted(slices.Values(devices))) {
+			if _, err := c.crypto.mach.GetOrFetchDevice(ctx, user, dev); err != nil {
+				errs = append(errs, fmt.Errorf("device %s of %s: %w", dev, user, err))
+				continue
+			}
+			if req.Messages[user] == nil {
+				req.Messages[user] = map[id.DeviceID]*event.Content{}
+			}
+			req.Messages[user][dev] = &event.Content{VeryRaw: raw}
+		}
+	}
+	if len(req.Messages) > 0 {
+		enc, err := c.crypto.mach.EncryptToDevices(ctx, evtType, req)
+		if err != nil {
+			return fmt.Errorf("encrypting %s: %w", t, errors.Join(append(errs, err)...))
+		}
+		if _, err = c.cli.SendToDevice(ctx, event.ToDeviceEncrypted, enc); err != nil {
+			return fmt.Errorf("sending %s: %w", t, errors.Join(append(errs, err)...))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("sending %s: %w", t, errors.Join(errs...))
+	}
+	return nil
+}

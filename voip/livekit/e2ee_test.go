@@ -1,0 +1,67 @@
+package livekit
+
+import (
+	"bytes"
+	"crypto/aes"
+	"testing"
+
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/stretchr/testify/require"
+)
+
+// Our framing against server-sdk-go's, both ways, with a key derived as
+// livekit-client derives a per-participant key.
+func TestOpusFramesInteroperate(t *testing.T) {
+	raw := []byte("0123456789abcdef")
+	key, err := DeriveFrameKey(raw)
+	require.NoError(t, err)
+	block, err := aes.NewCipher(key)
+	require.NoError(t, err)
+	frame := append([]byte{0x78}, bytes.Repeat([]byte{0xab}, 80)...)
+
+	ring := NewKeyRing()
+	require.NoError(t, ring.SetKey("@alice:localhost:A", 4, raw))
+	theirs, err := lksdk.EncryptGCMAudioSampleCustomCipher(frame, 4, block)
+	require.NoError(t, err)
+	plain, err := ring.DecryptOpus(nil, theirs, "@alice:localhost:A")
+	require.NoError(t, err)
+	require.Equal(t, frame, plain)
+
+	var enc Encryptor
+	require.NoError(t, enc.SetKey(4, raw))
+	ours, err := enc.EncryptOpus(nil, frame)
+	require.NoError(t, err)
+	require.Equal(t, frame[0], ours[0], "the header stays clear")
+	require.Equal(t, []byte{12, 4}, ours[len(ours)-2:])
+	back, err := lksdk.DecryptGCMAudioSampleCustomCipher(ours, nil, block)
+	require.NoError(t, err)
+	require.Equal(t, frame, back)
+}
+
+func TestDecryptRefusesWhatItCannotRead(t *testing.T) {
+	ring := NewKeyRing()
+	require.NoError(t, ring.SetKey("a", 0, []byte("0123456789abcdef")))
+	var enc Encryptor
+	require.NoError(t, enc.SetKey(0, []byte("fedcba9876543210")))
+	wrongKey, err := enc.EncryptOpus(nil, []byte{1, 2, 3, 4})
+	require.NoError(t, err)
+
+	for name, frame := range map[string][]byte{
+		"empty": nil, "one byte": {1}, "short": make([]byte, 20),
+		"wrong IV length": append(make([]byte, 40), 11, 0),
+	} {
+		_, err := ring.DecryptOpus(nil, frame, "a")
+		require.ErrorIs(t, err, errFrame, name)
+	}
+	_, err = ring.DecryptOpus(nil, wrongKey, "a")
+	require.ErrorContains(t, err, "message authentication failed")
+	_, err = ring.DecryptOpus(nil, wrongKey, "b")
+	require.ErrorIs(t, err, ErrNoKey)
+	wrongKey[len(wrongKey)-1] = 9
+	_, err = ring.DecryptOpus(nil, wrongKey, "a")
+	require.ErrorIs(t, err, ErrNoKey, "a key index nobody set")
+
+	var none Encryptor
+	_, err = none.EncryptOpus(nil, []byte{1})
+	require.ErrorIs(t, err, ErrNoKey)
+}
