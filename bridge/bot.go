@@ -6,6 +6,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,7 +15,9 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/bridge/jamicall"
+	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
+	"github.com/voipbot/voipbot/bridge/rtc"
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
@@ -71,6 +74,8 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 	b.calls = matrixcall.New(ctx, cfg.Calls.Config, mx, st, media, b.bridges, reg, log)
 	b.bridges.calls = b.calls
 	b.calls.Register(mx)
+	b.bridges.rtc = rtc.New(ctx, cfg.RTC, mx, log)
+	b.registerRTC()
 	mx.On(event.StateMember, isJoin, b.handleJoin)
 	reg.MustRegister(&bridgeCollector{store: st})
 	return b
@@ -89,6 +94,7 @@ func (b *Bot) Start(ctx context.Context, jamiCfg jami.Config) error {
 		b.bridges.jami = jamicall.New(ctx, jamicall.Config{}, b.dht, jamiHost{b.bridges}, b.log)
 		b.bridges.jamiDefaultRoom = id.RoomID(jamiCfg.DefaultRoom)
 	}
+	b.leaveStaleCalls(ctx)
 	if err := b.bridges.endStale(ctx); err != nil {
 		return err
 	}
@@ -109,6 +115,25 @@ func (b *Bot) Stop(ctx context.Context) {
 	if b.dht != nil {
 		b.dht.Stop(ctx)
 	}
+	b.bridges.rtc.Close()
+}
+
+// leaveStaleCalls clears the bot's membership of the rooms' calls the last
+// run was in when it ended without leaving them (before their legs are
+// marked ended).
+func (b *Bot) leaveStaleCalls(ctx context.Context) {
+	legs, err := b.store.ActiveLegs(ctx, string(leg.KindRTC))
+	if err != nil {
+		b.log.Warn().Err(err).Msg("Cannot list the Element Call legs the last run left")
+		return
+	}
+	var rooms []id.RoomID
+	for _, l := range legs {
+		if !slices.Contains(rooms, id.RoomID(l.Peer)) {
+			rooms = append(rooms, id.RoomID(l.Peer))
+		}
+	}
+	b.bridges.rtc.ClearStale(ctx, rooms)
 }
 
 // callCollector reports calls by state from the database at scrape time, so

@@ -14,6 +14,7 @@ import (
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/matrix"
+	"github.com/voipbot/voipbot/matrix/rtcevent"
 )
 
 // Calls placed by commands are limited per user, so that the bot cannot be
@@ -263,6 +264,9 @@ func (b *Bot) checkTarget(ctx context.Context, from id.RoomID, t Target) error {
 		}
 		return nil
 	}
+	if t.Kind == leg.KindRTC {
+		return b.checkRTCTarget(ctx, from, t)
+	}
 	switch {
 	case t.User == b.mx.UserID():
 		return userErrorf("the bot cannot call itself")
@@ -287,6 +291,31 @@ func (b *Bot) checkTarget(ctx context.Context, from id.RoomID, t Target) error {
 	return nil
 }
 
+// checkRTCTarget refuses a room's Element Call the bot cannot join: a room
+// it is not in, or one where it may not send call memberships.
+func (b *Bot) checkRTCTarget(ctx context.Context, from id.RoomID, t Target) error {
+	room := t.Room
+	if t.Alias != "" {
+		var err error
+		if room, err = b.mx.ResolveAlias(ctx, t.Alias); err != nil {
+			return userErrorf("cannot find %s: %v", t.Alias, err)
+		}
+	}
+	if room == "" {
+		room = from
+	} else if joined, err := b.mx.Joined(ctx, room, b.mx.UserID()); err != nil || !joined {
+		return userErrorf("the bot is not in %s", t)
+	}
+	may, err := b.mx.MaySendState(ctx, room, b.mx.UserID(), rtcevent.TypeCallMember)
+	if err != nil {
+		return err
+	}
+	if !may {
+		return userErrorf("the bot may not join calls in %s: its power level is below what %s needs (give it that level, or 0 for everyone as Element Call's rooms do)", room, rtcevent.TypeCallMember)
+	}
+	return nil
+}
+
 // loops refuses a route from room that leads back to it: through the rooms
 // the routes lead to (a user's direct room with the bot, where there is
 // one), A → B → A or longer.
@@ -294,8 +323,8 @@ func (reg *registry) loops(ctx context.Context, from id.RoomID, t Target) error 
 	seen := map[id.RoomID]bool{from: true}
 	path := []string{t.String()}
 	for range 8 {
-		if t.Own() {
-			return nil
+		if t.Own() || t.Kind == leg.KindRTC {
+			return nil // a room's Element Call rings no one onwards
 		}
 		room, err := reg.knownRoom(ctx, t)
 		if err != nil || room == "" {

@@ -8,12 +8,15 @@ import (
 	"time"
 
 	"github.com/voipbot/voipbot/bridge/matrixcall"
+	"github.com/voipbot/voipbot/bridge/rtc"
 )
 
 // Config is the bridge's part of the configuration file.
 type Config struct {
 	Commands CommandsConfig `yaml:"commands"`
 	Calls    CallsConfig    `yaml:"calls"`
+	// RTC is the bot in rooms' Element Calls (MatrixRTC).
+	RTC rtc.Config `yaml:"rtc"`
 }
 
 // MediaMode is what the bot sends into a call it is the far end of.
@@ -72,7 +75,7 @@ func (c *Config) Validate() error {
 	if p == "" || strings.ContainsAny(p, " \t\n") {
 		errs = append(errs, errors.New("commands.prefix: must be one word, like !voip"))
 	}
-	errs = append(errs, c.Calls.validate())
+	errs = append(errs, c.Calls.validate(), c.RTC.Validate())
 	return errors.Join(errs...)
 }
 

@@ -403,9 +403,15 @@ func (b *Bridge) ended(l leg.Leg, e leg.End) {
 	if m == nil || m.ended {
 		return
 	}
+	answered := m.answered
 	b.finish(m, e)
 	b.log.Info().Str("leg", string(l.ID())).Str("kind", string(l.Kind())).Str("reason", string(e.Reason)).
 		Str("by", string(e.By)).Str("detail", e.Detail).Msg("Leg ended")
+	if r, ok := l.(interface{ Room() id.RoomID }); ok && l.Kind() == leg.KindRTC && e.Reason == leg.Failed && !answered {
+		// Joining a room's call fails in ways the room can fix (power
+		// levels, a missing focus): it is told why.
+		b.reg.notice(r.Room(), "Could not join this room's call: "+e.Detail)
+	}
 	need := 2
 	if b.hasOwn() || b.target.Own() {
 		need = 1

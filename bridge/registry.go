@@ -14,6 +14,7 @@ import (
 	"github.com/voipbot/voipbot/bridge/jamicall"
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
+	"github.com/voipbot/voipbot/bridge/rtc"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
 )
@@ -53,6 +54,8 @@ type registry struct {
 	// jamiDefaultRoom is jami.default_room.
 	jami            *jamicall.Manager
 	jamiDefaultRoom id.RoomID
+	// rtc puts the bot into rooms' Element Calls.
+	rtc *rtc.Manager
 
 	// dial makes the leg that rings a target (place; tests put fake legs
 	// here).
@@ -78,8 +81,11 @@ func newRegistry(ctx context.Context, cfg CallsConfig, st *store.Store, mx reach
 		bridges: map[leg.BridgeID]*Bridge{},
 	}
 	reg.dial = func(ctx context.Context, b *Bridge, t Target, video bool, deadline time.Time, caller string) (placedLeg, error) {
-		if t.Kind == leg.KindJami {
+		switch t.Kind {
+		case leg.KindJami:
 			return reg.placeJami(b, t, video)
+		case leg.KindRTC:
+			return reg.placeRTC(ctx, b, t, video)
 		}
 		l, err := reg.place(ctx, b, t, video, deadline, caller)
 		if err != nil {

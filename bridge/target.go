@@ -25,11 +25,19 @@ type Target struct {
 	Jami string
 }
 
+// An rtc target is a room's Element Call: rtc alone is the call of the
+// room the call to the bot came from; rtc:!room:server or
+// rtc:#alias:server another room's (Room or Alias set).
+
 // String writes the target as ParseTarget reads it.
 func (t Target) String() string {
 	switch {
 	case t.Kind == leg.KindJami:
 		return "jami:" + t.Jami
+	case t.Kind == leg.KindRTC && t.Room != "":
+		return "rtc:" + string(t.Room)
+	case t.Kind == leg.KindRTC && t.Alias != "":
+		return "rtc:" + string(t.Alias)
 	case t.Kind != leg.KindMatrix:
 		return string(t.Kind)
 	case t.User != "":
@@ -55,6 +63,15 @@ func ParseTarget(s string) (Target, error) {
 	switch k := leg.Kind(strings.ToLower(kind)); {
 	case !hasAddr && !k.Network() && k != "":
 		return Target{Kind: k}, nil
+	case k == leg.KindRTC && !hasAddr:
+		return Target{Kind: leg.KindRTC}, nil
+	case k == leg.KindRTC:
+		t, err := parseMatrixAddress(addr)
+		if err != nil || t.User != "" {
+			return Target{}, fmt.Errorf("rtc:%s: write rtc for this room's Element Call, or rtc:!room:server or rtc:#alias:server for another room's", addr)
+		}
+		t.Kind = leg.KindRTC
+		return t, nil
 	case k == leg.KindMatrix:
 		return parseMatrixAddress(addr)
 	case k == leg.KindJami:
@@ -66,9 +83,9 @@ func ParseTarget(s string) (Target, error) {
 	case hasAddr && !k.Network():
 		return Target{}, fmt.Errorf("%s takes no address (write just %s)", k, k)
 	case !hasAddr:
-		return Target{}, fmt.Errorf("%q is not a target: write echo, tone, silence, file, or kind:address (matrix:@user:server, matrix:!room:server, matrix:#alias:server, jami:<40-hex Jami ID>)", s)
+		return Target{}, fmt.Errorf("%q is not a target: write echo, tone, silence, file, or kind:address (matrix:@user:server, matrix:!room:server, matrix:#alias:server, jami:<40-hex Jami ID>, rtc, rtc:!room:server)", s)
 	default:
-		return Target{}, fmt.Errorf("%q is not a kind of target this bot knows (matrix, jami, or a source: echo, tone, silence, file)", kind)
+		return Target{}, fmt.Errorf("%q is not a kind of target this bot knows (matrix, jami, rtc, or a source: echo, tone, silence, file)", kind)
 	}
 }
 

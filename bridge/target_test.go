@@ -20,6 +20,10 @@ func TestParseTarget(t *testing.T) {
 		"matrix:#room:hs.org":  {Kind: leg.KindMatrix, Alias: "#room:hs.org"},
 		" matrix:@bob:hs.org ": {Kind: leg.KindMatrix, User: "@bob:hs.org"},
 		"jami:0123456789ABCDEF0123456789abcdef01234567": {Kind: leg.KindJami, Jami: "0123456789abcdef0123456789abcdef01234567"},
+		"rtc":              {Kind: leg.KindRTC},
+		"RTC":              {Kind: leg.KindRTC},
+		"rtc:!abc:hs.org":  {Kind: leg.KindRTC, Room: "!abc:hs.org"},
+		"rtc:#room:hs.org": {Kind: leg.KindRTC, Alias: "#room:hs.org"},
 	}
 	for in, want := range good {
 		got, err := ParseTarget(in)
@@ -43,6 +47,8 @@ func TestParseTarget(t *testing.T) {
 		"matrix:#r":          "not a room alias",
 		"matrix:#r:hs x":     "not a room alias",
 		"matrix:@b b:hs.org": "not a Matrix user ID",
+		"rtc:@bob:hs.org":    "write rtc for this room's Element Call",
+		"rtc:!abc":           "write rtc for this room's Element Call",
 	}
 	for in, want := range bad {
 		_, err := ParseTarget(in)

@@ -101,6 +101,13 @@ func (s *Store) queryLegs(ctx context.Context, where string, args ...any) ([]*Br
 	return out, rows.Err()
 }
 
+// ActiveLegs returns the legs of a kind not yet ended (before
+// EndActiveBridges, what the last run left: an Element Call leg's room
+// still has the bot's membership).
+func (s *Store) ActiveLegs(ctx context.Context, kind string) ([]*BridgeLeg, error) {
+	return s.queryLegs(ctx, "WHERE ended_at IS NULL AND kind=$1 ORDER BY created_at, rowid", kind)
+}
+
 // EndActiveBridges marks every bridge and leg not yet ended as ended at now
 // for reason: after a restart, the media of those bridges is gone. It
 // returns how many bridges it ended.

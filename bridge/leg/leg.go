@@ -25,8 +25,10 @@ type Kind string
 
 // The kinds of leg.
 const (
-	KindMatrix  Kind = "matrix"
-	KindJami    Kind = "jami"
+	KindMatrix Kind = "matrix"
+	KindJami   Kind = "jami"
+	// KindRTC is the bot in a room's Element Call (MatrixRTC).
+	KindRTC     Kind = "rtc"
 	KindEcho    Kind = "echo"
 	KindTone    Kind = "tone"
 	KindSilence Kind = "silence"

@@ -1,0 +1,405 @@
+package rtc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/bridge/leg"
+	"github.com/voipbot/voipbot/internal/opqueue"
+	"github.com/voipbot/voipbot/matrix/rtcevent"
+	"github.com/voipbot/voipbot/voip/livekit"
+)
+
+// Leg is the bot's device in one room's call. Its methods never block:
+// each is queued on the leg's operation queue, and the slow parts (the
+// homeserver, the JWT service, the SFU) run off it and post back.
+type Leg struct {
+	m      *Manager
+	id     leg.ID
+	room   id.RoomID
+	video  bool
+	events leg.Events
+	log    zerolog.Logger
+	q      *opqueue.Queue
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// members is the identities of the call's other members now (a
+	// map[string]bool, replaced whole): whose media may be heard.
+	members atomic.Pointer[map[string]bool]
+
+	// On the queue.
+	started, answered, ended bool
+	joined                   bool // our membership was sent
+	participant              *livekit.Participant
+	ringTimer                *time.Timer
+
+	mu     sync.Mutex // guards what Describe reads
+	status string
+	count  int
+}
+
+var _ leg.Leg = (*Leg)(nil)
+
+func newLeg(m *Manager, lid leg.ID, room id.RoomID, video bool, events leg.Events) *Leg {
+	ctx, cancel := context.WithCancel(m.ctx)
+	l := &Leg{
+		m: m, id: lid, room: room, video: video, events: events, q: opqueue.New(),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		log:    m.log.With().Str("leg", string(lid)).Stringer("room_id", room).Logger(),
+		status: "joining",
+	}
+	l.members.Store(&map[string]bool{})
+	return l
+}
+
+// ID implements leg.Leg.
+func (l *Leg) ID() leg.ID { return l.id }
+
+// Kind implements leg.Leg.
+func (l *Leg) Kind() leg.Kind { return leg.KindRTC }
+
+// Direction implements leg.Leg: the bot joins the call.
+func (l *Leg) Direction() leg.Direction { return leg.Outbound }
+
+// Peer implements leg.Leg: the room whose call it is.
+func (l *Leg) Peer() string { return string(l.room) }
+
+// Room is the room whose call the leg is in.
+func (l *Leg) Room() id.RoomID { return l.room }
+
+// Video implements leg.Leg.
+func (l *Leg) Video() bool { return l.video }
+
+// Done implements leg.Leg.
+func (l *Leg) Done() <-chan struct{} { return l.done }
+
+// Answer implements leg.Leg: the bot is never rung by a call.
+func (l *Leg) Answer() {}
+
+// Describe is a line for the status command.
+func (l *Leg) Describe() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprintf("Element Call in %s (%s, %d other members)", l.room, l.status, l.count)
+}
+
+func (l *Leg) setStatus(s string) {
+	l.mu.Lock()
+	l.status = s
+	l.mu.Unlock()
+}
+
+func (l *Leg) post(fn func()) { l.q.Post(fn) }
+
+// Start joins the call.
+func (l *Leg) Start() {
+	l.post(func() {
+		if l.started || l.ended {
+			return
+		}
+		l.started = true
+		l.m.wg.Add(1)
+		go l.join()
+	})
+}
+
+// errNoFocus is the end of a call that has no SFU to meet on.
+var errNoFocus = errors.New("the call has no LiveKit focus and rtc.livekit_service_url is not set")
+
+// join runs off the queue: the bot's membership, a token, the SFU.
+func (l *Leg) join() {
+	defer l.m.wg.Done()
+	ctx, cancel := context.WithTimeout(l.ctx, l.m.cfg.JoinTimeout)
+	defer cancel()
+	mx := l.m.mx
+	fail := func(detail string) {
+		l.post(func() { l.endWith(leg.End{Reason: leg.Failed, By: leg.ByBot, Detail: detail}) })
+	}
+
+	may, err := mx.MaySendState(ctx, l.room, mx.UserID(), rtcevent.TypeCallMember)
+	switch {
+	case err != nil:
+		fail(err.Error())
+		return
+	case !may:
+		fail(fmt.Sprintf("the bot may not join calls in %s: its power level is below what %s needs (Element Call's rooms give it 0)", l.room, rtcevent.TypeCallMember))
+		return
+	}
+	members, err := l.readMembers(ctx)
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	focus, ok := rtcevent.OldestFocus(members)
+	if !ok {
+		focus = rtcevent.Focus{Type: rtcevent.FocusTypeLiveKit, ServiceURL: l.m.cfg.ServiceURL, Alias: string(l.room)}
+	}
+	if !focus.Usable() {
+		fail(errNoFocus.Error())
+		return
+	}
+	l.log = l.log.With().Str("focus", focus.ServiceURL).Logger()
+	oid, err := mx.OpenIDToken(ctx)
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	access, err := l.m.token(ctx, focus.ServiceURL, focus.Alias, oid, mx.DeviceID())
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	created := time.Now()
+	membershipEvent, err := mx.SetCallMembership(ctx, l.room, l.membership(focus, created, created))
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	l.post(func() { l.joined = true })
+	p, err := livekit.Join(ctx, access.URL, access.JWT, livekit.Options{
+		ID: string(l.id), Log: l.log,
+		Accept:   func(identity string) bool { return (*l.members.Load())[identity] },
+		OnChange: func() { l.post(l.participantsChanged) },
+	})
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	l.log.Info().Str("identity", p.Identity()).Int("members", len(members)).Msg("Joined the room's call")
+	l.post(func() {
+		if l.ended {
+			_ = p.Close()
+			return
+		}
+		l.participant = p
+		l.setStatus("in the call")
+		l.events.MediaReady(l, p.Leg())
+		l.events.Connected(l)
+		if len(members) > 0 {
+			l.answer()
+		} else {
+			l.ring(membershipEvent)
+		}
+	})
+	l.m.wg.Add(1)
+	go l.refresh(focus, created)
+}
+
+// membership is the bot's membership content: the room's call, through
+// focus, lasting MembershipExpiry from now (created is the first join).
+func (l *Leg) membership(focus rtcevent.Focus, created, now time.Time) rtcevent.Membership {
+	user, device := l.m.mx.UserID().String(), l.m.mx.DeviceID().String()
+	intent := "audio"
+	if l.video {
+		intent = "video"
+	}
+	return rtcevent.Membership{
+		Application: rtcevent.ApplicationCall, CallID: "", Scope: rtcevent.ScopeRoom, DeviceID: device,
+		MembershipID: rtcevent.Identity(user, device),
+		FocusActive:  rtcevent.ActiveFocus{Type: rtcevent.FocusTypeLiveKit, Selection: rtcevent.SelectionOldest},
+		// Elapsed time plus the expiry: the membership lapses
+		// MembershipExpiry after the last refresh.
+		Expires:       now.Sub(created).Milliseconds() + l.m.cfg.MembershipExpiry.Milliseconds(),
+		CreatedTS:     created.UnixMilli(),
+		FociPreferred: []rtcevent.Focus{focus},
+		Intent:        intent,
+	}
+}
+
+// refresh keeps the membership from lapsing while the leg lives. Dendrite
+// has no delayed events (MSC4140), so a short expiry kept fresh is what
+// ends a crashed bot's membership.
+func (l *Leg) refresh(focus rtcevent.Focus, created time.Time) {
+	defer l.m.wg.Done()
+	t := time.NewTicker(l.m.cfg.MembershipExpiry / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case now := <-t.C:
+			ctx, cancel := context.WithTimeout(l.ctx, l.m.cfg.MembershipExpiry/4)
+			_, err := l.m.mx.SetCallMembership(ctx, l.room, l.membership(focus, created, now))
+			cancel()
+			if err != nil && l.ctx.Err() == nil {
+				l.log.Warn().Err(err).Msg("Refreshing the bot's call membership")
+			}
+		}
+	}
+}
+
+// readMembers reads the call's other members and keeps whose media may be
+// heard.
+func (l *Leg) readMembers(ctx context.Context) ([]rtcevent.Member, error) {
+	events, err := l.m.mx.CallMemberships(ctx, l.room)
+	if err != nil {
+		return nil, err
+	}
+	all, bad := rtcevent.Members(events, time.Now())
+	for _, err := range bad {
+		l.log.Debug().Err(err).Msg("Ignoring a call membership Element Call would ignore too")
+	}
+	self := rtcevent.Identity(l.m.mx.UserID().String(), l.m.mx.DeviceID().String())
+	others := slices.DeleteFunc(all, func(m rtcevent.Member) bool { return m.Identity() == self })
+	ids := make(map[string]bool, len(others))
+	for _, m := range others {
+		ids[m.Identity()] = true
+	}
+	l.members.Store(&ids)
+	l.mu.Lock()
+	l.count = len(others)
+	l.mu.Unlock()
+	return others, nil
+}
+
+// membersChanged re-reads the memberships (a state event came in).
+func (l *Leg) membersChanged() {
+	l.post(func() {
+		if l.ended || !l.started {
+			return
+		}
+		l.m.wg.Add(1)
+		go func() {
+			defer l.m.wg.Done()
+			ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
+			defer cancel()
+			members, err := l.readMembers(ctx)
+			if err != nil {
+				l.log.Warn().Err(err).Msg("Re-reading the call's members")
+				return
+			}
+			l.post(func() { l.onMembers(len(members)) })
+		}()
+	})
+}
+
+// onMembers: someone joined (the ring is answered) or everyone left (the
+// leg ends: there is no one to bridge to).
+func (l *Leg) onMembers(n int) {
+	if l.ended || l.participant == nil {
+		return
+	}
+	l.participant.Reconsider()
+	switch {
+	case n > 0 && !l.answered:
+		l.answer()
+	case n == 0 && l.answered:
+		l.endWith(leg.End{Reason: leg.Hangup, By: leg.ByPeer, Detail: "everyone left the room's call"})
+	}
+}
+
+// participantsChanged: the SFU's participants changed; nothing to decide
+// yet beyond whose audio is carried, which the participant does itself.
+func (l *Leg) participantsChanged() {
+	if l.ended || l.participant == nil {
+		return
+	}
+	select {
+	case <-l.participant.Done():
+		l.endWith(leg.End{Reason: leg.Failed, By: leg.ByPeer, Detail: "the SFU ended the bot's connection"})
+	default:
+	}
+}
+
+func (l *Leg) answer() {
+	if l.ringTimer != nil {
+		l.ringTimer.Stop()
+	}
+	l.answered = true
+	l.events.Answered(l)
+}
+
+// ring rings the room's members for a call the bot starts (Element X
+// rings on it), and gives up after RingTimeout.
+func (l *Leg) ring(membershipEvent id.EventID) {
+	l.setStatus("ringing")
+	ring := rtcevent.NewRing(membershipEvent.String(), nil, l.m.cfg.RingTimeout, l.video, time.Now())
+	l.m.wg.Add(1)
+	go func() {
+		defer l.m.wg.Done()
+		ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
+		defer cancel()
+		if _, err := l.m.mx.SendRoomEvent(ctx, l.room, rtcevent.TypeNotification, ring); err != nil {
+			l.log.Warn().Err(err).Msg("Ringing the room for the call")
+		}
+	}()
+	l.ringTimer = time.AfterFunc(l.m.cfg.RingTimeout, func() {
+		l.post(func() {
+			if !l.answered {
+				l.endWith(leg.End{Reason: leg.NoAnswer, By: leg.ByPeer, Detail: "nobody joined the room's call"})
+			}
+		})
+	})
+}
+
+// Hangup implements leg.Leg: the bot leaves the call.
+func (l *Leg) Hangup(r leg.Reason, detail string) {
+	l.post(func() { l.endWith(leg.End{Reason: r, By: leg.ByBot, Detail: detail}) })
+}
+
+// Hold implements leg.Leg: while the other party holds, the bot shows as
+// muted (the call has no hold).
+func (l *Leg) Hold(on bool) {
+	l.post(func() {
+		if l.participant != nil {
+			l.participant.SetMuted(on)
+		}
+	})
+}
+
+// SetMuted implements leg.Leg: the other party's microphone, shown as the
+// bot's.
+func (l *Leg) SetMuted(audio, _ bool) {
+	l.post(func() {
+		if l.participant != nil {
+			l.participant.SetMuted(audio)
+		}
+	})
+}
+
+// endWith ends the leg (on the queue): the SFU left, the membership
+// cleared, the conversation told.
+func (l *Leg) endWith(e leg.End) {
+	if l.ended {
+		return
+	}
+	l.ended = true
+	l.setStatus("ended")
+	if l.ringTimer != nil {
+		l.ringTimer.Stop()
+	}
+	l.cancel()
+	if l.participant != nil {
+		_ = l.participant.Close()
+	}
+	if l.joined {
+		l.m.wg.Add(1)
+		go func() {
+			defer l.m.wg.Done()
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), 10*time.Second)
+			defer cancel()
+			if _, err := l.m.mx.SetCallMembership(ctx, l.room, struct{}{}); err != nil {
+				l.log.Warn().Err(err).Msg("Leaving the call: the membership stays until it expires")
+			}
+			// Only now may another leg join: its membership must not be
+			// overwritten by this {}.
+			l.m.forget(l)
+		}()
+	} else {
+		l.m.forget(l)
+	}
+	l.log.Info().Str("reason", string(e.Reason)).Str("by", string(e.By)).Str("detail", e.Detail).Msg("Left the room's call")
+	l.events.Ended(l, e)
+	close(l.done)
+	l.q.Close()
+}

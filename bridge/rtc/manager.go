@@ -1,0 +1,186 @@
+// Package rtc is the Element Call leg kind: the bot as a MatrixRTC
+// participant in a room's call (Element Call, Element X), over the
+// call's LiveKit SFU (voip/livekit). A leg is the bot's device in one
+// room's call: its membership state event, a LiveKit token from the
+// call's JWT service, and one participant that publishes what the other
+// party of the bridge says and carries the call's active speaker to it.
+//
+// It never imports bridge: Matrix is what it needs of the homeserver.
+package rtc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/bridge/leg"
+	"github.com/voipbot/voipbot/matrix/rtcevent"
+)
+
+// Matrix is what the leg kind needs of the homeserver (*matrix.Client is
+// one).
+type Matrix interface {
+	UserID() id.UserID
+	DeviceID() id.DeviceID
+	CallMemberships(ctx context.Context, room id.RoomID) ([]rtcevent.StateEvent, error)
+	SetCallMembership(ctx context.Context, room id.RoomID, content any) (id.EventID, error)
+	MaySendState(ctx context.Context, room id.RoomID, user id.UserID, t string) (bool, error)
+	OpenIDToken(ctx context.Context) (*mautrix.RespOpenIDToken, error)
+	SendRoomEvent(ctx context.Context, room id.RoomID, t string, content any) (id.EventID, error)
+}
+
+// Config is the Element Call leg kind's settings (the rtc key).
+type Config struct {
+	// ServiceURL is the LiveKit JWT service (lk-jwt-service) the bot
+	// names as its focus when it starts a room's call; a call already
+	// running uses its oldest member's focus.
+	ServiceURL string `yaml:"livekit_service_url"`
+	// MembershipExpiry is how long the bot's membership lasts if it is not
+	// refreshed: a crashed bot stays a member of a call (a silent tile in
+	// Element Call) that long. It is refreshed at half of it.
+	MembershipExpiry time.Duration `yaml:"membership_expiry"`
+	// RingTimeout is how long a call the bot starts in an empty room
+	// rings before it gives up.
+	RingTimeout time.Duration `yaml:"ring_timeout"`
+	// JoinTimeout bounds getting a token and joining the SFU.
+	JoinTimeout time.Duration `yaml:"join_timeout"`
+}
+
+// Defaults are the settings an unset key takes.
+var Defaults = Config{MembershipExpiry: 2 * time.Minute, RingTimeout: 60 * time.Second, JoinTimeout: 20 * time.Second}
+
+func (c Config) withDefaults() Config {
+	if c.MembershipExpiry == 0 {
+		c.MembershipExpiry = Defaults.MembershipExpiry
+	}
+	if c.RingTimeout == 0 {
+		c.RingTimeout = Defaults.RingTimeout
+	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = Defaults.JoinTimeout
+	}
+	return c
+}
+
+// Validate reports every problem, each naming its key.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MembershipExpiry != 0 && c.MembershipExpiry < 30*time.Second {
+		errs = append(errs, errors.New("rtc.membership_expiry: must be at least 30s (it is refreshed at half of it)"))
+	}
+	if c.RingTimeout < 0 || c.JoinTimeout < 0 {
+		errs = append(errs, errors.New("rtc.ring_timeout, rtc.join_timeout: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Manager runs the bot's legs in rooms' calls.
+type Manager struct {
+	cfg  Config
+	mx   Matrix
+	http *http.Client
+	log  zerolog.Logger
+	ctx  context.Context
+	wg   sync.WaitGroup
+
+	mu   sync.Mutex
+	legs map[id.RoomID]*Leg
+}
+
+// New makes the manager.
+func New(ctx context.Context, cfg Config, mx Matrix, log zerolog.Logger) *Manager {
+	return &Manager{
+		cfg: cfg.withDefaults(), mx: mx, ctx: ctx,
+		http: &http.Client{Timeout: 15 * time.Second},
+		log:  log.With().Str("component", "element-call").Logger(),
+		legs: map[id.RoomID]*Leg{},
+	}
+}
+
+// ErrInCall is returned for a room whose call the bot is in already: it
+// has one device, so one membership per room.
+var ErrInCall = errors.New("the bot is in this room's call already")
+
+// Join makes the leg that puts the bot into room's call (started with
+// Start); events hears what happens to it.
+func (m *Manager) Join(room id.RoomID, video bool, events leg.Events) (*Leg, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ctx.Err() != nil {
+		return nil, fmt.Errorf("joining the call in %s: %w", room, m.ctx.Err())
+	}
+	if _, ok := m.legs[room]; ok {
+		return nil, fmt.Errorf("%s: %w", room, ErrInCall)
+	}
+	l := newLeg(m, newLegID(), room, video, events)
+	m.legs[room] = l
+	return l, nil
+}
+
+func (m *Manager) forget(l *Leg) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.legs[l.room] == l {
+		delete(m.legs, l.room)
+	}
+}
+
+// In is the bot's leg in room's call, nil if none.
+func (m *Manager) In(room id.RoomID) *Leg {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.legs[room]
+}
+
+// MembershipChanged tells the room's leg that a call membership changed
+// (a sync handler: it queues the work).
+func (m *Manager) MembershipChanged(room id.RoomID) {
+	if l := m.In(room); l != nil {
+		l.membersChanged()
+	}
+}
+
+// ClearStale leaves the calls of rooms where the bot's device is still a
+// member from a run that ended without leaving (a crash, kill -9).
+func (m *Manager) ClearStale(ctx context.Context, rooms []id.RoomID) {
+	key := rtcevent.StateKey(m.mx.UserID().String(), m.mx.DeviceID().String())
+	for _, room := range rooms {
+		events, err := m.mx.CallMemberships(ctx, room)
+		if err != nil {
+			m.log.Warn().Err(err).Stringer("room_id", room).Msg("Cannot read the room's call memberships to clear the bot's stale one")
+			continue
+		}
+		for _, e := range events {
+			if e.StateKey != key {
+				continue
+			}
+			if _, err := rtcevent.ParseMembership(e.Content); errors.Is(err, rtcevent.ErrNotMember) {
+				continue
+			}
+			if _, err := m.mx.SetCallMembership(ctx, room, struct{}{}); err != nil {
+				m.log.Warn().Err(err).Stringer("room_id", room).Msg("Cannot leave a call the last run left the bot in")
+				continue
+			}
+			m.log.Info().Stringer("room_id", room).Msg("Left a call the last run left the bot in")
+		}
+	}
+}
+
+// Close waits for the legs' goroutines (their context must be cancelled).
+func (m *Manager) Close() { m.wg.Wait() }
+
+// newLegID names an Element Call leg.
+func newLegID() leg.ID {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return leg.ID("rtc-" + hex.EncodeToString(b[:]))
+}

@@ -1,0 +1,114 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/bridge/leg"
+	"github.com/voipbot/voipbot/bridge/rtc"
+	"github.com/voipbot/voipbot/matrix"
+	"github.com/voipbot/voipbot/matrix/rtcevent"
+)
+
+// callMemberEvent is the state event of a device's Element Call
+// membership.
+var callMemberEvent = event.Type{Type: rtcevent.TypeCallMember, Class: event.StateEventType}
+
+// registerRTC has membership changes reach the legs in those rooms' calls
+// (only rooms with a leg: others are not even stored).
+func (b *Bot) registerRTC() {
+	b.mx.On(callMemberEvent, func(evt *event.Event) bool { return b.bridges.rtc.In(evt.RoomID) != nil },
+		func(_ context.Context, evt *matrix.Event) error {
+			b.bridges.rtc.MembershipChanged(evt.RoomID)
+			return nil
+		})
+}
+
+// rtcRoom is the room whose call an rtc target joins: its own room, or
+// the room of the bridge (the call came from there).
+func (reg *registry) rtcRoom(ctx context.Context, b *Bridge, t Target) (id.RoomID, error) {
+	switch {
+	case t.Room != "":
+		return t.Room, nil
+	case t.Alias != "":
+		return reg.mx.ResolveAlias(ctx, t.Alias)
+	case b.room != "":
+		return b.room, nil
+	}
+	return "", errors.New("rtc: the call came from no room (write rtc:!room:server)")
+}
+
+// placeRTC makes the leg that puts the bot into a room's Element Call for
+// b.
+func (reg *registry) placeRTC(ctx context.Context, b *Bridge, t Target, video bool) (placedLeg, error) {
+	room, err := reg.rtcRoom(ctx, b, t)
+	if err != nil {
+		return nil, err
+	}
+	l, err := reg.rtc.Join(room, video, b.events)
+	if err != nil {
+		if errors.Is(err, rtc.ErrInCall) {
+			return nil, &busyError{why: "the bot is in that room's call already"}
+		}
+		return nil, err
+	}
+	if busy := reg.adm.admit(l.ID(), room, ""); busy != "" {
+		l.Hangup(leg.Busy, busy)
+		return nil, &busyError{why: busy}
+	}
+	return l, nil
+}
+
+// joinCall: `join [source]` puts one of the bot's own sources into this
+// room's Element Call (starting one, which rings the room, if none is
+// going on).
+func (b *Bot) joinCall(ctx context.Context, evt *matrix.Event, args []string) (string, error) {
+	kind := leg.Kind(b.cfg.Calls.Source)
+	if len(args) > 0 {
+		kind = leg.Kind(strings.ToLower(args[0]))
+	}
+	if kind.Network() {
+		return "", userErrorf("%q is not one of the bot's sources (echo, tone, silence, file)", args[0])
+	}
+	if kind == leg.KindFile && b.cfg.Calls.AudioFile == "" && b.cfg.Calls.VideoFile == "" {
+		return "", userErrorf("the file source needs calls.audio_file or calls.video_file")
+	}
+	if b.bridges.rtc.In(evt.RoomID) != nil {
+		return "", userErrorf("the bot is in this room's call already (`%s leave` first)", b.cfg.Commands.Prefix)
+	}
+	may, err := b.mx.MaySendState(ctx, evt.RoomID, b.mx.UserID(), rtcevent.TypeCallMember)
+	if err != nil {
+		return "", err
+	}
+	if !may {
+		return "", userErrorf("the bot may not join calls here: its power level is below what %s needs (give it that level, or 0 for everyone as Element Call's rooms do)", rtcevent.TypeCallMember)
+	}
+	reg := b.bridges
+	br := reg.newBridge(evt.RoomID, Target{Kind: leg.KindRTC})
+	l, err := reg.rtc.Join(evt.RoomID, false, br.events)
+	if err != nil {
+		br.post(func() { br.hangup(leg.Failed, err.Error()) })
+		return "", err
+	}
+	br.post(func() {
+		br.join(l, true)
+		br.addOwn(kind)
+		l.Start()
+	})
+	return fmt.Sprintf("Joining this room's call with the bot's %s.", kind), nil
+}
+
+// leaveCall: `leave` takes the bot out of this room's Element Call.
+func (b *Bot) leaveCall(_ context.Context, evt *matrix.Event, _ []string) (string, error) {
+	l := b.bridges.rtc.In(evt.RoomID)
+	if l == nil {
+		return "", userErrorf("the bot is not in this room's call")
+	}
+	l.Hangup(leg.Hangup, fmt.Sprintf("%s asked the bot to leave", evt.Sender))
+	return "Leaving this room's call.", nil
+}
