@@ -12,6 +12,7 @@ CONFIG     ?= config.yaml
 
 BIN      := $(CURDIR)/bin
 DENDRITE := $(BIN)/dendrite
+LIVEKIT  := $(BIN)/livekit-server
 LINT     := $(BIN)/golangci-lint
 
 .PHONY: build run test lint unit soak bench bench-go bench-media tools clean
@@ -32,8 +33,8 @@ lint: $(LINT)
 
 # unit also tests the live Opus encoder (cgo, -tags opus), which the default
 # build replaces by embedded tones.
-unit: $(DENDRITE)
-	DENDRITE_BIN=$(DENDRITE) $(GO) test -tags $(TAGS) -race -count=1 -timeout 30m ./...
+unit: $(DENDRITE) $(LIVEKIT)
+	DENDRITE_BIN=$(DENDRITE) LIVEKIT_BIN=$(LIVEKIT) $(GO) test -tags $(TAGS) -race -count=1 -timeout 30m ./...
 	$(GO) test -tags $(TAGS),opus -race -count=1 ./voip/media/...
 
 ## soak: a ten-minute Matrix ⇄ Jami call through the bot (both tones checked
@@ -57,10 +58,15 @@ bench-media:
 	$(GO) build -tags $(TAGS) -o $(BIN)/voipbot-bench ./cmd/voipbot-bench
 	$(BIN)/voipbot-bench suite $(SUITE_FLAGS) -out $(BIN)/bench-media.json | tee $(BIN)/bench-media.md
 
-tools: $(DENDRITE) $(LINT)
+tools: $(DENDRITE) $(LIVEKIT) $(LINT)
 
 $(DENDRITE): tools/dendrite/go.mod tools/dendrite/go.sum
 	cd tools/dendrite && $(GO) build -o $@ github.com/element-hq/dendrite/cmd/dendrite
+
+# livekit-server: the SFU of the Element Call (MatrixRTC) test bed, pinned in
+# its own module so its newer livekit and pion modules stay out of go.mod.
+$(LIVEKIT): tools/livekit-server/go.mod tools/livekit-server/go.sum
+	cd tools/livekit-server && $(GO) build -o $@ github.com/livekit/livekit-server/cmd/server
 
 $(LINT): tools/golangci-lint/go.mod tools/golangci-lint/go.sum
 	cd tools/golangci-lint && $(GO) build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint

@@ -44,6 +44,13 @@ type Dendrite struct {
 type DendriteOptions struct {
 	// AppserviceRegistrations are registration files to load.
 	AppserviceRegistrations []string
+	// Federation turns the federation routes on (global.disable_federation
+	// false). The test bed has no other homeserver to federate with; what
+	// needs the routes is the OpenID userinfo endpoint
+	// (/_matrix/federation/v1/openid/userinfo), by which a LiveKit JWT
+	// service checks a user's OpenID token. Dendrite serves it on the same
+	// plain-HTTP listener as the client API (URL).
+	Federation bool
 }
 
 // repoRoot finds the module root from this source file's location.
@@ -52,24 +59,50 @@ func repoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-var buildMu sync.Mutex
+// buildLocks holds one *sync.Mutex per tool: within one test process, a
+// second caller waits for the first one's build and then finds the binary
+// cached, while a slow build of one tool (livekit-server takes minutes)
+// does not hold up another's lookup. Test processes of other packages may
+// build at the same time; each writes a file of its own and renames it into
+// place.
+var buildLocks sync.Map
 
 // DendriteBinary returns the path of the pinned Dendrite binary: $DENDRITE_BIN
 // if set, else a build from tools/dendrite cached in the user cache
 // directory under the hash of that module's go.mod and go.sum (the Go build
 // cache makes a rebuild after a cache wipe a link step).
 func DendriteBinary() (string, error) {
-	if bin := os.Getenv("DENDRITE_BIN"); bin != "" {
+	return toolBinary("DENDRITE_BIN", "dendrite", "Dendrite", DendriteVersion, "github.com/element-hq/dendrite/cmd/dendrite")
+}
+
+// LiveKitVersion is the pinned SFU of the Element Call test bed
+// (tools/livekit-server/go.mod).
+const LiveKitVersion = "v1.13.5"
+
+// LiveKitBinary returns the path of the pinned livekit-server binary:
+// $LIVEKIT_BIN if set, else a build from tools/livekit-server cached like
+// Dendrite's (the first build takes minutes: make tools builds it once).
+func LiveKitBinary() (string, error) {
+	return toolBinary("LIVEKIT_BIN", "livekit-server", "livekit-server", LiveKitVersion, "github.com/livekit/livekit-server/cmd/server")
+}
+
+// toolBinary returns $envVar if set, else builds pkg from the tools module
+// tools/<dir> into the user cache directory, named after the tool, its
+// version and the hash of the module's go.mod and go.sum, so that a change
+// of pin builds anew and an unchanged one is found again.
+func toolBinary(envVar, dir, name, version, pkg string) (string, error) {
+	if bin := os.Getenv(envVar); bin != "" {
 		return bin, nil
 	}
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	toolDir := filepath.Join(repoRoot(), "tools", "dendrite")
+	mu, _ := buildLocks.LoadOrStore(dir, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	toolDir := filepath.Join(repoRoot(), "tools", dir)
 	h := sha256.New()
 	for _, f := range []string{"go.mod", "go.sum"} {
 		data, err := os.ReadFile(filepath.Join(toolDir, f))
 		if err != nil {
-			return "", fmt.Errorf("reading the Dendrite tools module: %w", err)
+			return "", fmt.Errorf("reading the %s tools module: %w", name, err)
 		}
 		h.Write(data)
 	}
@@ -77,19 +110,19 @@ func DendriteBinary() (string, error) {
 	if err != nil {
 		cache = os.TempDir()
 	}
-	bin := filepath.Join(cache, "voipbot-testbed", fmt.Sprintf("dendrite-%s-%s", DendriteVersion, hex.EncodeToString(h.Sum(nil))[:12]))
+	bin := filepath.Join(cache, "voipbot-testbed", fmt.Sprintf("%s-%s-%s", dir, version, hex.EncodeToString(h.Sum(nil))[:12]))
 	if _, err = os.Stat(bin); err == nil {
 		return bin, nil
 	}
 	if err = os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		return "", err
+		return "", fmt.Errorf("creating the %s build cache: %w", name, err)
 	}
 	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
-	cmd := exec.Command("go", "build", "-o", tmp, "github.com/element-hq/dendrite/cmd/dendrite")
+	cmd := exec.Command("go", "build", "-o", tmp, pkg)
 	cmd.Dir = toolDir
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building Dendrite %s: %w\n%s", DendriteVersion, err, out)
+		return "", fmt.Errorf("building %s %s: %w\n%s", name, version, err, out)
 	}
 	return bin, os.Rename(tmp, bin)
 }
@@ -113,7 +146,7 @@ global:
     max_open_conns: 10
     max_idle_conns: 2
     conn_max_lifetime: -1
-  disable_federation: true
+  disable_federation: {{if .Federation}}false{{else}}true{{end}}
   presence:
     enable_inbound: false
     enable_outbound: false
@@ -188,6 +221,7 @@ func StartDendrite(dir string, opts DendriteOptions) (*Dendrite, error) {
 	var cfg bytes.Buffer
 	if err = dendriteConfig.Execute(&cfg, map[string]any{
 		"ServerName": ServerName, "Dir": dir, "SharedSecret": d.SharedSecret, "Registrations": opts.AppserviceRegistrations,
+		"Federation": opts.Federation,
 	}); err != nil {
 		return nil, err
 	}
