@@ -184,7 +184,6 @@ func (l *Leg) join() {
 		l.participant = p
 		l.setStatus("in the call")
 		l.events.MediaReady(l, p.Leg())
-		l.events.Connected(l)
 		if len(members) > 0 {
 			l.answer()
 		} else {
@@ -316,7 +315,9 @@ func (l *Leg) answer() {
 		l.ringTimer.Stop()
 	}
 	l.answered = true
+	l.setStatus("in the call")
 	l.events.Answered(l)
+	l.events.Connected(l) // media flows since the SFU was joined
 }
 
 // ring rings the room's members for a call the bot starts (Element X
