@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -27,6 +28,18 @@ func (b *Bot) registerRTC() {
 			b.bridges.rtc.MembershipChanged(evt.RoomID)
 			return nil
 		})
+	b.registerRTCKeys()
+}
+
+// registerRTCKeys has members' media keys (Olm to-device) reach the legs.
+func (b *Bot) registerRTCKeys() {
+	keysType := event.Type{Type: rtcevent.TypeEncryptionKeys, Class: event.ToDeviceEventType}
+	b.mx.On(keysType, nil, func(ctx context.Context, evt *matrix.Event) error {
+		if err := b.bridges.rtc.KeysReceived(evt.Sender, evt.SenderDevice, evt.Encrypted, evt.Content.VeryRaw); err != nil {
+			zerolog.Ctx(ctx).Info().Err(err).Stringer("sender", evt.Sender).Stringer("sender_device", evt.SenderDevice).Msg("Ignoring a media key")
+		}
+		return nil
+	})
 }
 
 // rtcRoom is the room whose call an rtc target joins: its own room, or

@@ -51,7 +51,9 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	start := time.Now()
-	if hs, err = testbed.StartDendrite(hsDir, testbed.DendriteOptions{}); err != nil {
+	// Federation routes on: the JWT service checks OpenID tokens at
+	// Dendrite's userinfo endpoint (Element Call tests).
+	if hs, err = testbed.StartDendrite(hsDir, testbed.DendriteOptions{Federation: true}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -60,6 +62,10 @@ func runMain(m *testing.M) int {
 	code := m.Run()
 	if err = closeJSBrowser(); err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: closing the browser:", err)
+		code = 1
+	}
+	if err = closeRTCBed(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: stopping the Element Call test bed:", err)
 		code = 1
 	}
 	if err = closeToneBrowsers(); err != nil {

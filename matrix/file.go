@@ -104,7 +104,7 @@ func (c *Client) sendFile(ctx context.Context, room id.RoomID, f File) (id.Event
 		}
 		return "", fmt.Errorf("%w: %s is more than its upload limit of %s", ErrFileTooLarge, size, most)
 	}
-	encrypted, err := c.roomEncrypted(ctx, room)
+	encrypted, err := c.RoomEncrypted(ctx, room)
 	if err != nil {
 		return "", err
 	}
@@ -161,10 +161,10 @@ func mimeType(f File) string {
 	return f.MimeType
 }
 
-// roomEncrypted says whether a room has m.room.encryption: by the state
+// RoomEncrypted says whether a room has m.room.encryption: by the state
 // store, or else by asking the homeserver (the answer goes into the store,
 // where the send path looks).
-func (c *Client) roomEncrypted(ctx context.Context, room id.RoomID) (bool, error) {
+func (c *Client) RoomEncrypted(ctx context.Context, room id.RoomID) (bool, error) {
 	ss := c.cli.StateStore
 	if ss == nil {
 		return false, errors.New("the client has not started")

@@ -96,6 +96,9 @@ func (c *Client) SendRoomEvent(ctx context.Context, room id.RoomID, t string, co
 // none (matrix.encryption is off).
 var ErrNoCrypto = errors.New("the bot has no encryption device (matrix.encryption is off)")
 
+// CanEncrypt says whether the bot has an Olm device.
+func (c *Client) CanEncrypt() bool { return c.crypto != nil }
+
 // SendEncryptedToDevice sends content as an Olm-encrypted to-device event
 // of type t to each of the devices (creating Olm sessions as needed). A
 // device whose keys cannot be found is skipped and named in the error;

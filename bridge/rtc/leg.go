@@ -42,6 +42,16 @@ type Leg struct {
 	joined                   bool // our membership was sent
 	participant              *livekit.Participant
 	ringTimer                *time.Timer
+	// encrypted: the room has m.room.encryption, so the call's media is
+	// encrypted with per-participant keys (key, keyTimers).
+	encrypted bool
+	key       ownKey
+	keyTimers []*time.Timer
+
+	// keys holds the members' media keys (they may come before the SFU
+	// is joined); encryptor encrypts what the bot publishes.
+	keys      *livekit.KeyRing
+	encryptor *livekit.Encryptor
 
 	mu     sync.Mutex // guards what Describe reads
 	status string
@@ -57,6 +67,7 @@ func newLeg(m *Manager, lid leg.ID, room id.RoomID, video bool, events leg.Event
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		log:    m.log.With().Str("leg", string(lid)).Stringer("room_id", room).Logger(),
 		status: "joining",
+		keys:   livekit.NewKeyRing(), encryptor: &livekit.Encryptor{},
 	}
 	l.members.Store(&map[string]bool{})
 	return l
@@ -135,6 +146,18 @@ func (l *Leg) join() {
 		fail(fmt.Sprintf("the bot may not join calls in %s: its power level is below what %s needs (Element Call's rooms give it 0)", l.room, rtcevent.TypeCallMember))
 		return
 	}
+	encrypted, err := mx.RoomEncrypted(ctx, l.room)
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	if encrypted && !mx.CanEncrypt() {
+		fail("the room is encrypted, so its call's media is too, and the bot has no encryption device (matrix.encryption is off)")
+		return
+	}
+	if err = l.q.Do(ctx, func() error { l.encrypted = encrypted; return nil }); err != nil {
+		return // the leg ended meanwhile
+	}
 	members, err := l.readMembers(ctx)
 	if err != nil {
 		fail(err.Error())
@@ -165,9 +188,13 @@ func (l *Leg) join() {
 		fail(err.Error())
 		return
 	}
-	l.post(func() { l.joined = true })
+	l.post(func() {
+		l.joined = true
+		l.keysFor(members) // before the SFU: members need our key to hear us
+	})
+	keys, encryptor := l.e2ee()
 	p, err := livekit.Join(ctx, access.URL, access.JWT, livekit.Options{
-		ID: string(l.id), Log: l.log,
+		ID: string(l.id), Log: l.log, Keys: keys, Encryptor: encryptor,
 		Accept:   func(identity string) bool { return (*l.members.Load())[identity] },
 		OnChange: func() { l.post(l.participantsChanged) },
 	})
@@ -175,7 +202,7 @@ func (l *Leg) join() {
 		fail(err.Error())
 		return
 	}
-	l.log.Info().Str("identity", p.Identity()).Int("members", len(members)).Msg("Joined the room's call")
+	l.log.Info().Str("identity", p.Identity()).Int("members", len(members)).Bool("e2ee", encrypted).Msg("Joined the room's call")
 	l.post(func() {
 		if l.ended {
 			_ = p.Close()
@@ -277,18 +304,23 @@ func (l *Leg) membersChanged() {
 				l.log.Warn().Err(err).Msg("Re-reading the call's members")
 				return
 			}
-			l.post(func() { l.onMembers(len(members)) })
+			l.post(func() { l.onMembers(members) })
 		}()
 	})
 }
 
 // onMembers: someone joined (the ring is answered) or everyone left (the
 // leg ends: there is no one to bridge to).
-func (l *Leg) onMembers(n int) {
-	if l.ended || l.participant == nil {
+func (l *Leg) onMembers(members []rtcevent.Member) {
+	if l.ended || !l.joined {
+		return
+	}
+	l.keysFor(members)
+	if l.participant == nil {
 		return
 	}
 	l.participant.Reconsider()
+	n := len(members)
 	switch {
 	case n > 0 && !l.answered:
 		l.answer()
@@ -379,6 +411,7 @@ func (l *Leg) endWith(e leg.End) {
 	if l.ringTimer != nil {
 		l.ringTimer.Stop()
 	}
+	l.stopKeyTimers()
 	l.cancel()
 	if l.participant != nil {
 		_ = l.participant.Close()

@@ -36,6 +36,11 @@ type Matrix interface {
 	MaySendState(ctx context.Context, room id.RoomID, user id.UserID, t string) (bool, error)
 	OpenIDToken(ctx context.Context) (*mautrix.RespOpenIDToken, error)
 	SendRoomEvent(ctx context.Context, room id.RoomID, t string, content any) (id.EventID, error)
+	RoomEncrypted(ctx context.Context, room id.RoomID) (bool, error)
+	// CanEncrypt says whether the bot has an Olm device (to send media
+	// keys with SendEncryptedToDevice).
+	CanEncrypt() bool
+	SendEncryptedToDevice(ctx context.Context, t string, content any, to map[id.UserID][]id.DeviceID) error
 }
 
 // Config is the Element Call leg kind's settings (the rtc key).

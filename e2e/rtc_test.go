@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/voipbot/voipbot/internal/testbed"
+	"github.com/voipbot/voipbot/internal/testbed/elementcall"
+	"github.com/voipbot/voipbot/internal/testbed/jsclient"
+	"github.com/voipbot/voipbot/internal/testbed/livekit"
+	"github.com/voipbot/voipbot/internal/testbed/lkjwt"
+)
+
+// The Element Call test bed, shared by the package's tests: livekit-server,
+// the JWT service of the test bed (lk-jwt-service's /sfu/get against
+// Dendrite's OpenID userinfo), and Element Call's web app.
+type rtcBed struct {
+	lk  *livekit.Server
+	jwt *lkjwt.Server
+	app *elementcall.Server
+}
+
+var (
+	rtcMu     sync.Mutex
+	sharedRTC *rtcBed
+)
+
+// rtcTestBed starts the test bed on first use; closeRTCBed (from runMain)
+// stops it.
+func rtcTestBed(t testing.TB) *rtcBed {
+	t.Helper()
+	rtcMu.Lock()
+	defer rtcMu.Unlock()
+	if sharedRTC != nil {
+		return sharedRTC
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // a cold build of livekit-server
+	defer cancel()
+	lk, err := livekit.Start(ctx, livekit.Options{})
+	require.NoError(t, err, "starting livekit-server")
+	jwt, err := lkjwt.Start(lk.JWTConfig(map[string]string{testbed.ServerName: hs.URL}))
+	if err != nil {
+		lk.Stop()
+		require.NoError(t, err, "starting the JWT service")
+	}
+	require.NoError(t, elementcall.Prepare(ctx, elementcall.JSDir(), nil), "installing Element Call")
+	app, err := elementcall.StartServer(elementcall.ServerOptions{HomeserverURL: hs.URL, LiveKitServiceURL: jwt.URL})
+	if err != nil {
+		_ = jwt.Close()
+		lk.Stop()
+		require.NoError(t, err, "serving Element Call")
+	}
+	sharedRTC = &rtcBed{lk: lk, jwt: jwt, app: app}
+	return sharedRTC
+}
+
+func closeRTCBed() error {
+	rtcMu.Lock()
+	defer rtcMu.Unlock()
+	if sharedRTC == nil {
+		return nil
+	}
+	err := sharedRTC.app.Close()
+	if jerr := sharedRTC.jwt.Close(); err == nil {
+		err = jerr
+	}
+	sharedRTC.lk.Stop()
+	sharedRTC = nil
+	return err
+}
+
+// ecUser is a person with Element Call in a browser whose microphone
+// plays their tone, and a Matrix client of theirs (another device) for
+// room setup and commands.
+type ecUser struct {
+	mx      *testbed.User
+	session elementcall.Session
+	browser *elementcall.Browser
+}
+
+func newECUser(t *testing.T, bed *rtcBed, name string, hz int) *ecUser {
+	t.Helper()
+	ctx := ctxFor(t)
+	localpart := fmt.Sprintf("%s%d", name, userSeq.Add(1))
+	password := "pw-" + localpart + "-call" // Dendrite takes 8 characters or more
+	_, err := hs.Register(ctx, localpart, password)
+	require.NoError(t, err)
+	u, err := hs.Login(ctx, localpart, password, t.TempDir(), false)
+	require.NoError(t, err)
+	t.Cleanup(u.Close)
+	session, err := elementcall.Login(ctx, hs.URL, localpart, password)
+	require.NoError(t, err)
+	wav := filepath.Join(t.TempDir(), fmt.Sprintf("%s-%d.wav", name, hz))
+	require.NoError(t, jsclient.ToneWAV(wav, float64(hz), 30))
+	b, err := elementcall.Launch(ctx, elementcall.Options{Name: localpart, AppURL: bed.app.URL, WAV: wav, ArtifactsDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s's Element Call console (end):\n%s", localpart, b.ConsoleTail(80))
+		}
+		assert.NoError(t, b.Close())
+	})
+	return &ecUser{mx: u, session: session, browser: b}
+}
+
+// callRoom makes a room of the user's with the bot in it, where members
+// may send call memberships (as in the rooms Element Call makes).
+func (u *ecUser) callRoom(t *testing.T, bot id.UserID, encrypted bool) id.RoomID {
+	t.Helper()
+	ctx := ctxFor(t)
+	body := map[string]any{
+		"preset": "private_chat", "invite": []id.UserID{bot},
+		"power_level_content_override": map[string]any{"events": map[string]int{"org.matrix.msc3401.call.member": 0}},
+	}
+	if encrypted {
+		body["initial_state"] = []map[string]any{{"type": "m.room.encryption", "state_key": "", "content": map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}}}
+	}
+	var resp struct {
+		RoomID id.RoomID `json:"room_id"`
+	}
+	_, err := u.mx.MakeRequest(ctx, http.MethodPost, u.mx.BuildClientURL("v3", "createRoom"), body, &resp)
+	require.NoError(t, err)
+	_, err = u.mx.WaitEvent(ctx, testbed.Membership(resp.RoomID, bot, event.MembershipJoin))
+	require.NoError(t, err, "the bot joins after the invite")
+	return resp.RoomID
+}
+
+// startRTCBot runs a bot whose Element Call focus is the test bed's JWT
+// service.
+func startRTCBot(t *testing.T, bed *rtcBed) (*botSetup, *testbed.Bot, string) {
+	t.Helper()
+	setup := newBotSetup(t, hs, fmt.Sprintf("calls:\n  source: tone\nrtc:\n  livekit_service_url: %q\n", bed.jwt.URL))
+	bot := setup.start(t)
+	acct := readAccount(t, filepath.Join(setup.Dir, "voipbot.db"))
+	return setup, bot, elementcall.Identity(setup.UserID.String(), acct.DeviceID.String())
+}
+
+// TestElementCallJoin: a person is in a room's Element Call; `!voip join
+// tone` puts the bot in: Element Call plays the bot's participant (its
+// identity matches the bot's membership) and the person hears the bot's
+// 440 Hz from it; `!voip leave` takes it out again.
+func TestElementCallJoin(t *testing.T) {
+	bed := rtcTestBed(t)
+	setup, bot, botIdentity := startRTCBot(t, bed)
+	alice := newECUser(t, bed, "eca", toneA)
+	room := alice.callRoom(t, setup.UserID, false)
+	ctx := ctxFor(t)
+
+	joined, err := alice.browser.Join(ctx, room.String(), alice.session, "")
+	require.NoError(t, err)
+	t.Logf("alice in the call %s after clicking join", joined.Took())
+
+	reply := command(t, alice.mx, room, setup.UserID, "!voip join tone")
+	require.Contains(t, body(reply), "Joining this room's call")
+	tone, err := alice.browser.WaitParticipantTone(ctx, botIdentity, 440, toneTolerance)
+	require.NoErrorf(t, err, "alice hears the bot's tone (last %s)", tone)
+	t.Logf("alice hears the bot: %s", tone)
+	_, err = alice.browser.WaitLog(ctx, "participant matched")
+	require.NoError(t, err, "Element Call matched the bot's participant to its membership")
+	waitMetric(t, bot, `voipbot_bridge_legs{kind="rtc",state="connected"} 1`)
+
+	reply = command(t, alice.mx, room, setup.UserID, "!voip leave")
+	require.Contains(t, body(reply), "Leaving")
+	waitMetric(t, bot, `voipbot_bridges 0`)
+	leftCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, waitNoMembership(leftCtx, alice, room, setup.UserID), "the bot's membership is {} once it left")
+}
+
+// waitNoMembership polls the room's state until user has no current call
+// membership (the bot's leave may come before or after its reply, so the
+// timeline does not say when to look).
+func waitNoMembership(ctx context.Context, u *ecUser, room id.RoomID, user id.UserID) error {
+	memberType := event.Type{Type: "org.matrix.msc3401.call.member", Class: event.StateEventType}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		state, err := u.mx.State(ctx, room)
+		if err != nil {
+			return err
+		}
+		current := false
+		for _, evt := range state[memberType] {
+			current = current || (evt.Sender == user && len(evt.Content.Raw) > 0)
+		}
+		if !current {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the membership of %s is still there: %w", user, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// TestElementCallBridge: bob (matrix-js-sdk, a legacy 1:1 call) calls the
+// bot in a room routed to alice's room's Element Call; the bot joins that
+// call and answers bob: bob hears alice's tone, and alice hears bob's from
+// the bot's participant — not an echo, not the bot's 440 Hz. Bob hangs up
+// and the bot leaves the call.
+func TestElementCallBridge(t *testing.T) {
+	bed := rtcTestBed(t)
+	setup, bot, botIdentity := startRTCBot(t, bed)
+	alice := newECUser(t, bed, "ecba", toneA)
+	ecRoom := alice.callRoom(t, setup.UserID, false)
+	ctx := ctxFor(t)
+	_, err := alice.browser.Join(ctx, ecRoom.String(), alice.session, "")
+	require.NoError(t, err)
+
+	bob := newToneUser(t, "ecbb", toneB, false, jsclient.IncomingNotify)
+	bobRoom := jsRoomWithBot(t, bob, setup.UserID, false)
+	reply := jsCommand(t, bob, bobRoom, setup.UserID, "!voip route rtc:"+ecRoom.String())
+	require.Contains(t, reply.Body, "now go to **rtc:"+ecRoom.String()+"**")
+
+	call, err := bob.PlaceCall(ctx, bobRoom, "", false)
+	require.NoError(t, err)
+	waitConnected(t, call)
+	requireHears(t, call, toneA)
+	tone, err := alice.browser.WaitParticipantTone(ctx, botIdentity, toneB, toneTolerance)
+	require.NoErrorf(t, err, "alice hears bob through the bot (last %s)", tone)
+	t.Logf("alice hears bob through the bot: %s", tone)
+	waitMetric(t, bot, `voipbot_bridge_legs{kind="rtc",state="connected"} 1`)
+
+	require.NoError(t, call.Hangup(ctx, ""))
+	waitEnded(t, call)
+	waitMetric(t, bot, `voipbot_bridges 0`)
+	leftCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, waitNoMembership(leftCtx, alice, ecRoom, setup.UserID), "the bot left the call with bob's hangup")
+}
+
+// TestElementCallEncrypted: the same bridge in an encrypted room, whose
+// call Element Call encrypts with per-participant keys sent over Olm
+// to-device. Bob hears alice only if the bot decrypted her frames with the
+// key she sent it; alice hears bob only if she decrypts the bot's frames
+// with the key the bot sent her (the bot's track is published as
+// encrypted, so Element Call decrypts it and does not warn).
+func TestElementCallEncrypted(t *testing.T) {
+	bed := rtcTestBed(t)
+	setup, bot, botIdentity := startRTCBot(t, bed)
+	alice := newECUser(t, bed, "ecea", toneA)
+	ecRoom := alice.callRoom(t, setup.UserID, true)
+	ctx := ctxFor(t)
+	_, err := alice.browser.Join(ctx, ecRoom.String(), alice.session, "")
+	require.NoError(t, err)
+
+	bob := newToneUser(t, "eceb", toneB, false, jsclient.IncomingNotify)
+	bobRoom := jsRoomWithBot(t, bob, setup.UserID, false)
+	reply := jsCommand(t, bob, bobRoom, setup.UserID, "!voip route rtc:"+ecRoom.String())
+	require.Contains(t, reply.Body, "now go to **rtc:"+ecRoom.String()+"**")
+
+	call, err := bob.PlaceCall(ctx, bobRoom, "", false)
+	require.NoError(t, err)
+	waitConnected(t, call)
+	requireHears(t, call, toneA)
+	tone, err := alice.browser.WaitParticipantTone(ctx, botIdentity, toneB, toneTolerance)
+	require.NoErrorf(t, err, "alice hears bob through the bot (last %s)", tone)
+	t.Logf("alice hears bob through the bot: %s", tone)
+	p, err := alice.browser.WaitParticipant(ctx, botIdentity, func(p elementcall.Participant) bool { return p.AudioRendered })
+	require.NoError(t, err)
+	assert.True(t, p.AudioEncrypted, "the bot's audio is published encrypted")
+	assert.False(t, p.UnencryptedWarning, "Element Call does not call the bot unencrypted")
+	assert.Contains(t, bot.Logs(), "Took a member's media key")
+
+	require.NoError(t, call.Hangup(ctx, ""))
+	waitEnded(t, call)
+	waitMetric(t, bot, `voipbot_bridges 0`)
+}
