@@ -262,6 +262,15 @@ func (b *Browser) WaitParticipantTone(ctx context.Context, identity string, hz, 
 	})
 }
 
+// WaitRemoteQuiet waits until the remote audio EC plays (all of it summed)
+// is silent (below -75 dBFS at its strongest frequency, or none played) in
+// three readings in a row, 100 ms apart, and returns the last one.
+func (b *Browser) WaitRemoteQuiet(ctx context.Context) (Tone, error) {
+	return b.waitTone(ctx, "silence", func(r tones) (Tone, bool) {
+		return r.Mix, r.Mix.Tracks == 0 || r.Mix.DB <= toneFloorDB
+	})
+}
+
 // waitTone polls the page's readings until ok holds for three in a row.
 // Polling is the only way here: an analyser has no event for "this is
 // what is playing now".
@@ -290,7 +299,7 @@ func (b *Browser) waitTone(ctx context.Context, what string, ok func(tones) (Ton
 			for _, t := range lastAll.Tracks {
 				all = append(all, t.String())
 			}
-			return last, fmt.Errorf("elementcall: %s: no %s heard (last: %s; tracks: [%s]; mix: %s): %w", b.Name, what, last, strings.Join(all, "; "), lastAll.Mix, ctx.Err())
+			return last, fmt.Errorf("elementcall: %s: %s not heard (last: %s; tracks: [%s]; mix: %s): %w", b.Name, what, last, strings.Join(all, "; "), lastAll.Mix, ctx.Err())
 		case <-b.done:
 			return last, fmt.Errorf("elementcall: %s: the browser is gone: %w", b.Name, b.exit)
 		case <-time.After(100 * time.Millisecond):
@@ -306,26 +315,34 @@ type Participant struct {
 	// Identity is the LiveKit identity EC expects for the member
 	// (rtcBackendIdentity: "<user>:<device>" for a state-event membership).
 	Identity string `json:"identity"`
-	// LiveKitIdentity is that of the LiveKit participant matched to it (""
-	// while none is: the tile then waits for media).
-	LiveKitIdentity string `json:"livekitIdentity"`
-	// Connected: a LiveKit participant is matched.
-	Connected   bool   `json:"connected"`
-	DisplayName string `json:"displayName"`
-	Local       bool   `json:"local"`
+	// Connected: a LiveKit participant of that identity is matched to the
+	// member (always true for the local tile).
+	Connected bool `json:"connected"`
+	// AudioRendered: EC plays audio of that identity (an <audio> element:
+	// only matched participants are played).
+	AudioRendered bool `json:"audioRendered"`
+	// AudioEncrypted: a rendered audio track of that identity is published
+	// encrypted, as the SFU announces it.
+	AudioEncrypted bool `json:"audioEncrypted"`
+	// VideoIdentity is the LiveKit identity of the tile's video track (""
+	// without video).
+	VideoIdentity string `json:"videoIdentity"`
+	DisplayName   string `json:"displayName"`
+	Local         bool   `json:"local"`
 	// Type is "user" or "screen share".
 	Type string `json:"type"`
 	// Encryption is EC's encryption status of the member's media:
 	// connecting, okay (also in an unencrypted call), key_missing,
-	// key_invalid, password_invalid.
+	// key_invalid, password_invalid. Unreliable in EC 0.26.1, which hides it
+	// from its tiles ("less broken" TODO): a decryption error before the
+	// member's key arrived (frames at the start of a call) leaves it at
+	// key_missing for good, while the audio decrypts well.
 	Encryption string `json:"encryption"`
 	// UnencryptedWarning: EC shows "Not encrypted" on the tile (an
 	// encrypted call, a track published without encryption).
 	UnencryptedWarning bool `json:"unencryptedWarning"`
-	// AudioEncrypted: the member's audio is published encrypted, as the
-	// SFU announces it.
-	AudioEncrypted bool `json:"audioEncrypted"`
-	// WaitingForMedia: the tile says "Waiting for media...".
+	// WaitingForMedia: the tile says "Waiting for media..." (no LiveKit
+	// participant matched yet).
 	WaitingForMedia bool `json:"waitingForMedia"`
 	AudioEnabled    bool `json:"audioEnabled"`
 	VideoEnabled    bool `json:"videoEnabled"`
@@ -343,11 +360,11 @@ func (b *Browser) Participants(ctx context.Context) ([]Participant, error) {
 }
 
 // WaitParticipant waits until EC shows a tile of the LiveKit identity for
-// which ok holds (nil: matched to a LiveKit participant and not waiting for
-// media), and returns it.
+// which ok holds (nil: matched to a LiveKit participant whose audio EC
+// plays), and returns it.
 func (b *Browser) WaitParticipant(ctx context.Context, identity string, ok func(Participant) bool) (Participant, error) {
 	if ok == nil {
-		ok = func(p Participant) bool { return p.Connected && !p.WaitingForMedia }
+		ok = func(p Participant) bool { return p.Connected && p.AudioRendered }
 	}
 	var found Participant
 	_, err := b.WaitParticipants(ctx, func(ps []Participant) bool {

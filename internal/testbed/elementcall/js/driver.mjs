@@ -73,6 +73,13 @@ async function open(args) {
         page.on("console", (msg) => send({ event: "console", type: msg.type(), text: msg.text(), t: Date.now() }));
         page.on("pageerror", (err) => send({ event: "console", type: "pageerror", text: err.stack || String(err), t: Date.now() }));
         page.on("crash", () => send({ event: "console", type: "crash", text: "the page crashed", t: Date.now() }));
+        // Chromium's console line for a failed request has no URL: these do.
+        page.on("requestfailed", (req) =>
+            send({ event: "console", type: "requestfailed", text: `${req.method()} ${req.url()}: ${req.failure()?.errorText ?? ""}`, t: Date.now() }),
+        );
+        page.on("response", (res) => {
+            if (res.status() >= 400) send({ event: "console", type: "http", text: `${res.status()} ${res.request().method()} ${res.url()}`, t: Date.now() });
+        });
     }
     await page.goto(args.url, { waitUntil: "domcontentloaded", timeout: args.timeoutMs });
     return { url: page.url() };
@@ -132,7 +139,12 @@ async function leave(args) {
     const button = p.getByTestId("incall_leave");
     await button.click({ timeout: left() });
     await button.waitFor({ state: "detached", timeout: left() });
-    await p.waitForFunction(() => window.__ecTestbed?.idle(), null, { timeout: left(), polling: 100 });
+    try {
+        await p.waitForFunction(() => window.__ecTestbed?.idle(), null, { timeout: left(), polling: 100 });
+    } catch (err) {
+        const states = await p.evaluate(() => window.__ecTestbed?.pcStates()).catch(() => null);
+        throw new Error(`${err.message} (peer connections: ${JSON.stringify(states)}, at ${p.url()})`);
+    }
     return null;
 }
 

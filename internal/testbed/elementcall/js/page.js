@@ -46,6 +46,7 @@
         if (window.webkitRTCPeerConnection) window.webkitRTCPeerConnection = TestbedPeerConnection;
     }
     const livePCs = () => pcs.filter((e) => e.pc.connectionState !== "closed");
+    // Peer connections are kept after they close, to tell what happened.
 
     // The React fiber of a DOM node, and its props and its ancestors' (up to depth).
     function fiberProps(el, depth, pick) {
@@ -192,37 +193,55 @@
     const encryptionNames = ["connecting", "okay", "key_missing", "key_invalid", "password_invalid"];
     const val = (b) => (b && "value" in b ? b.value : undefined);
 
-    // The tiles Element Call shows, from their view models.
+    // The remote LiveKit participants whose audio EC renders: identity ->
+    // their audio publications, from the <audio> elements' track references.
+    function renderedAudio() {
+        const out = new Map();
+        for (const el of document.querySelectorAll("audio")) {
+            const ref = trackRefOf(el);
+            if (!ref || ref.participant.isLocal) continue;
+            const list = out.get(ref.participant.identity) ?? [];
+            list.push(ref.publication);
+            out.set(ref.participant.identity, list);
+        }
+        return out;
+    }
+
+    // The tiles Element Call shows, from their view models. (A view model
+    // does not expose its LiveKit participant: whether one is matched is
+    // its waitingForMedia$, and its identity and audio publications come
+    // from what EC renders.)
     function participants() {
         const out = new Map();
+        const audio = renderedAudio();
         for (const el of document.querySelectorAll('[data-testid="videoTile"]')) {
             const vm = fiberProps(el, 12, (p) => (p.vm && "userId" in p.vm ? p.vm : null));
-            const view = fiberProps(el, 3, (p) => ("unencryptedWarning" in p ? p : null));
             const nameTag = el.querySelector('[data-testid="name_tag"]')?.textContent ?? "";
             if (!vm) {
                 out.set(`dom:${out.size}`, { displayName: nameTag, found: false });
                 continue;
             }
             if (out.has(vm.id)) continue;
-            const lk = val(vm.participant$);
+            const identity = vm.rtcBackendIdentity ?? "";
             const status = val(vm.encryptionStatus$);
-            let audioEncrypted = false;
-            for (const pub of lk?.trackPublications?.values?.() ?? []) {
-                if (pub.kind === "audio" && pub.isEncrypted) audioEncrypted = true;
-            }
+            const local = vm.local === true;
+            const waiting = !local && val(vm.waitingForMedia$) === true;
+            const pubs = audio.get(identity) ?? [];
+            const videoRef = val(vm.video$);
             out.set(vm.id, {
                 id: vm.id ?? "",
                 userId: vm.userId ?? "",
-                identity: vm.rtcBackendIdentity ?? "",
-                livekitIdentity: lk?.identity ?? "",
-                connected: !!lk,
+                identity,
+                connected: local || (!waiting && vm.waitingForMedia$ !== undefined),
+                audioRendered: pubs.length > 0,
+                audioEncrypted: pubs.some((p) => p?.isEncrypted === true),
+                videoIdentity: videoRef?.participant?.identity ?? "",
                 displayName: val(vm.displayName$) ?? nameTag,
-                local: vm.local === true,
+                local,
                 type: vm.type ?? "",
                 encryption: typeof status === "number" ? (encryptionNames[status] ?? String(status)) : "",
                 unencryptedWarning: val(vm.unencryptedWarning$) === true || !!el.querySelector('[aria-label="Not encrypted"]'),
-                audioEncrypted,
-                waitingForMedia: view?.waitingForMedia === true,
+                waitingForMedia: waiting,
                 audioEnabled: val(vm.audioEnabled$) === true,
                 videoEnabled: val(vm.videoEnabled$) === true,
                 speaking: val(vm.speaking$) === true,
@@ -298,8 +317,10 @@
     // connected: a LiveKit peer connection is up (the publisher or the
     // subscriber), i.e. the page reached the SFU.
     const connected = () => livePCs().some((e) => e.pc.connectionState === "connected");
-    // idle: no peer connection is open (after leaving).
-    const idle = () => livePCs().length === 0;
+    // idle: no peer connection is connecting or connected (after leaving;
+    // one never used stays "new").
+    const idle = () => !pcs.some((e) => ["connecting", "connected"].includes(e.pc.connectionState));
+    const pcStates = () => pcs.map((e) => e.pc.connectionState);
 
-    window.__ecTestbed = { remoteTones, participants, stats, connected, idle };
+    window.__ecTestbed = { remoteTones, participants, stats, connected, idle, pcStates };
 }
