@@ -7,7 +7,10 @@
 // Real audio: ToneWAV writes a tone that a browser plays as its clients'
 // microphone (Options.FakeAudioCapture), and Call.WaitRemoteTone checks the
 // dominant frequency of what a call receives (a WebAudio analyser on the
-// remote audio track): that each party hears the other's tone.
+// remote audio track): that each party hears the other's tone. TonesWAV
+// and Call.WaitRemoteTones do the same for a mix of several tones at once
+// (several people mixed into one stream), judged in Go from the analyser's
+// spectrum (Spectrum.FindTones).
 //
 // The JavaScript side lives in js/ beside this package: a bundle of
 // matrix-js-sdk and src/harness.js built with esbuild, and driver.mjs, a

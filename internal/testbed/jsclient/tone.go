@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// ToneRate is the sample rate of the files ToneWAV writes.
+// ToneRate is the sample rate of the files ToneWAV and TonesWAV write.
 const ToneRate = 48000
 
 // ToneWAV writes a WAV file (PCM, 16-bit, mono, 48 kHz) of a sine of hz at
@@ -27,6 +27,51 @@ func ToneWAV(path string, hz, seconds float64) error {
 	if n > 1<<30 {
 		return errors.New("jsclient: the tone is too long for a WAV file")
 	}
+	// The phase is exact at every sample (cycles·i/n), so that the last
+	// sample leads into the first.
+	return writeWAV(path, n, func(i int) float64 {
+		return 0.5 * math.Sin(2*math.Pi*cycles*float64(i)/float64(n))
+	})
+}
+
+// TonesWAV writes a WAV file like ToneWAV's of the sines of hzs mixed, as
+// one microphone would pick up several people: each at an equal share of
+// half of full scale (so that the mix, too, peaks at half of full scale at
+// most), about seconds long. A loop of n samples holds a whole number of
+// cycles of every tone only if each is a multiple of 48000/n Hz: each tone
+// is moved to the nearest such frequency (at most 0.25 Hz away for a loop
+// of 2 s), so that the loop still plays without a click.
+func TonesWAV(path string, hzs []float64, seconds float64) error {
+	if len(hzs) == 0 {
+		return errors.New("jsclient: TonesWAV: no tone")
+	}
+	if seconds <= 0 || math.IsNaN(seconds) {
+		return fmt.Errorf("jsclient: tones for %g s cannot be written", seconds)
+	}
+	if seconds*ToneRate > 1<<30 {
+		return errors.New("jsclient: the tones are too long for a WAV file")
+	}
+	n := int(math.Round(max(1, seconds*ToneRate)))
+	cycles := make([]float64, len(hzs))
+	for k, hz := range hzs {
+		if !(hz > 0 && hz < ToneRate/2) {
+			return fmt.Errorf("jsclient: a tone of %g Hz cannot be written at %d Hz", hz, ToneRate)
+		}
+		cycles[k] = max(1, math.Round(hz*float64(n)/ToneRate))
+	}
+	amp := 0.5 / float64(len(hzs))
+	return writeWAV(path, n, func(i int) float64 {
+		v := 0.0
+		for _, c := range cycles {
+			v += amp * math.Sin(2*math.Pi*c*float64(i)/float64(n))
+		}
+		return v
+	})
+}
+
+// writeWAV writes n samples (-1..1) of sample as a WAV file: PCM, 16-bit,
+// mono, ToneRate.
+func writeWAV(path string, n int, sample func(i int) float64) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("jsclient: %w", err)
@@ -48,12 +93,9 @@ func ToneWAV(path string, hz, seconds float64) error {
 	hdr = append(hdr, "data"...)
 	hdr = le.AppendUint32(hdr, data)
 	_, _ = w.Write(hdr)
-	// The phase is exact at every sample (cycles·i/n), so that the last
-	// sample leads into the first.
 	var s [2]byte
 	for i := range n {
-		v := 0.5 * math.Sin(2*math.Pi*cycles*float64(i)/float64(n))
-		le.PutUint16(s[:], uint16(int16(math.Round(v*math.MaxInt16))))
+		le.PutUint16(s[:], uint16(int16(math.Round(sample(i)*math.MaxInt16))))
 		_, _ = w.Write(s[:])
 	}
 	if err = w.Flush(); err != nil {

@@ -534,19 +534,17 @@ function dropAnalyser(callId) {
     analysers.delete(callId);
 }
 
-// remoteTone reads the dominant frequency (50 Hz to 8 kHz) of the call's
-// remote audio and its level in dBFS (-200: silence), from a 16384-point
-// FFT without smoothing, interpolated between bins (a parabola through the
-// peak's dB and its neighbours').
-async function remoteTone(callId) {
-    const call = getCall(callId);
+// analyserFor returns the call's analyser on its remote audio track (made
+// at the first reading, and again when the track changes), or null while
+// the call has no remote audio track.
+async function analyserFor(call) {
     const track = remoteAudioTrack(call);
-    if (!track) return { hz: 0, db: -200, track: false, state: audioContext?.state ?? "", t: now() };
+    if (!track) return null;
     audioContext ??= new AudioContext();
     if (audioContext.state === "suspended") await audioContext.resume();
-    let a = analysers.get(callId);
+    let a = analysers.get(call.callId);
     if (!a || a.trackId !== track.id) {
-        dropAnalyser(callId);
+        dropAnalyser(call.callId);
         const source = audioContext.createMediaStreamSource(new MediaStream([track]));
         const analyser = audioContext.createAnalyser();
         analyser.fftSize = 16384;
@@ -555,8 +553,18 @@ async function remoteTone(callId) {
         analyser.maxDecibels = 0;
         source.connect(analyser);
         a = { trackId: track.id, source, analyser, bins: new Float32Array(analyser.frequencyBinCount) };
-        analysers.set(callId, a);
+        analysers.set(call.callId, a);
     }
+    return a;
+}
+
+// remoteTone reads the dominant frequency (50 Hz to 8 kHz) of the call's
+// remote audio and its level in dBFS (-200: silence), from a 16384-point
+// FFT without smoothing, interpolated between bins (a parabola through the
+// peak's dB and its neighbours').
+async function remoteTone(callId) {
+    const a = await analyserFor(getCall(callId));
+    if (!a) return { hz: 0, db: -200, track: false, state: audioContext?.state ?? "", t: now() };
     a.analyser.getFloatFrequencyData(a.bins);
     const binHz = audioContext.sampleRate / a.analyser.fftSize;
     let peak = -1;
@@ -576,7 +584,25 @@ async function remoteTone(callId) {
         const p = (0.5 * (l - r)) / denom;
         if (Math.abs(p) <= 1) hz = (peak + p) * binHz;
     }
-    return { hz, db: Math.max(peakDb, -200), track: true, trackId: track.id, state: audioContext.state, t: now() };
+    return { hz, db: Math.max(peakDb, -200), track: true, trackId: a.trackId, state: audioContext.state, t: now() };
+}
+
+// remoteSpectrum reads the analyser's spectrum of the call's remote audio
+// as it is (getFloatFrequencyData: dBFS per bin of binHz, bin i centred on
+// i·binHz), from 0 Hz to just above maxHz, for the test to judge (finding
+// several tones at once is Go's, where it is unit-tested). JSON has no
+// -Infinity (the level of digital silence) and a float32's last digits are
+// noise: levels are clamped to minDecibels (-200) and rounded to 0.01 dB,
+// which also keeps a reading of 8 kHz (~2700 bins) near 20 kB.
+async function remoteSpectrum(callId, maxHz) {
+    const a = await analyserFor(getCall(callId));
+    if (!a) return { track: false, binHz: 0, db: [], state: audioContext?.state ?? "", t: now() };
+    a.analyser.getFloatFrequencyData(a.bins);
+    const binHz = audioContext.sampleRate / a.analyser.fftSize;
+    const n = Math.min(a.bins.length, Math.floor(maxHz / binHz) + 2);
+    // v > -200 is false for NaN and -Infinity alike.
+    const db = Array.from(a.bins.subarray(0, n), (v) => (v > -200 ? Math.round(v * 100) / 100 : -200));
+    return { track: true, trackId: a.trackId, binHz, db, state: audioContext.state, t: now() };
 }
 
 window.harness = {
@@ -599,5 +625,6 @@ window.harness = {
     info,
     stats,
     remoteTone,
+    remoteSpectrum,
 };
 window.harnessReady = true;
