@@ -102,6 +102,9 @@ type botSetup struct {
 	HTTPAddr string
 	Config   string
 	Secrets  []string // values that must never appear in the bot's logs
+	// Binary is the bot to run; default the package's botBinary (the
+	// pure-Go build).
+	Binary string
 }
 
 // newBotSetup registers a bot account on h and writes a config for it;
@@ -148,7 +151,11 @@ logging:
 // does not stop cleanly at the end or if any secret appears in its log.
 func (s *botSetup) start(t testing.TB, env ...string) *testbed.Bot {
 	t.Helper()
-	bot, err := testbed.StartBot(botBinary, s.Dir, s.Config, s.HTTPAddr, env)
+	bin := botBinary
+	if s.Binary != "" {
+		bin = s.Binary
+	}
+	bot, err := testbed.StartBot(bin, s.Dir, s.Config, s.HTTPAddr, env)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		// Stopping an already stopped bot only returns its exit code.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -28,6 +29,10 @@ type rtcBed struct {
 	lk  *livekit.Server
 	jwt *lkjwt.Server
 	app *elementcall.Server
+	// mixer is the bot built as the container image is (cgo, libopus),
+	// which mixes the call for a single-stream party.
+	mixer string
+	dir   string
 }
 
 var (
@@ -60,7 +65,16 @@ func rtcTestBed(t testing.TB) *rtcBed {
 		lk.Stop()
 		require.NoError(t, err, "serving Element Call")
 	}
-	sharedRTC = &rtcBed{lk: lk, jwt: jwt, app: app}
+	dir, err := os.MkdirTemp("", "voipbot-e2e-rtc-")
+	require.NoError(t, err)
+	mixer, err := testbed.BuildMixerBot(dir)
+	if err != nil {
+		_ = app.Close()
+		_ = jwt.Close()
+		lk.Stop()
+		require.NoError(t, err, "building the bot with the mixer")
+	}
+	sharedRTC = &rtcBed{lk: lk, jwt: jwt, app: app, mixer: mixer, dir: dir}
 	return sharedRTC
 }
 
@@ -75,6 +89,7 @@ func closeRTCBed() error {
 		err = jerr
 	}
 	sharedRTC.lk.Stop()
+	_ = os.RemoveAll(sharedRTC.dir)
 	sharedRTC = nil
 	return err
 }
@@ -136,10 +151,13 @@ func (u *ecUser) callRoom(t *testing.T, bot id.UserID, encrypted bool) id.RoomID
 }
 
 // startRTCBot runs a bot whose Element Call focus is the test bed's JWT
-// service.
-func startRTCBot(t *testing.T, bed *rtcBed) (*botSetup, *testbed.Bot, string) {
+// service: the container image's build (with the mixer) unless pure.
+func startRTCBot(t *testing.T, bed *rtcBed, pure bool) (*botSetup, *testbed.Bot, string) {
 	t.Helper()
 	setup := newBotSetup(t, hs, fmt.Sprintf("calls:\n  source: tone\nrtc:\n  livekit_service_url: %q\n", bed.jwt.URL))
+	if !pure {
+		setup.Binary = bed.mixer
+	}
 	bot := setup.start(t)
 	acct := readAccount(t, filepath.Join(setup.Dir, "voipbot.db"))
 	return setup, bot, elementcall.Identity(setup.UserID.String(), acct.DeviceID.String())
@@ -151,7 +169,7 @@ func startRTCBot(t *testing.T, bed *rtcBed) (*botSetup, *testbed.Bot, string) {
 // 440 Hz from it; `!voip leave` takes it out again.
 func TestElementCallJoin(t *testing.T) {
 	bed := rtcTestBed(t)
-	setup, bot, botIdentity := startRTCBot(t, bed)
+	setup, bot, botIdentity := startRTCBot(t, bed, true)
 	alice := newECUser(t, bed, "eca", toneA)
 	room := alice.callRoom(t, setup.UserID, false)
 	ctx := ctxFor(t)
@@ -168,6 +186,9 @@ func TestElementCallJoin(t *testing.T) {
 	_, err = alice.browser.WaitLog(ctx, "participant matched")
 	require.NoError(t, err, "Element Call matched the bot's participant to its membership")
 	waitMetric(t, bot, `voipbot_bridge_legs{kind="rtc",state="connected"} 1`)
+	status := body(command(t, alice.mx, room, setup.UserID, "!voip status"))
+	assert.Contains(t, status, "Element Call in "+room.String())
+	assert.Contains(t, status, "the active speaker's audio only (this build has no Opus mixer)", "the pure-Go build says it does not mix")
 
 	reply = command(t, alice.mx, room, setup.UserID, "!voip leave")
 	require.Contains(t, body(reply), "Leaving")
@@ -211,7 +232,7 @@ func waitNoMembership(ctx context.Context, u *ecUser, room id.RoomID, user id.Us
 // and the bot leaves the call.
 func TestElementCallBridge(t *testing.T) {
 	bed := rtcTestBed(t)
-	setup, bot, botIdentity := startRTCBot(t, bed)
+	setup, bot, botIdentity := startRTCBot(t, bed, false)
 	alice := newECUser(t, bed, "ecba", toneA)
 	ecRoom := alice.callRoom(t, setup.UserID, false)
 	ctx := ctxFor(t)
@@ -248,7 +269,7 @@ func TestElementCallBridge(t *testing.T) {
 // encrypted, so Element Call decrypts it and does not warn).
 func TestElementCallEncrypted(t *testing.T) {
 	bed := rtcTestBed(t)
-	setup, bot, botIdentity := startRTCBot(t, bed)
+	setup, bot, botIdentity := startRTCBot(t, bed, false)
 	alice := newECUser(t, bed, "ecea", toneA)
 	ecRoom := alice.callRoom(t, setup.UserID, true)
 	ctx := ctxFor(t)

@@ -16,6 +16,7 @@ import (
 	"github.com/voipbot/voipbot/internal/opqueue"
 	"github.com/voipbot/voipbot/matrix/rtcevent"
 	"github.com/voipbot/voipbot/voip/livekit"
+	"github.com/voipbot/voipbot/voip/media/opuscodec"
 )
 
 // Leg is the bot's device in one room's call. Its methods never block:
@@ -53,9 +54,10 @@ type Leg struct {
 	keys      *livekit.KeyRing
 	encryptor *livekit.Encryptor
 
-	mu     sync.Mutex // guards what Describe reads
-	status string
-	count  int
+	mu            sync.Mutex // guards what Describe reads
+	status        string
+	count         int
+	describedE2EE bool
 }
 
 var _ leg.Leg = (*Leg)(nil)
@@ -97,11 +99,21 @@ func (l *Leg) Done() <-chan struct{} { return l.done }
 // Answer implements leg.Leg: the bot is never rung by a call.
 func (l *Leg) Answer() {}
 
-// Describe is a line for the status command.
+// Describe is a line for the status command: it says how the other party
+// hears the call (mixed, or the active speaker only in a build without an
+// Opus codec).
 func (l *Leg) Describe() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return fmt.Sprintf("Element Call in %s (%s, %d other members)", l.room, l.status, l.count)
+	hears := "everyone's audio mixed"
+	if !opuscodec.Available {
+		hears = "the active speaker's audio only (this build has no Opus mixer)"
+	}
+	e2ee := ""
+	if l.describedE2EE {
+		e2ee = ", media end-to-end encrypted"
+	}
+	return fmt.Sprintf("Element Call in %s (%s, %d other members%s; the other party hears %s)", l.room, l.status, l.count, e2ee, hears)
 }
 
 func (l *Leg) setStatus(s string) {
@@ -158,6 +170,9 @@ func (l *Leg) join() {
 	if err = l.q.Do(ctx, func() error { l.encrypted = encrypted; return nil }); err != nil {
 		return // the leg ended meanwhile
 	}
+	l.mu.Lock()
+	l.describedE2EE = encrypted
+	l.mu.Unlock()
 	members, err := l.readMembers(ctx)
 	if err != nil {
 		fail(err.Error())

@@ -24,6 +24,7 @@ import (
 
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/matrix/rtcevent"
+	"github.com/voipbot/voipbot/voip/livekit"
 )
 
 // Matrix is what the leg kind needs of the homeserver (*matrix.Client is
@@ -103,6 +104,7 @@ type Manager struct {
 
 // New makes the manager.
 func New(ctx context.Context, cfg Config, mx Matrix, log zerolog.Logger) *Manager {
+	livekit.SetSDKLogger(log)
 	return &Manager{
 		cfg: cfg.withDefaults(), mx: mx, ctx: ctx,
 		http: &http.Client{Timeout: 15 * time.Second},

@@ -19,12 +19,25 @@ import (
 
 // BuildBot builds the voipbot binary into dir, as `make build` does.
 func BuildBot(dir string) (string, error) {
-	bin := filepath.Join(dir, "voipbot")
-	cmd := exec.Command("go", "build", "-tags", "goolm", "-o", bin, "./cmd/voipbot")
+	return buildBot(filepath.Join(dir, "voipbot"), "goolm", false)
+}
+
+// BuildMixerBot builds the bot as the container image does: with cgo and
+// libopus (-tags opus), so that it mixes Element Call participants for a
+// single-stream party, into dir.
+func BuildMixerBot(dir string) (string, error) {
+	return buildBot(filepath.Join(dir, "voipbot-mixer"), "goolm,opus", true)
+}
+
+func buildBot(bin, tags string, cgo bool) (string, error) {
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", bin, "./cmd/voipbot")
 	cmd.Dir = repoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if cgo {
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building voipbot: %w\n%s", err, out)
+		return "", fmt.Errorf("building voipbot (-tags %s): %w\n%s", tags, err, out)
 	}
 	return bin, nil
 }

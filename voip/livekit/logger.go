@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-logr/logr"
 	protologger "github.com/livekit/protocol/logger"
+	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/rs/zerolog"
 )
 
@@ -60,3 +61,9 @@ func withPairs(e *zerolog.Event, kv []any) *zerolog.Event {
 	}
 	return e
 }
+
+// SetSDKLogger has server-sdk-go's process-wide logger (what it and pion
+// log inside its peer connections, which no per-room option reaches) write
+// to log instead of the standard library's logger on stderr. Call it once,
+// before the first Join.
+func SetSDKLogger(log zerolog.Logger) { lksdk.SetLogger(newLogger(log)) }

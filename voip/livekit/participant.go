@@ -4,11 +4,12 @@
 // the room's active speaker's. Mechanics only: which room, with which
 // identity and keys, is the Element Call leg kind's (bridge/rtc) to say.
 //
-// A single-stream party (a Jami or legacy Matrix caller) hears one stream
-// at a time: the SFU's active speaker (which it ranks by the RFC 6464
-// audio levels the clients send), switching as it changes. Mixing every
-// participant needs an Opus decoder and encoder, which the pure-Go build
-// does not have.
+// A single-stream party (a Jami or legacy Matrix caller) hears everyone:
+// the participants' audio is decoded, mixed and encoded again (mixer.go),
+// which needs libopus (-tags opus). The pure-Go build has no Opus codec:
+// there the party hears one participant at a time, the SFU's active
+// speaker (which it ranks by the RFC 6464 audio levels the clients send),
+// switching as it changes.
 package livekit
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/voipbot/voipbot/voip"
+	"github.com/voipbot/voipbot/voip/media/opuscodec"
 )
 
 // Options say how the bot takes part.
@@ -66,8 +68,11 @@ type Participant struct {
 	// in carries the active speaker's packets to the leg's reader.
 	in   chan []byte
 	done chan struct{}
-	// speaker is the identity whose audio is heard.
+	// speaker is the identity whose audio is heard (without a mixer).
 	speaker atomic.Pointer[string]
+	// mix mixes everyone's audio, nil in a build without an Opus codec.
+	mix   *mixer
+	mixWG sync.WaitGroup
 
 	mu       sync.Mutex
 	remotes  map[string]int // identity -> subscribed audio tracks
@@ -93,6 +98,20 @@ func Join(ctx context.Context, url, token string, opts Options) (*Participant, e
 	p.speaker.Store(new(string))
 	p.changeWG.Add(1)
 	go p.notify()
+	if opuscodec.Available {
+		mix, err := newMixer(p.deliver, opts.Accept)
+		if err != nil {
+			p.end()
+			p.changeWG.Wait()
+			return nil, fmt.Errorf("making the audio mixer: %w", err)
+		}
+		p.mix = mix
+		p.mixWG.Add(1)
+		go func() {
+			defer p.mixWG.Done()
+			mix.run(p.done)
+		}()
+	}
 
 	cb := lksdk.NewRoomCallback()
 	cb.OnTrackSubscribed = p.subscribed
@@ -139,7 +158,12 @@ func (p *Participant) Remotes() []string {
 	return slices.Clone(p.order)
 }
 
-// Speaker is the identity heard now ("" for none).
+// Mixing says whether everyone's audio is mixed (else the active speaker's
+// is carried: a build without an Opus codec).
+func (p *Participant) Mixing() bool { return p.mix != nil }
+
+// Speaker is the identity heard now ("" for none, or everyone when
+// Mixing).
 func (p *Participant) Speaker() string { return *p.speaker.Load() }
 
 // SetMuted tells the room whether the bot's audio is muted.
@@ -165,6 +189,7 @@ func (p *Participant) Close() error {
 	p.end()
 	p.readers.Wait()
 	p.changeWG.Wait()
+	p.mixWG.Wait()
 	return nil
 }
 
@@ -264,7 +289,7 @@ func (p *Participant) read(track *webrtc.TrackRemote, identity string) {
 			}
 			return
 		}
-		if *p.speaker.Load() != identity {
+		if p.mix == nil && *p.speaker.Load() != identity {
 			continue
 		}
 		hl, err := h.Unmarshal(buf[:n])
@@ -287,16 +312,26 @@ func (p *Participant) read(track *webrtc.TrackRemote, identity string) {
 			}
 			payload = plain
 		}
+		if p.mix != nil {
+			p.mix.push(identity, payload)
+			continue
+		}
 		h.PayloadType = uint8(opus.PayloadType)
 		pkt, err := (&rtp.Packet{Header: h, Payload: payload}).Marshal()
 		if err != nil {
 			continue
 		}
-		select {
-		case p.in <- pkt:
-		default:
-			p.dropped.Add(1)
-		}
+		p.deliver(pkt)
+	}
+}
+
+// deliver hands a packet to the leg's reader, dropping it if the reader
+// is behind.
+func (p *Participant) deliver(pkt []byte) {
+	select {
+	case p.in <- pkt:
+	default:
+		p.dropped.Add(1)
 	}
 }
 
@@ -318,6 +353,9 @@ func (p *Participant) gone(identity string) {
 	p.mu.Unlock()
 	if p.opts.Keys != nil {
 		p.opts.Keys.Forget(identity)
+	}
+	if p.mix != nil {
+		p.mix.drop(identity)
 	}
 	p.pickSpeaker(nil)
 	p.changed()
