@@ -194,20 +194,26 @@ func (b *bed) launch(t *testing.T, ctx context.Context, name string, hz float64)
 // TestTwoBrowsersHearEachOther: two EC browsers (two Dendrite users, tones
 // of 660 Hz and 880 Hz) join one room's call, through livekit-server and
 // the JWT service, and each hears the other's tone, from the other's LiveKit
-// participant; once without media encryption and once in an encrypted room
-// (per-participant keys sent over Olm to-device messages).
+// participant: without media encryption, in an encrypted room
+// (per-participant keys sent over Olm to-device messages), and with a
+// shared key (EC's ?password=).
 func TestTwoBrowsersHearEachOther(t *testing.T) {
-	for _, encrypted := range []bool{false, true} {
-		name := "unencrypted"
-		if encrypted {
-			name = "encrypted"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, mode := range []struct {
+		name      string
+		encrypted bool   // the room has m.room.encryption
+		password  string // a shared media key
+	}{
+		{name: "unencrypted"},
+		{name: "per-participant keys", encrypted: true},
+		{name: "shared key", password: "s3cretpass"},
+	} {
+		encrypted := mode.encrypted || mode.password != ""
+		t.Run(mode.name, func(t *testing.T) {
 			b := startBed(t)
 			ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 			defer cancel()
 			alice, bob := b.user(t, ctx, "alice"), b.user(t, ctx, "bob")
-			room := b.callRoom(t, ctx, encrypted, alice, bob)
+			room := b.callRoom(t, ctx, mode.encrypted, alice, bob)
 			const aliceHz, bobHz, tolerance = 660, 880, 15
 			brA := b.launch(t, ctx, "alice", aliceHz)
 			brB := b.launch(t, ctx, "bob", bobHz)
@@ -217,8 +223,8 @@ func TestTwoBrowsersHearEachOther(t *testing.T) {
 			var joinedA, joinedB elementcall.Joined
 			var errA, errB error
 			var wg sync.WaitGroup
-			wg.Go(func() { joinedA, errA = brA.Join(ctx, room, alice, "") })
-			wg.Go(func() { joinedB, errB = brB.Join(ctx, room, bob, "") })
+			wg.Go(func() { joinedA, errA = brA.Join(ctx, room, alice, mode.password) })
+			wg.Go(func() { joinedB, errB = brB.Join(ctx, room, bob, mode.password) })
 			wg.Wait()
 			require.NoError(t, errA)
 			require.NoError(t, errB)
