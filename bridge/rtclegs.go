@@ -70,7 +70,11 @@ func (reg *registry) placeRTC(ctx context.Context, b *Bridge, t Target, video bo
 		}
 		return nil, err
 	}
-	if busy := reg.adm.admit(l.ID(), room, ""); busy != "" {
+	// The bot's place in a room's call counts towards calls.max_calls, not
+	// the room's limit: that is for the room's 1:1 calls (a legacy caller
+	// routed into the room's call is one of those), and the bot has one
+	// place per room's call anyway.
+	if busy := reg.adm.admit(l.ID(), "", ""); busy != "" {
 		l.Hangup(leg.Busy, busy)
 		return nil, &busyError{why: busy}
 	}

@@ -110,7 +110,9 @@ func newECUser(t *testing.T, bed *rtcBed, name string, hz int) *ecUser {
 	password := "pw-" + localpart + "-call" // Dendrite takes 8 characters or more
 	_, err := hs.Register(ctx, localpart, password)
 	require.NoError(t, err)
-	u, err := hs.Login(ctx, localpart, password, t.TempDir(), false)
+	// With encryption: in an encrypted room the bot neither takes commands
+	// sent in the clear nor replies in a way a client without keys reads.
+	u, err := hs.Login(ctx, localpart, password, t.TempDir(), true)
 	require.NoError(t, err)
 	t.Cleanup(u.Close)
 	session, err := elementcall.Login(ctx, hs.URL, localpart, password)
@@ -129,12 +131,13 @@ func newECUser(t *testing.T, bed *rtcBed, name string, hz int) *ecUser {
 }
 
 // callRoom makes a room of the user's with the bot in it, where members
-// may send call memberships (as in the rooms Element Call makes).
-func (u *ecUser) callRoom(t *testing.T, bot id.UserID, encrypted bool) id.RoomID {
+// may send call memberships (as in the rooms Element Call makes); others
+// are invited too (they join themselves).
+func (u *ecUser) callRoom(t *testing.T, bot id.UserID, encrypted bool, others ...id.UserID) id.RoomID {
 	t.Helper()
 	ctx := ctxFor(t)
 	body := map[string]any{
-		"preset": "private_chat", "invite": []id.UserID{bot},
+		"preset": "private_chat", "invite": append([]id.UserID{bot}, others...),
 		"power_level_content_override": map[string]any{"events": map[string]int{"org.matrix.msc3401.call.member": 0}},
 	}
 	if encrypted {
@@ -296,5 +299,95 @@ func TestElementCallEncrypted(t *testing.T) {
 
 	require.NoError(t, call.Hangup(ctx, ""))
 	waitEnded(t, call)
+	waitMetric(t, bot, `voipbot_bridges 0`)
+}
+
+// The tone of the legacy caller in the three-party tests (the Element Call
+// people have toneA and toneB).
+const toneCaller = 550
+
+// TestElementCallTwoPeopleEncrypted: two Element Call browsers in an
+// encrypted room's call (per-participant keys); `!voip join tone` puts the
+// bot in: both show its tile, matched to its membership, and decode its
+// tone with the key it sent them.
+func TestElementCallTwoPeopleEncrypted(t *testing.T) {
+	bed := rtcTestBed(t)
+	setup, _, botIdentity := startRTCBot(t, bed, false)
+	alice := newECUser(t, bed, "ec2a", toneA)
+	carol := newECUser(t, bed, "ec2c", toneB)
+	room := alice.callRoom(t, setup.UserID, true, carol.mx.UserID)
+	ctx := ctxFor(t)
+	_, err := carol.mx.JoinRoomByID(ctx, room)
+	require.NoError(t, err)
+	for _, u := range []*ecUser{alice, carol} {
+		_, err := u.browser.Join(ctx, room.String(), u.session, "")
+		require.NoError(t, err)
+	}
+
+	reply := command(t, alice.mx, room, setup.UserID, "!voip join tone")
+	require.Contains(t, body(reply), "Joining this room's call")
+	for _, u := range []*ecUser{alice, carol} {
+		tone, err := u.browser.WaitParticipantTone(ctx, botIdentity, 440, toneTolerance)
+		require.NoErrorf(t, err, "%s hears the bot's tone (last %s)", u.session.UserID, tone)
+		t.Logf("%s hears the bot: %s", u.session.UserID, tone)
+		p, err := u.browser.WaitParticipant(ctx, botIdentity, func(p elementcall.Participant) bool { return p.Connected && p.AudioRendered })
+		require.NoError(t, err, "the bot's tile is shown, matched to its membership")
+		assert.True(t, p.AudioEncrypted)
+		assert.False(t, p.UnencryptedWarning)
+	}
+}
+
+// TestElementCallLegacyCallerHearsEveryone: in an encrypted room whose
+// calls go to its Element Call (route rtc), a matrix-js-sdk caller calls
+// the bot: both Element Call people hear the caller's tone from the bot,
+// and the caller hears both of them at once, mixed. The caller hanging up
+// takes the bot out of the call. Called again, the call ends when the last
+// Element Call person leaves.
+func TestElementCallLegacyCallerHearsEveryone(t *testing.T) {
+	bed := rtcTestBed(t)
+	setup, bot, botIdentity := startRTCBot(t, bed, false)
+	alice := newECUser(t, bed, "ec3a", toneA)
+	carol := newECUser(t, bed, "ec3c", toneB)
+	bob := newToneUser(t, "ec3b", toneCaller, true, jsclient.IncomingNotify)
+	room := alice.callRoom(t, setup.UserID, true, carol.mx.UserID, id.UserID(bob.UserID))
+	ctx := ctxFor(t)
+	_, err := carol.mx.JoinRoomByID(ctx, room)
+	require.NoError(t, err)
+	_, err = bob.JoinRoom(ctx, room.String())
+	require.NoError(t, err)
+	require.Contains(t, body(command(t, alice.mx, room, setup.UserID, "!voip route rtc")), "now go to **rtc**")
+	for _, u := range []*ecUser{alice, carol} {
+		_, err := u.browser.Join(ctx, room.String(), u.session, "")
+		require.NoError(t, err)
+	}
+
+	call, err := bob.PlaceCall(ctx, room.String(), setup.UserID.String(), false)
+	require.NoError(t, err)
+	waitConnected(t, call)
+	for _, u := range []*ecUser{alice, carol} {
+		tone, err := u.browser.WaitParticipantTone(ctx, botIdentity, toneCaller, toneTolerance)
+		require.NoErrorf(t, err, "%s hears the caller through the bot (last %s)", u.session.UserID, tone)
+		t.Logf("%s hears the caller: %s", u.session.UserID, tone)
+	}
+	mix, err := call.WaitRemoteTones(ctx, []float64{toneA, toneB}, toneTolerance)
+	require.NoErrorf(t, err, "the caller hears both Element Call people at once (last %s)", mix)
+	t.Logf("the caller hears: %s", mix)
+
+	require.NoError(t, call.Hangup(ctx, ""))
+	waitEnded(t, call)
+	leftCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	require.NoError(t, waitNoMembership(leftCtx, alice, room, setup.UserID), "the caller's hangup takes the bot out of the call")
+	cancel()
+	waitMetric(t, bot, `voipbot_bridges 0`)
+
+	// Again; this time the Element Call people leave first.
+	call, err = bob.PlaceCall(ctx, room.String(), setup.UserID.String(), false)
+	require.NoError(t, err)
+	waitConnected(t, call)
+	for _, u := range []*ecUser{alice, carol} {
+		require.NoError(t, u.browser.Leave(ctx))
+	}
+	waitEnded(t, call)
+	t.Logf("the caller's call ended (%s) when the last Element Call person left", call.HangupReason())
 	waitMetric(t, bot, `voipbot_bridges 0`)
 }
