@@ -391,3 +391,52 @@ func TestElementCallLegacyCallerHearsEveryone(t *testing.T) {
 	t.Logf("the caller's call ended (%s) when the last Element Call person left", call.HangupReason())
 	waitMetric(t, bot, `voipbot_bridges 0`)
 }
+
+// TestElementCallBotRestarts: the bot stopped (SIGTERM) leaves the call it
+// is in; killed (SIGKILL), it leaves it at the next start, within 5 s of
+// being ready, and nothing is left active in its tables.
+func TestElementCallBotRestarts(t *testing.T) {
+	bed := rtcTestBed(t)
+	setup, bot, botIdentity := startRTCBot(t, bed, false)
+	alice := newECUser(t, bed, "ecra", toneA)
+	room := alice.callRoom(t, setup.UserID, false)
+	ctx := ctxFor(t)
+	_, err := alice.browser.Join(ctx, room.String(), alice.session, "")
+	require.NoError(t, err)
+	join := func() {
+		t.Helper()
+		require.Contains(t, body(command(t, alice.mx, room, setup.UserID, "!voip join tone")), "Joining")
+		_, err := alice.browser.WaitParticipantTone(ctx, botIdentity, 440, toneTolerance)
+		require.NoError(t, err)
+	}
+	join()
+	stopBot(t, bot)
+	noneCtx, cancel := context.WithTimeout(ctx, time.Second)
+	require.NoError(t, waitNoMembership(noneCtx, alice, room, setup.UserID), "a stopped bot has left the call")
+	cancel()
+
+	// Started by hand: a killed bot fails start's clean-exit check.
+	doomed, err := testbed.StartBot(setup.Binary, setup.Dir, setup.Config, setup.HTTPAddr, nil)
+	require.NoError(t, err)
+	_, err = doomed.WaitReady(ctx)
+	require.NoError(t, err)
+	join()
+	doomed.Kill()
+	<-doomed.Exited()
+	bot = setup.start(t)
+	ready := time.Now()
+	leftCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	require.NoError(t, waitNoMembership(leftCtx, alice, room, setup.UserID), "the killed bot's membership is cleared at the next start")
+	t.Logf("the killed bot's membership was cleared %s after the restarted bot was ready", time.Since(ready).Round(time.Millisecond))
+	_, err = alice.browser.WaitParticipants(ctx, func(ps []elementcall.Participant) bool {
+		for _, p := range ps {
+			if p.Identity == botIdentity {
+				return false
+			}
+		}
+		return true
+	})
+	require.NoError(t, err, "Element Call drops the bot's tile")
+	waitMetric(t, bot, `voipbot_bridges 0`)
+}
