@@ -1,4 +1,6 @@
-# voipbot container image: a static, pure-Go binary on a distroless base.
+# voipbot container image: the bot built with cgo and libopus (so that it
+# mixes Element Call participants for a single-stream party: -tags opus) on
+# a distroless base with glibc, plus libopus.
 #
 #   docker build -t voipbot .
 #   docker run --rm -v voipbot-data:/data voipbot            # first start writes /data/config.yaml
@@ -8,9 +10,12 @@
 # /data holds config.yaml, registration.yaml (appservice mode) and voipbot.db.
 
 # Build stage: pinned Go toolchain; GOTOOLCHAIN=local keeps it from
-# downloading another one.
+# downloading another one. Debian's libopus for the mixer's codec.
 FROM golang:1.26.8-bookworm AS build
-ENV GOTOOLCHAIN=local CGO_ENABLED=0
+ENV GOTOOLCHAIN=local CGO_ENABLED=1
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libopus-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -18,14 +23,18 @@ COPY . .
 ARG VERSION=dev
 ARG COMMIT=unknown
 ARG BUILD_TIME=unknown
-RUN go build -tags goolm -trimpath \
+RUN go build -tags goolm,opus -trimpath \
       -ldflags "-s -w -X main.Tag=${VERSION} -X main.Commit=${COMMIT} -X main.BuildTime=${BUILD_TIME}" \
       -o /out/voipbot ./cmd/voipbot \
- && mkdir -p /out/data
+ && mkdir -p /out/data /out/lib \
+ && cp -L "$(ldd /out/voipbot | awk '/libopus/ {print $3}')" /out/lib/
 
-# Runtime stage: no shell, no package manager; CA certificates and tzdata
-# only. Runs as the image's non-root user (65532).
-FROM gcr.io/distroless/static-debian12:nonroot
+# Runtime stage: no shell, no package manager; glibc, CA certificates and
+# tzdata, and the binary's libopus. Runs as the image's non-root user
+# (65532).
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/lib/ /usr/local/lib/voipbot/
+ENV LD_LIBRARY_PATH=/usr/local/lib/voipbot
 COPY --from=build /out/voipbot /usr/local/bin/voipbot
 COPY --from=build --chown=65532:65532 /out/data /data
 WORKDIR /data
