@@ -13,7 +13,7 @@ import (
 
 // openBotDB opens the bot's database beside the running bot (SQLite WAL lets
 // readers in while it writes).
-func openBotDB(t *testing.T, path string) *store.Store {
+func openBotDB(t testing.TB, path string) *store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), store.Config{Path: path}, zerolog.Nop())
 	require.NoError(t, err)
@@ -21,7 +21,7 @@ func openBotDB(t *testing.T, path string) *store.Store {
 	return st
 }
 
-func readAccount(t *testing.T, path string) *store.Account {
+func readAccount(t testing.TB, path string) *store.Account {
 	t.Helper()
 	acct, err := openBotDB(t, path).Account(context.Background())
 	require.NoError(t, err)

@@ -103,7 +103,7 @@ type ecUser struct {
 	browser *elementcall.Browser
 }
 
-func newECUser(t *testing.T, bed *rtcBed, name string, hz int) *ecUser {
+func newECUser(t testing.TB, bed *rtcBed, name string, hz int) *ecUser {
 	t.Helper()
 	ctx := ctxFor(t)
 	localpart := fmt.Sprintf("%s%d", name, userSeq.Add(1))
@@ -133,7 +133,7 @@ func newECUser(t *testing.T, bed *rtcBed, name string, hz int) *ecUser {
 // callRoom makes a room of the user's with the bot in it, where members
 // may send call memberships (as in the rooms Element Call makes); others
 // are invited too (they join themselves).
-func (u *ecUser) callRoom(t *testing.T, bot id.UserID, encrypted bool, others ...id.UserID) id.RoomID {
+func (u *ecUser) callRoom(t testing.TB, bot id.UserID, encrypted bool, others ...id.UserID) id.RoomID {
 	t.Helper()
 	ctx := ctxFor(t)
 	body := map[string]any{
