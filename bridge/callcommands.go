@@ -294,6 +294,14 @@ func (b *Bot) checkTarget(ctx context.Context, from id.RoomID, t Target) error {
 // checkRTCTarget refuses a room's Element Call the bot cannot join: a room
 // it is not in, or one where it may not send call memberships.
 func (b *Bot) checkRTCTarget(ctx context.Context, from id.RoomID, t Target) error {
+	switch {
+	case t.User == b.mx.UserID():
+		return userErrorf("the bot cannot call itself")
+	case t.User != "" && !b.mx.Allowed(t.User):
+		return userErrorf("%s is not a user the bot may call (its access policy)", t.User)
+	case t.User != "":
+		return nil // rung in the bot's direct room with them (its own: it may send memberships)
+	}
 	room := t.Room
 	if t.Alias != "" {
 		var err error

@@ -19,6 +19,7 @@ import (
 
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/matrix"
+	"github.com/voipbot/voipbot/matrix/rtcevent"
 	"github.com/voipbot/voipbot/store"
 	"github.com/voipbot/voipbot/voip"
 )
@@ -80,6 +81,9 @@ func (f *fakeReacher) FindDirectRoom(context.Context, id.UserID) (id.RoomID, err
 }
 func (f *fakeReacher) ResolveAlias(context.Context, id.RoomAlias) (id.RoomID, error) {
 	return "", errors.New("no aliases here")
+}
+func (f *fakeReacher) CallMemberships(context.Context, id.RoomID) ([]rtcevent.StateEvent, error) {
+	return nil, nil
 }
 func (f *fakeReacher) SendFile(_ context.Context, _ id.RoomID, file matrix.File) (id.EventID, error) {
 	f.notices <- "file " + file.Name

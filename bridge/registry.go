@@ -16,6 +16,7 @@ import (
 	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/bridge/rtc"
 	"github.com/voipbot/voipbot/matrix"
+	"github.com/voipbot/voipbot/matrix/rtcevent"
 	"github.com/voipbot/voipbot/store"
 )
 
@@ -31,6 +32,7 @@ type reacher interface {
 	ResolveAlias(ctx context.Context, alias id.RoomAlias) (id.RoomID, error)
 	SendNotice(ctx context.Context, room id.RoomID, markdown string, replyTo *matrix.Event) (id.EventID, error)
 	SendFile(ctx context.Context, room id.RoomID, f matrix.File) (id.EventID, error)
+	CallMemberships(ctx context.Context, room id.RoomID) ([]rtcevent.StateEvent, error)
 }
 
 // registry holds the conversations and the policies across them: call
@@ -85,7 +87,12 @@ func newRegistry(ctx context.Context, cfg CallsConfig, st *store.Store, mx reach
 		case leg.KindJami:
 			return reg.placeJami(b, t, video)
 		case leg.KindRTC:
-			return reg.placeRTC(ctx, b, t, video)
+			return reg.placeRTC(ctx, b, t, video, caller)
+		}
+		if t.Kind == leg.KindMatrix && t.Room != "" && b.ringsOwnRoom && reg.callGoingOn(ctx, t.Room) {
+			// A call from elsewhere (Jami) that rings a room whose
+			// Element Call is going on joins that call instead.
+			return reg.placeRTC(ctx, b, Target{Kind: leg.KindRTC, Room: t.Room}, video, caller)
 		}
 		l, err := reg.place(ctx, b, t, video, deadline, caller)
 		if err != nil {

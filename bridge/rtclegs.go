@@ -56,14 +56,40 @@ func (reg *registry) rtcRoom(ctx context.Context, b *Bridge, t Target) (id.RoomI
 	return "", errors.New("rtc: the call came from no room (write rtc:!room:server)")
 }
 
+// callGoingOn says whether someone other than the bot is in room's
+// Element Call now.
+func (reg *registry) callGoingOn(ctx context.Context, room id.RoomID) bool {
+	events, err := reg.mx.CallMemberships(ctx, room)
+	if err != nil {
+		reg.log.Warn().Err(err).Stringer("room_id", room).Msg("Cannot tell whether the room's Element Call is going on")
+		return false
+	}
+	members, _ := rtcevent.Members(events, reg.now())
+	for _, m := range members {
+		if id.UserID(m.User) != reg.mx.UserID() {
+			return true
+		}
+	}
+	return false
+}
+
 // placeRTC makes the leg that puts the bot into a room's Element Call for
 // b.
-func (reg *registry) placeRTC(ctx context.Context, b *Bridge, t Target, video bool) (placedLeg, error) {
-	room, err := reg.rtcRoom(ctx, b, t)
-	if err != nil {
+func (reg *registry) placeRTC(ctx context.Context, b *Bridge, t Target, video bool, caller string) (placedLeg, error) {
+	var room id.RoomID
+	var ring []id.UserID
+	var err error
+	if t.User != "" {
+		// A call in the bot's direct room with the user, who is rung
+		// (Element X rings on the rtc.notification that mentions them).
+		if room, _, err = reg.findMatrix(ctx, Target{Kind: leg.KindMatrix, User: t.User}, b.room, caller); err != nil {
+			return nil, err
+		}
+		ring = []id.UserID{t.User}
+	} else if room, err = reg.rtcRoom(ctx, b, t); err != nil {
 		return nil, err
 	}
-	l, err := reg.rtc.Join(room, video, b.events)
+	l, err := reg.rtc.Join(room, video, b.events, ring...)
 	if err != nil {
 		if errors.Is(err, rtc.ErrInCall) {
 			return nil, &busyError{why: "the bot is in that room's call already"}

@@ -27,7 +27,8 @@ type Target struct {
 
 // An rtc target is a room's Element Call: rtc alone is the call of the
 // room the call to the bot came from; rtc:!room:server or
-// rtc:#alias:server another room's (Room or Alias set).
+// rtc:#alias:server another room's (Room or Alias set); rtc:@user:server
+// a call in the bot's direct room with that user, who is rung (User set).
 
 // String writes the target as ParseTarget reads it.
 func (t Target) String() string {
@@ -38,6 +39,8 @@ func (t Target) String() string {
 		return "rtc:" + string(t.Room)
 	case t.Kind == leg.KindRTC && t.Alias != "":
 		return "rtc:" + string(t.Alias)
+	case t.Kind == leg.KindRTC && t.User != "":
+		return "rtc:" + string(t.User)
 	case t.Kind != leg.KindMatrix:
 		return string(t.Kind)
 	case t.User != "":
@@ -67,8 +70,8 @@ func ParseTarget(s string) (Target, error) {
 		return Target{Kind: leg.KindRTC}, nil
 	case k == leg.KindRTC:
 		t, err := parseMatrixAddress(addr)
-		if err != nil || t.User != "" {
-			return Target{}, fmt.Errorf("rtc:%s: write rtc for this room's Element Call, or rtc:!room:server or rtc:#alias:server for another room's", addr)
+		if err != nil {
+			return Target{}, fmt.Errorf("rtc:%s: write rtc for this room's Element Call, rtc:!room:server or rtc:#alias:server for another room's, or rtc:@user:server to ring a user", addr)
 		}
 		t.Kind = leg.KindRTC
 		return t, nil

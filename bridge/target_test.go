@@ -24,6 +24,7 @@ func TestParseTarget(t *testing.T) {
 		"RTC":              {Kind: leg.KindRTC},
 		"rtc:!abc:hs.org":  {Kind: leg.KindRTC, Room: "!abc:hs.org"},
 		"rtc:#room:hs.org": {Kind: leg.KindRTC, Alias: "#room:hs.org"},
+		"rtc:@bob:hs.org":  {Kind: leg.KindRTC, User: "@bob:hs.org"},
 	}
 	for in, want := range good {
 		got, err := ParseTarget(in)
@@ -47,7 +48,7 @@ func TestParseTarget(t *testing.T) {
 		"matrix:#r":          "not a room alias",
 		"matrix:#r:hs x":     "not a room alias",
 		"matrix:@b b:hs.org": "not a Matrix user ID",
-		"rtc:@bob:hs.org":    "write rtc for this room's Element Call",
+		"rtc:bob":            "write rtc for this room's Element Call",
 		"rtc:!abc":           "write rtc for this room's Element Call",
 	}
 	for in, want := range bad {

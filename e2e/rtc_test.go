@@ -440,3 +440,70 @@ func TestElementCallBotRestarts(t *testing.T) {
 	require.NoError(t, err, "Element Call drops the bot's tile")
 	waitMetric(t, bot, `voipbot_bridges 0`)
 }
+
+// TestElementCallRingsUser: bob's calls to the bot go to rtc:@alice; the
+// bot starts a call in its direct room with alice and rings her (an
+// rtc.notification that mentions her, which Element X rings on); bob's
+// call rings until alice joins that call in Element Call, then each hears
+// the other.
+func TestElementCallRingsUser(t *testing.T) {
+	bed := rtcTestBed(t)
+	setup, _, botIdentity := startRTCBot(t, bed, false)
+	alice := newECUser(t, bed, "ecua", toneA)
+	bob := newToneUser(t, "ecub", toneB, false, jsclient.IncomingNotify)
+	bobRoom := jsRoomWithBot(t, bob, setup.UserID, false)
+	reply := jsCommand(t, bob, bobRoom, setup.UserID, "!voip route rtc:"+alice.mx.UserID.String())
+	require.Contains(t, reply.Body, "now go to **rtc:"+alice.mx.UserID.String()+"**")
+	ctx := ctxFor(t)
+
+	call, err := bob.PlaceCall(ctx, bobRoom, "", false)
+	require.NoError(t, err)
+	invite, err := alice.mx.WaitEvent(ctx, func(evt *event.Event) bool {
+		if evt.Type != event.StateMember || evt.GetStateKey() != alice.mx.UserID.String() || evt.Sender != setup.UserID {
+			return false
+		}
+		_ = evt.Content.ParseRaw(evt.Type)
+		return evt.Content.AsMember().Membership == event.MembershipInvite
+	})
+	require.NoError(t, err, "the bot invites alice to a direct room")
+	dm := invite.RoomID
+	_, err = alice.mx.JoinRoomByID(ctx, dm)
+	require.NoError(t, err)
+	ring, err := alice.mx.WaitEvent(ctx, func(evt *event.Event) bool {
+		return evt.RoomID == dm && evt.Type.Type == "org.matrix.msc4075.rtc.notification"
+	})
+	require.NoError(t, err, "the bot rings alice")
+	mentions, _ := ring.Content.Raw["m.mentions"].(map[string]any)
+	require.Equal(t, []any{alice.mx.UserID.String()}, mentions["user_ids"], "the ring mentions alice")
+	require.Equal(t, "ring", ring.Content.Raw["notification_type"])
+	require.NotEqual(t, jsclient.StateConnected, call.State(), "bob's call rings until alice joins")
+
+	_, err = alice.browser.Join(ctx, dm.String(), alice.session, "")
+	require.NoError(t, err)
+	waitConnected(t, call)
+	requireHears(t, call, toneA)
+	tone, err := alice.browser.WaitParticipantTone(ctx, botIdentity, toneB, toneTolerance)
+	require.NoErrorf(t, err, "alice hears bob through the bot (last %s)", tone)
+	require.NoError(t, call.Hangup(ctx, ""))
+	waitEnded(t, call)
+}
+
+// TestElementCallRefusals: in a room where the bot may not send call
+// memberships (a private chat's state_default 50; the bot has 0), `!voip
+// join` and the route rtc are refused with why; `!voip leave` outside a
+// call says so; a bad rtc address is refused.
+func TestElementCallRefusals(t *testing.T) {
+	bed := rtcTestBed(t)
+	setup, _, _ := startRTCBot(t, bed, true)
+	alice := newECUser(t, bed, "ecfa", toneA)
+	room := inviteBot(t, alice.mx, setup.UserID, false)
+	for cmd, want := range map[string]string{
+		"!voip join":          "its power level is below what org.matrix.msc3401.call.member needs",
+		"!voip join pigeon":   "is not one of the bot's sources",
+		"!voip route rtc":     "its power level is below what org.matrix.msc3401.call.member needs",
+		"!voip route rtc:bob": "write rtc for this room's Element Call",
+		"!voip leave":         "the bot is not in this room's call",
+	} {
+		assert.Containsf(t, body(command(t, alice.mx, room, setup.UserID, cmd)), want, cmd)
+	}
+}

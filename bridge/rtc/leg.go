@@ -23,16 +23,19 @@ import (
 // each is queued on the leg's operation queue, and the slow parts (the
 // homeserver, the JWT service, the SFU) run off it and post back.
 type Leg struct {
-	m      *Manager
-	id     leg.ID
-	room   id.RoomID
-	video  bool
-	events leg.Events
-	log    zerolog.Logger
-	q      *opqueue.Queue
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	m     *Manager
+	id    leg.ID
+	room  id.RoomID
+	video bool
+	// ringUsers are the users a call the bot starts rings (everyone in
+	// the room if none).
+	ringUsers []id.UserID
+	events    leg.Events
+	log       zerolog.Logger
+	q         *opqueue.Queue
+	ctx       context.Context
+	cancel    context.CancelFunc
+	done      chan struct{}
 
 	// members is the identities of the call's other members now (a
 	// map[string]bool, replaced whole): whose media may be heard.
@@ -371,7 +374,11 @@ func (l *Leg) answer() {
 // rings on it), and gives up after RingTimeout.
 func (l *Leg) ring(membershipEvent id.EventID) {
 	l.setStatus("ringing")
-	ring := rtcevent.NewRing(membershipEvent.String(), nil, l.m.cfg.RingTimeout, l.video, time.Now())
+	var users []string
+	for _, u := range l.ringUsers {
+		users = append(users, u.String())
+	}
+	ring := rtcevent.NewRing(membershipEvent.String(), users, l.m.cfg.RingTimeout, l.video, time.Now())
 	l.m.wg.Add(1)
 	go func() {
 		defer l.m.wg.Done()

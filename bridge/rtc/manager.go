@@ -118,8 +118,9 @@ func New(ctx context.Context, cfg Config, mx Matrix, log zerolog.Logger) *Manage
 var ErrInCall = errors.New("the bot is in this room's call already")
 
 // Join makes the leg that puts the bot into room's call (started with
-// Start); events hears what happens to it.
-func (m *Manager) Join(room id.RoomID, video bool, events leg.Events) (*Leg, error) {
+// Start); events hears what happens to it. If the call is empty, the room
+// is rung: the users in ring, or everyone if none are named.
+func (m *Manager) Join(room id.RoomID, video bool, events leg.Events, ring ...id.UserID) (*Leg, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ctx.Err() != nil {
@@ -129,6 +130,7 @@ func (m *Manager) Join(room id.RoomID, video bool, events leg.Events) (*Leg, err
 		return nil, fmt.Errorf("%s: %w", room, ErrInCall)
 	}
 	l := newLeg(m, newLegID(), room, video, events)
+	l.ringUsers = ring
 	m.legs[room] = l
 	return l, nil
 }
