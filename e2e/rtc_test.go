@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -506,4 +507,65 @@ func TestElementCallRefusals(t *testing.T) {
 	} {
 		assert.Containsf(t, body(command(t, alice.mx, room, setup.UserID, cmd)), want, cmd)
 	}
+}
+
+// TestElementCallDelayedLeave: on a homeserver with delayed events
+// (MSC4140; Dendrite behind the test bed's front that adds them), the bot
+// sets a delayed leave when it joins and keeps restarting it; killed, it
+// restarts nothing, and the homeserver ends its membership by itself
+// within the delay (8 s) — no restart of the bot needed — and Element
+// Call drops its tile.
+func TestElementCallDelayedLeave(t *testing.T) {
+	bed := rtcTestBed(t)
+	front, err := testbed.StartDelayedEvents(hs.URL)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = front.Close() })
+	setup := newBotSetup(t, hs, fmt.Sprintf("calls:\n  source: tone\nrtc:\n  livekit_service_url: %q\n", bed.jwt.URL))
+	cfg, err := os.ReadFile(setup.Config)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(setup.Config, []byte(strings.Replace(string(cfg), "url: "+hs.URL, "url: "+front.URL, 1)), 0o600))
+	bot, err := testbed.StartBot(bed.mixer, setup.Dir, setup.Config, setup.HTTPAddr, nil)
+	require.NoError(t, err)
+	ctx := ctxFor(t)
+	_, err = bot.WaitReady(ctx)
+	require.NoError(t, err)
+	acct := readAccount(t, filepath.Join(setup.Dir, "voipbot.db"))
+	botIdentity := elementcall.Identity(setup.UserID.String(), acct.DeviceID.String())
+
+	alice := newECUser(t, bed, "ecda", toneA)
+	room := alice.callRoom(t, setup.UserID, false)
+	_, err = alice.browser.Join(ctx, room.String(), alice.session, "")
+	require.NoError(t, err)
+	require.Contains(t, body(command(t, alice.mx, room, setup.UserID, "!voip join tone")), "Joining")
+	_, err = alice.browser.WaitParticipantTone(ctx, botIdentity, 440, toneTolerance)
+	require.NoError(t, err)
+	require.NoError(t, testbed.WaitFor(ctx, func() (bool, error) {
+		_, restarted, _ := front.Counts()
+		return restarted > 0, nil
+	}), "the bot restarts its delayed leave")
+	scheduled, restarted, sent := front.Counts()
+	t.Logf("delayed leaves scheduled %d, restarted %d, sent %d", scheduled, restarted, sent)
+	require.Zero(t, sent)
+
+	killed := time.Now()
+	bot.Kill()
+	<-bot.Exited()
+	leftCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	select {
+	case <-front.SentEvents():
+	case <-leftCtx.Done():
+		t.Fatal("the delayed leave was not sent")
+	}
+	require.NoError(t, waitNoMembership(leftCtx, alice, room, setup.UserID))
+	t.Logf("the dead bot's membership ended %s after the kill, by the homeserver", time.Since(killed).Round(time.Millisecond))
+	_, err = alice.browser.WaitParticipants(ctx, func(ps []elementcall.Participant) bool {
+		for _, p := range ps {
+			if p.Identity == botIdentity {
+				return false
+			}
+		}
+		return true
+	})
+	require.NoError(t, err, "Element Call drops the dead bot's tile")
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -137,6 +138,48 @@ func (c *Client) SendEncryptedToDevice(ctx context.Context, t string, content an
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("sending %s: %w", t, errors.Join(errs...))
+	}
+	return nil
+}
+
+// DelayedEvents says whether the homeserver has delayed events (MSC4140:
+// /versions lists org.matrix.msc4140). Dendrite has not, and silently
+// sends a "delayed" event at once, so nothing may be delayed without it.
+func (c *Client) DelayedEvents(ctx context.Context) bool {
+	resp, err := c.cli.Versions(ctx)
+	if err != nil {
+		return false
+	}
+	return resp.UnstableFeatures["org.matrix.msc4140"]
+}
+
+// ScheduleCallLeave has the homeserver leave the room's call for the bot
+// (its membership {}) after delay unless the delay is restarted first: a
+// dead man's switch for a bot that dies. It returns the delayed event's
+// id. A delay beyond the homeserver's most is retried with that most.
+func (c *Client) ScheduleCallLeave(ctx context.Context, room id.RoomID, delay time.Duration) (string, error) {
+	key := rtcevent.StateKey(c.UserID().String(), c.DeviceID().String())
+	resp, err := c.cli.SendStateEvent(ctx, room, callMemberType, key, struct{}{}, mautrix.ReqSendEvent{UnstableDelay: delay})
+	var herr mautrix.HTTPError
+	if errors.As(err, &herr) && herr.RespError != nil && herr.RespError.ErrCode == "M_MAX_DELAY_EXCEEDED" {
+		if most, ok := herr.RespError.ExtraData["org.matrix.msc4140.max_delay"].(float64); ok && most > 0 {
+			resp, err = c.cli.SendStateEvent(ctx, room, callMemberType, key, struct{}{},
+				mautrix.ReqSendEvent{UnstableDelay: time.Duration(most) * time.Millisecond})
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("scheduling the bot's leave of the call in %s: %w", room, err)
+	}
+	if resp.UnstableDelayID == "" {
+		return "", fmt.Errorf("scheduling the bot's leave of the call in %s: the homeserver sent the event at once", room)
+	}
+	return string(resp.UnstableDelayID), nil
+}
+
+// UpdateDelayedEvent restarts, sends or cancels a delayed event.
+func (c *Client) UpdateDelayedEvent(ctx context.Context, delayID string, action event.DelayAction) error {
+	if _, err := c.cli.UpdateDelayedEvent(ctx, &mautrix.ReqUpdateDelayedEvent{DelayID: id.DelayID(delayID), Action: action}); err != nil {
+		return fmt.Errorf("%s the delayed event %s: %w", action, delayID, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/matrix/rtcevent"
@@ -50,6 +51,12 @@ func (f *fakeMatrix) SendEncryptedToDevice(_ context.Context, t string, content 
 	f.sent <- sentKey{to: to, index: k.Keys.Index, key: k.Keys.Key}
 	return nil
 }
+
+func (f *fakeMatrix) DelayedEvents(context.Context) bool { return false }
+func (f *fakeMatrix) ScheduleCallLeave(context.Context, id.RoomID, time.Duration) (string, error) {
+	return "", nil
+}
+func (f *fakeMatrix) UpdateDelayedEvent(context.Context, string, event.DelayAction) error { return nil }
 
 func member(user, dev string) rtcevent.Member { return rtcevent.Member{User: user, Device: dev} }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/bridge/leg"
@@ -43,7 +44,8 @@ type Leg struct {
 
 	// On the queue.
 	started, answered, ended bool
-	joined                   bool // our membership was sent
+	joined                   bool   // our membership was sent
+	delayID                  string // the delayed leave, "" if none
 	participant              *livekit.Participant
 	ringTimer                *time.Timer
 	// encrypted: the room has m.room.encryption, so the call's media is
@@ -206,8 +208,9 @@ func (l *Leg) join() {
 		fail(err.Error())
 		return
 	}
+	delayID := l.scheduleLeave(ctx)
 	l.post(func() {
-		l.joined = true
+		l.joined, l.delayID = true, delayID
 		l.keysFor(members) // before the SFU: members need our key to hear us
 	})
 	keys, encryptor := l.e2ee()
@@ -236,7 +239,30 @@ func (l *Leg) join() {
 		}
 	})
 	l.m.wg.Add(1)
-	go l.refresh(focus, created)
+	go l.refresh(focus, created, delayID)
+}
+
+// leaveDelay is the dead man's switch of a homeserver with delayed events
+// (MSC4140): the bot's membership ends this long after the last restart,
+// which comes every leaveRestart (js-sdk's numbers).
+const (
+	leaveDelay   = 8 * time.Second
+	leaveRestart = 5 * time.Second
+)
+
+// scheduleLeave has the homeserver leave the call for the bot should it
+// die, where the homeserver can ("" where it cannot, or on failure: the
+// short expiry still ends the membership).
+func (l *Leg) scheduleLeave(ctx context.Context) string {
+	if !l.m.mx.DelayedEvents(ctx) {
+		return ""
+	}
+	delayID, err := l.m.mx.ScheduleCallLeave(ctx, l.room, leaveDelay)
+	if err != nil {
+		l.log.Warn().Err(err).Msg("The homeserver has delayed events but took no delayed leave: the membership's expiry is the only switch")
+		return ""
+	}
+	return delayID
 }
 
 // membership is the bot's membership content: the room's call, through
@@ -263,21 +289,53 @@ func (l *Leg) membership(focus rtcevent.Focus, created, now time.Time) rtcevent.
 // refresh keeps the membership from lapsing while the leg lives. Dendrite
 // has no delayed events (MSC4140), so a short expiry kept fresh is what
 // ends a crashed bot's membership.
-func (l *Leg) refresh(focus rtcevent.Focus, created time.Time) {
+func (l *Leg) refresh(focus rtcevent.Focus, created time.Time, delayID string) {
 	defer l.m.wg.Done()
 	t := time.NewTicker(l.m.cfg.MembershipExpiry / 2)
 	defer t.Stop()
+	var restart <-chan time.Time
+	if delayID != "" {
+		rt := time.NewTicker(leaveRestart)
+		defer rt.Stop()
+		restart = rt.C
+	}
 	for {
 		select {
 		case <-l.ctx.Done():
 			return
+		case <-restart:
+			ctx, cancel := context.WithTimeout(l.ctx, leaveRestart)
+			err := l.m.mx.UpdateDelayedEvent(ctx, delayID, event.DelayActionRestart)
+			cancel()
+			if err != nil && l.ctx.Err() == nil {
+				// Too late (the leave went out) or the homeserver lost
+				// it: be a member again, with a new switch.
+				l.log.Warn().Err(err).Msg("Restarting the delayed leave; joining again")
+				ctx, cancel := context.WithTimeout(l.ctx, leaveDelay)
+				if _, err := l.m.mx.SetCallMembership(ctx, l.room, l.membership(focus, created, time.Now())); err == nil {
+					if id := l.scheduleLeave(ctx); id != "" {
+						delayID = id
+						l.post(func() { l.delayID = id })
+					}
+				}
+				cancel()
+			}
 		case now := <-t.C:
 			ctx, cancel := context.WithTimeout(l.ctx, l.m.cfg.MembershipExpiry/4)
 			_, err := l.m.mx.SetCallMembership(ctx, l.room, l.membership(focus, created, now))
-			cancel()
 			if err != nil && l.ctx.Err() == nil {
 				l.log.Warn().Err(err).Msg("Refreshing the bot's call membership")
 			}
+			if err == nil && delayID != "" {
+				// A new state event of the same key may cancel a delayed
+				// one (MSC4140): the switch is set again.
+				_ = l.m.mx.UpdateDelayedEvent(ctx, delayID, event.DelayActionCancel)
+				if id := l.scheduleLeave(ctx); id != "" {
+					delayID = id
+					l.post(func() { l.delayID = id })
+				}
+			}
+			cancel()
 		}
 	}
 }
@@ -439,11 +497,18 @@ func (l *Leg) endWith(e leg.End) {
 		_ = l.participant.Close()
 	}
 	if l.joined {
+		delayID := l.delayID
 		l.m.wg.Add(1)
 		go func() {
 			defer l.m.wg.Done()
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), 10*time.Second)
 			defer cancel()
+			if delayID != "" {
+				// The delayed leave, sent now; the {} below is then a no-op.
+				if err := l.m.mx.UpdateDelayedEvent(ctx, delayID, event.DelayActionSend); err != nil {
+					l.log.Debug().Err(err).Msg("Sending the delayed leave")
+				}
+			}
 			if _, err := l.m.mx.SetCallMembership(ctx, l.room, struct{}{}); err != nil {
 				l.log.Warn().Err(err).Msg("Leaving the call: the membership stays until it expires")
 			}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/bridge/leg"
@@ -42,6 +43,11 @@ type Matrix interface {
 	// keys with SendEncryptedToDevice).
 	CanEncrypt() bool
 	SendEncryptedToDevice(ctx context.Context, t string, content any, to map[id.UserID][]id.DeviceID) error
+	// DelayedEvents says whether the homeserver has MSC4140's delayed
+	// events; ScheduleCallLeave and UpdateDelayedEvent use them.
+	DelayedEvents(ctx context.Context) bool
+	ScheduleCallLeave(ctx context.Context, room id.RoomID, delay time.Duration) (string, error)
+	UpdateDelayedEvent(ctx context.Context, delayID string, action event.DelayAction) error
 }
 
 // Config is the Element Call leg kind's settings (the rtc key).
