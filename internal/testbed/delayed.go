@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -63,6 +64,8 @@ func StartDelayedEvents(target string) (*DelayedEvents, error) {
 		client: &http.Client{Timeout: 10 * time.Second}, pending: map[string]*delayedEvent{},
 		sent: make(chan string, 64),
 	}
+	// A client that dies mid-request (tests kill bots) is no news.
+	d.proxy.ErrorLog = log.New(io.Discard, "", 0)
 	d.srv = &http.Server{Handler: d, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = d.srv.Serve(ln) }()
 	return d, nil
