@@ -362,6 +362,11 @@ func TestElementCallLegacyCallerHearsEveryone(t *testing.T) {
 		require.NoError(t, err)
 	}
 
+	// Bob's first encrypted message in the room, answered: his js-sdk has
+	// shared its room key with the bot's device. A call invite sent as his
+	// first message right after joining was once encrypted before js-sdk
+	// knew the bot's device, and the bot never got its key.
+	require.Contains(t, jsCommand(t, bob, room.String(), setup.UserID, "!voip route").Body, "rtc")
 	call, err := bob.PlaceCall(ctx, room.String(), setup.UserID.String(), false)
 	require.NoError(t, err)
 	waitConnected(t, call)
@@ -568,4 +573,42 @@ func TestElementCallDelayedLeave(t *testing.T) {
 		return true
 	})
 	require.NoError(t, err, "Element Call drops the dead bot's tile")
+}
+
+// TestElementCallStartsCall: without rtc.livekit_service_url, the bot
+// starts a call in an empty room on the LiveKit focus its homeserver's
+// .well-known names (org.matrix.msc4143.rtc_foci), rings the room, and is
+// heard by the first person to join.
+func TestElementCallStartsCall(t *testing.T) {
+	bed := rtcTestBed(t)
+	front, err := testbed.StartDelayedEvents(hs.URL)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = front.Close() })
+	front.SetWellKnown(map[string]any{
+		"m.homeserver":                map[string]string{"base_url": front.URL},
+		"org.matrix.msc4143.rtc_foci": []map[string]string{{"type": "livekit", "livekit_service_url": bed.jwt.URL}},
+	})
+	setup := newBotSetup(t, hs, "calls:\n  source: tone\n")
+	setup.Binary = bed.mixer
+	cfg, err := os.ReadFile(setup.Config)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(setup.Config, []byte(strings.Replace(string(cfg), "url: "+hs.URL, "url: "+front.URL, 1)), 0o600))
+	setup.start(t)
+	acct := readAccount(t, filepath.Join(setup.Dir, "voipbot.db"))
+	botIdentity := elementcall.Identity(setup.UserID.String(), acct.DeviceID.String())
+	alice := newECUser(t, bed, "ecsa", toneA)
+	room := alice.callRoom(t, setup.UserID, false)
+	ctx := ctxFor(t)
+
+	require.Contains(t, body(command(t, alice.mx, room, setup.UserID, "!voip join tone")), "Joining")
+	ring, err := alice.mx.WaitEvent(ctx, func(evt *event.Event) bool {
+		return evt.RoomID == room && evt.Type.Type == "org.matrix.msc4075.rtc.notification"
+	})
+	require.NoError(t, err, "the bot rings the room")
+	mentions, _ := ring.Content.Raw["m.mentions"].(map[string]any)
+	require.Equal(t, true, mentions["room"], "the whole room is rung")
+	_, err = alice.browser.Join(ctx, room.String(), alice.session, "")
+	require.NoError(t, err)
+	tone, err := alice.browser.WaitParticipantTone(ctx, botIdentity, 440, toneTolerance)
+	require.NoErrorf(t, err, "alice hears the bot in the call it started (last %s)", tone)
 }

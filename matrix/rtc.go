@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -182,4 +185,46 @@ func (c *Client) UpdateDelayedEvent(ctx context.Context, delayID string, action 
 		return fmt.Errorf("%s the delayed event %s: %w", action, delayID, err)
 	}
 	return nil
+}
+
+// maxWellKnown bounds what is read of a .well-known document.
+const maxWellKnown = 64 << 10
+
+// WellKnownFoci reads the MatrixRTC foci the homeserver's operator
+// advertises (org.matrix.msc4143.rtc_foci in /.well-known/matrix/client,
+// where Element X looks): from https://<the bot's server name>, else from
+// the homeserver's own URL (where many deployments serve it too). None is
+// not an error.
+func (c *Client) WellKnownFoci(ctx context.Context) ([]rtcevent.Focus, error) {
+	var errs []error
+	for _, base := range []string{"https://" + c.UserID().Homeserver(), strings.TrimRight(c.cfg.Homeserver.URL, "/")} {
+		foci, err := c.wellKnownFoci(ctx, base)
+		if err == nil {
+			return foci, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (c *Client) wellKnownFoci(ctx context.Context, base string) ([]rtcevent.Focus, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/.well-known/matrix/client", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.cli.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s's .well-known: %w", base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("reading %s's .well-known: %s", base, resp.Status)
+	}
+	var doc struct {
+		Foci []rtcevent.Focus `json:"org.matrix.msc4143.rtc_foci"`
+	}
+	if err = json.NewDecoder(io.LimitReader(resp.Body, maxWellKnown)).Decode(&doc); err != nil {
+		return nil, fmt.Errorf("reading %s's .well-known: %w", base, err)
+	}
+	return doc.Foci, nil
 }

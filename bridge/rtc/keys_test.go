@@ -53,6 +53,9 @@ func (f *fakeMatrix) SendEncryptedToDevice(_ context.Context, t string, content 
 }
 
 func (f *fakeMatrix) DelayedEvents(context.Context) bool { return false }
+func (f *fakeMatrix) WellKnownFoci(context.Context) ([]rtcevent.Focus, error) {
+	return nil, nil
+}
 func (f *fakeMatrix) ScheduleCallLeave(context.Context, id.RoomID, time.Duration) (string, error) {
 	return "", nil
 }

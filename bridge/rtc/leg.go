@@ -142,7 +142,7 @@ func (l *Leg) Start() {
 }
 
 // errNoFocus is the end of a call that has no SFU to meet on.
-var errNoFocus = errors.New("the call has no LiveKit focus and rtc.livekit_service_url is not set")
+var errNoFocus = errors.New("the call has no LiveKit focus, rtc.livekit_service_url is not set and the homeserver's .well-known names none (org.matrix.msc4143.rtc_foci)")
 
 // join runs off the queue: the bot's membership, a token, the SFU.
 func (l *Leg) join() {
@@ -185,7 +185,7 @@ func (l *Leg) join() {
 	}
 	focus, ok := rtcevent.OldestFocus(members)
 	if !ok {
-		focus = rtcevent.Focus{Type: rtcevent.FocusTypeLiveKit, ServiceURL: l.m.cfg.ServiceURL, Alias: string(l.room)}
+		focus = l.ownFocus(ctx)
 	}
 	if !focus.Usable() {
 		fail(errNoFocus.Error())
@@ -263,6 +263,27 @@ func (l *Leg) scheduleLeave(ctx context.Context) string {
 		return ""
 	}
 	return delayID
+}
+
+// ownFocus is the focus of a call the bot starts: rtc.livekit_service_url,
+// else the first LiveKit focus of the homeserver's .well-known. The alias
+// is the room, as Element Call names it.
+func (l *Leg) ownFocus(ctx context.Context) rtcevent.Focus {
+	f := rtcevent.Focus{Type: rtcevent.FocusTypeLiveKit, ServiceURL: l.m.cfg.ServiceURL, Alias: string(l.room)}
+	if f.ServiceURL != "" {
+		return f
+	}
+	foci, err := l.m.mx.WellKnownFoci(ctx)
+	if err != nil {
+		l.log.Debug().Err(err).Msg("No foci in the homeserver's .well-known")
+	}
+	for _, wk := range foci {
+		if wk.Type == rtcevent.FocusTypeLiveKit && wk.ServiceURL != "" {
+			f.ServiceURL = wk.ServiceURL
+			break
+		}
+	}
+	return f
 }
 
 // membership is the bot's membership content: the room's call, through

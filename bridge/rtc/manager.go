@@ -43,6 +43,8 @@ type Matrix interface {
 	// keys with SendEncryptedToDevice).
 	CanEncrypt() bool
 	SendEncryptedToDevice(ctx context.Context, t string, content any, to map[id.UserID][]id.DeviceID) error
+	// WellKnownFoci reads the foci the homeserver's .well-known advertises.
+	WellKnownFoci(ctx context.Context) ([]rtcevent.Focus, error)
 	// DelayedEvents says whether the homeserver has MSC4140's delayed
 	// events; ScheduleCallLeave and UpdateDelayedEvent use them.
 	DelayedEvents(ctx context.Context) bool
@@ -54,7 +56,8 @@ type Matrix interface {
 type Config struct {
 	// ServiceURL is the LiveKit JWT service (lk-jwt-service) the bot
 	// names as its focus when it starts a room's call; a call already
-	// running uses its oldest member's focus.
+	// running uses its oldest member's focus. Empty: the first LiveKit
+	// focus of the homeserver's .well-known (org.matrix.msc4143.rtc_foci).
 	ServiceURL string `yaml:"livekit_service_url"`
 	// MembershipExpiry is how long the bot's membership lasts if it is not
 	// refreshed: a crashed bot stays a member of a call (a silent tile in

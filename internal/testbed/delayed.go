@@ -19,8 +19,10 @@ import (
 	"time"
 )
 
-// DelayedEvents is a homeserver front that adds MSC4140's delayed state
-// events to Dendrite, which has none (it sends a "delayed" event at once):
+// DelayedEvents is a homeserver front that adds what Dendrite lacks for
+// MatrixRTC: a .well-known client document of the test's own (SetWellKnown:
+// Dendrite's has no rtc_foci), and MSC4140's delayed state events (Dendrite
+// sends a "delayed" event at once):
 // a client that asks /versions sees org.matrix.msc4140; a state event sent
 // with ?org.matrix.msc4140.delay=N is kept and sent to Dendrite N ms later,
 // with the sender's access token, unless it is restarted (the timer starts
@@ -34,8 +36,9 @@ type DelayedEvents struct {
 	srv    *http.Server
 	client *http.Client
 
-	mu      sync.Mutex
-	pending map[string]*delayedEvent
+	mu        sync.Mutex
+	wellKnown any
+	pending   map[string]*delayedEvent
 	// What clients did, and what the front sent (when due or asked to).
 	scheduled, restarted, sentN int
 	sent                        chan string // delay ids as they are sent
@@ -87,8 +90,20 @@ func (d *DelayedEvents) Close() error {
 
 const delayedPrefix = "/_matrix/client/unstable/org.matrix.msc4140/delayed_events/"
 
+// SetWellKnown serves doc as /.well-known/matrix/client.
+func (d *DelayedEvents) SetWellKnown(doc any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.wellKnown = doc
+}
+
 func (d *DelayedEvents) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	wellKnown := d.wellKnown
+	d.mu.Unlock()
 	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/.well-known/matrix/client" && wellKnown != nil:
+		writeJSON(w, http.StatusOK, wellKnown)
 	case r.Method == http.MethodGet && r.URL.Path == "/_matrix/client/versions":
 		d.versions(w, r)
 	case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/state/") && r.URL.Query().Has("org.matrix.msc4140.delay"):
