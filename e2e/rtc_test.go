@@ -612,3 +612,52 @@ func TestElementCallStartsCall(t *testing.T) {
 	tone, err := alice.browser.WaitParticipantTone(ctx, botIdentity, 440, toneTolerance)
 	require.NoErrorf(t, err, "alice hears the bot in the call it started (last %s)", tone)
 }
+
+// TestElementCallVideo: bob places a video call routed into alice's
+// room's Element Call, with her camera on: alice's browser decodes bob's
+// camera from the bot's participant, and bob's decodes alice's through the
+// bot — in a plain room, and in an encrypted one, where every frame is
+// decrypted and encrypted again on the way.
+func TestElementCallVideo(t *testing.T) {
+	bed := rtcTestBed(t)
+	for _, encrypted := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "encrypted"}[encrypted], func(t *testing.T) {
+			setup, _, botIdentity := startRTCBot(t, bed, false)
+			alice := newECUser(t, bed, "ecva", toneA)
+			alice.browser.Close() // a browser with its camera on instead
+			wav := filepath.Join(t.TempDir(), "alice.wav")
+			require.NoError(t, jsclient.ToneWAV(wav, toneA, 30))
+			ctx := ctxFor(t)
+			b, err := elementcall.Launch(ctx, elementcall.Options{Name: "ecva", AppURL: bed.app.URL, WAV: wav, Video: true, ArtifactsDir: t.TempDir()})
+			require.NoError(t, err)
+			t.Cleanup(func() { assert.NoError(t, b.Close()) })
+			alice.browser = b
+			ecRoom := alice.callRoom(t, setup.UserID, encrypted)
+			_, err = alice.browser.Join(ctx, ecRoom.String(), alice.session, "")
+			require.NoError(t, err)
+
+			bob := newToneUser(t, "ecvb", toneB, false, jsclient.IncomingNotify)
+			bobRoom := jsRoomWithBot(t, bob, setup.UserID, false)
+			require.Contains(t, jsCommand(t, bob, bobRoom, setup.UserID, "!voip route rtc:"+ecRoom.String()).Body, "now go to")
+			call, err := bob.PlaceCall(ctx, bobRoom, "", true)
+			require.NoError(t, err)
+			waitConnected(t, call)
+			requireJSMedia(t, call, true)
+			require.NoError(t, testbed.WaitFor(ctx, func() (bool, error) {
+				st, err := alice.browser.Stats(ctx)
+				if err != nil {
+					return false, err
+				}
+				for _, in := range st.Inbound {
+					if in.Kind == "video" && in.Identity == botIdentity && in.FramesDecoded > 10 && in.FrameWidth > 0 {
+						t.Logf("alice decodes bob's camera from the bot: %d frames %dx%d (%s)", in.FramesDecoded, in.FrameWidth, in.FrameHeight, in.Codec)
+						return true, nil
+					}
+				}
+				return false, nil
+			}), "alice decodes bob's camera")
+			require.NoError(t, call.Hangup(ctx, ""))
+			waitEnded(t, call)
+		})
+	}
+}

@@ -215,7 +215,7 @@ func (l *Leg) join() {
 	})
 	keys, encryptor := l.e2ee()
 	p, err := livekit.Join(ctx, access.URL, access.JWT, livekit.Options{
-		ID: string(l.id), Log: l.log, Keys: keys, Encryptor: encryptor,
+		ID: string(l.id), Log: l.log, Keys: keys, Encryptor: encryptor, Video: l.video,
 		Accept:   func(identity string) bool { return (*l.members.Load())[identity] },
 		OnChange: func() { l.post(l.participantsChanged) },
 	})

@@ -165,19 +165,23 @@ func (e *Encryptor) SetKey(index uint8, raw []byte) error {
 
 // EncryptOpus encrypts an Opus frame into dst (not aliasing frame).
 func (e *Encryptor) EncryptOpus(dst, frame []byte) ([]byte, error) {
+	if len(frame) < opusClearHeader {
+		return nil, errFrame
+	}
+	return e.encrypt(dst, frame, opusClearHeader)
+}
+
+func (e *Encryptor) encrypt(dst, frame []byte, clear int) ([]byte, error) {
 	e.mu.RLock()
 	gcm, index := e.gcm, e.index
 	e.mu.RUnlock()
 	if gcm == nil {
 		return nil, ErrNoKey
 	}
-	if len(frame) < opusClearHeader {
-		return nil, errFrame
-	}
 	var iv [ivLength]byte
 	_, _ = rand.Read(iv[:]) // never fails (crypto/rand)
-	out := append(dst[:0], frame[:opusClearHeader]...)
-	out = gcm.Seal(out, iv[:], frame[opusClearHeader:], frame[:opusClearHeader])
+	out := append(dst[:0], frame[:clear]...)
+	out = gcm.Seal(out, iv[:], frame[clear:], frame[:clear])
 	out = append(out, iv[:]...)
 	return append(out, ivLength, index), nil
 }

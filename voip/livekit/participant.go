@@ -43,6 +43,9 @@ type Options struct {
 	// Accept, when set, says whether a participant's media may be heard
 	// (Element Call plays only participants that match a membership).
 	Accept func(identity string) bool
+	// Video: the bridged party has video, so the bot publishes a camera
+	// and carries the speaker's.
+	Video bool
 	// OnChange is called (on a goroutine of its own, never concurrently)
 	// when participants come and go or the room is left.
 	OnChange func()
@@ -74,9 +77,19 @@ type Participant struct {
 	mix   *mixer
 	mixWG sync.WaitGroup
 
+	// Video (Options.Video): the bot's camera, and the speaker's on its
+	// way to the forwarder.
+	legReady    atomic.Pointer[voip.PacketLeg] // p.leg, for RTCP that may come first
+	localVideo  *lksdk.LocalTrack
+	videoPub    *lksdk.LocalTrackPublication
+	videoIn     chan []byte
+	outFrames   vp8Frames // the writer's only
+	outVideoSeq uint16    // the writer's only
+
 	mu       sync.Mutex
 	remotes  map[string]int // identity -> subscribed audio tracks
-	order    []string       // identities in the order they began to send
+	cameras  map[string]videoSource
+	order    []string // identities in the order they began to send
 	closed   bool
 	readers  sync.WaitGroup
 	changes  chan struct{}
@@ -94,6 +107,7 @@ func Join(ctx context.Context, url, token string, opts Options) (*Participant, e
 		opts: opts, log: opts.Log.With().Str("leg", opts.ID).Logger(),
 		in: make(chan []byte, inQueue), done: make(chan struct{}),
 		remotes: map[string]int{}, changes: make(chan struct{}, 1),
+		cameras: map[string]videoSource{}, videoIn: make(chan []byte, 4*inQueue),
 	}
 	p.speaker.Store(new(string))
 	p.changeWG.Add(1)
@@ -138,10 +152,23 @@ func Join(ctx context.Context, url, token string, opts Options) (*Participant, e
 		_ = p.Close()
 		return nil, fmt.Errorf("publishing the bot's audio: %w", err)
 	}
-	p.leg = voip.NewPacketLeg(opts.ID, []voip.PacketStream{{
+	streams := []voip.PacketStream{{
 		Kind: webrtc.RTPCodecTypeAudio, Codec: opus, SendPayloadType: uint8(opus.PayloadType),
 		ReadRTP: p.readRTP, WriteRTP: p.writeRTP, ID: opts.ID + "-audio", StreamID: opts.ID,
-	}}, voip.WithCloser(p.Close))
+	}}
+	if opts.Video {
+		if err = p.publishVideo(); err != nil {
+			_ = p.Close()
+			return nil, fmt.Errorf("publishing the bot's video: %w", err)
+		}
+		streams = append(streams, voip.PacketStream{
+			Kind: webrtc.RTPCodecTypeVideo, Codec: vp8, SendPayloadType: uint8(vp8.PayloadType),
+			ReadRTP: p.readVideo, WriteRTP: p.writeVideo, RequestKeyframe: p.requestSpeakerKeyframe,
+			ID: opts.ID + "-video", StreamID: opts.ID,
+		})
+	}
+	p.leg = voip.NewPacketLeg(opts.ID, streams, voip.WithCloser(p.Close))
+	p.legReady.Store(p.leg)
 	return p, nil
 }
 
@@ -247,16 +274,28 @@ func (p *Participant) readRTP(b []byte) (int, error) {
 	case pkt := <-p.in:
 		return copy(b, pkt), nil
 	case <-p.done:
-		return 0, io.EOF
+		return 0, errClosed
 	}
 }
 
+// errClosed ends the leg's reads when the participant has left.
+var errClosed = io.EOF
+
 // subscribed starts reading a remote track (pion callback: no blocking).
 func (p *Participant) subscribed(track *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
-	if track.Kind() != webrtc.RTPCodecTypeAudio {
-		return // video is not forwarded yet
-	}
 	identity := rp.Identity()
+	if track.Kind() == webrtc.RTPCodecTypeVideo {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return
+		}
+		p.cameras[identity] = videoSource{rp: rp, ssrc: track.SSRC()}
+		p.readers.Add(1)
+		p.mu.Unlock()
+		go p.readVideoTrack(track, identity)
+		return
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -349,6 +388,7 @@ func (p *Participant) trackEnded(identity string) {
 func (p *Participant) gone(identity string) {
 	p.mu.Lock()
 	delete(p.remotes, identity)
+	delete(p.cameras, identity)
 	p.order = slices.DeleteFunc(p.order, func(s string) bool { return s == identity })
 	p.mu.Unlock()
 	if p.opts.Keys != nil {
@@ -398,8 +438,11 @@ func (p *Participant) pickSpeaker(active []string) {
 		}
 	}
 	if pick != *p.speaker.Load() {
-		p.log.Debug().Str("identity", pick).Msg("Now carrying this participant's audio")
+		p.log.Debug().Str("identity", pick).Msg("Now carrying this participant's audio and video")
 		p.speaker.Store(&pick)
+		if src, ok := p.cameras[pick]; ok {
+			go src.rp.WritePLI(src.ssrc) // the new speaker's camera starts with a keyframe
+		}
 	}
 }
 
