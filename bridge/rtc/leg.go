@@ -191,7 +191,7 @@ func (l *Leg) join() {
 		fail(errNoFocus.Error())
 		return
 	}
-	l.log = l.log.With().Str("focus", focus.ServiceURL).Logger()
+	log := l.log.With().Str("focus", focus.ServiceURL).Logger()
 	oid, err := mx.OpenIDToken(ctx)
 	if err != nil {
 		fail(err.Error())
@@ -209,13 +209,20 @@ func (l *Leg) join() {
 		return
 	}
 	delayID := l.scheduleLeave(ctx)
-	l.post(func() {
+	if !l.q.Post(func() {
+		if l.ended { // posted while the leg was ending
+			l.leave(delayID)
+			return
+		}
 		l.joined, l.delayID = true, delayID
 		l.keysFor(members) // before the SFU: members need our key to hear us
-	})
+	}) {
+		l.leave(delayID) // hung up while joining: the membership just sent goes
+		return
+	}
 	keys, encryptor := l.e2ee()
 	p, err := livekit.Join(ctx, access.URL, access.JWT, livekit.Options{
-		ID: string(l.id), Log: l.log, Keys: keys, Encryptor: encryptor, Video: l.video,
+		ID: string(l.id), Log: log, Keys: keys, Encryptor: encryptor, Video: l.video,
 		Accept:   func(identity string) bool { return (*l.members.Load())[identity] },
 		OnChange: func() { l.post(l.participantsChanged) },
 	})
@@ -223,9 +230,9 @@ func (l *Leg) join() {
 		fail(err.Error())
 		return
 	}
-	l.log.Info().Str("identity", p.Identity()).Int("members", len(members)).Bool("e2ee", encrypted).Msg("Joined the room's call")
-	l.post(func() {
-		if l.ended {
+	log.Info().Str("identity", p.Identity()).Int("members", len(members)).Bool("e2ee", encrypted).Msg("Joined the room's call")
+	if !l.q.Post(func() {
+		if l.ended { // posted while the leg was ending
 			_ = p.Close()
 			return
 		}
@@ -237,7 +244,10 @@ func (l *Leg) join() {
 		} else {
 			l.ring(membershipEvent)
 		}
-	})
+	}) {
+		_ = p.Close() // the leg ended while the SFU was joined
+		return
+	}
 	l.m.wg.Add(1)
 	go l.refresh(focus, created, delayID)
 }
@@ -501,6 +511,29 @@ func (l *Leg) SetMuted(audio, _ bool) {
 	})
 }
 
+// leave clears the bot's membership (off the queue), then lets another
+// leg join the room's call.
+func (l *Leg) leave(delayID string) {
+	l.m.wg.Add(1)
+	go func() {
+		defer l.m.wg.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), 10*time.Second)
+		defer cancel()
+		if delayID != "" {
+			// The delayed leave, sent now; the {} below is then a no-op.
+			if err := l.m.mx.UpdateDelayedEvent(ctx, delayID, event.DelayActionSend); err != nil {
+				l.log.Debug().Err(err).Msg("Sending the delayed leave")
+			}
+		}
+		if _, err := l.m.mx.SetCallMembership(ctx, l.room, struct{}{}); err != nil {
+			l.log.Warn().Err(err).Msg("Leaving the call: the membership stays until it expires")
+		}
+		// Only now may another leg join: its membership must not be
+		// overwritten by this {}.
+		l.m.forget(l)
+	}()
+}
+
 // endWith ends the leg (on the queue): the SFU left, the membership
 // cleared, the conversation told.
 func (l *Leg) endWith(e leg.End) {
@@ -518,25 +551,7 @@ func (l *Leg) endWith(e leg.End) {
 		_ = l.participant.Close()
 	}
 	if l.joined {
-		delayID := l.delayID
-		l.m.wg.Add(1)
-		go func() {
-			defer l.m.wg.Done()
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), 10*time.Second)
-			defer cancel()
-			if delayID != "" {
-				// The delayed leave, sent now; the {} below is then a no-op.
-				if err := l.m.mx.UpdateDelayedEvent(ctx, delayID, event.DelayActionSend); err != nil {
-					l.log.Debug().Err(err).Msg("Sending the delayed leave")
-				}
-			}
-			if _, err := l.m.mx.SetCallMembership(ctx, l.room, struct{}{}); err != nil {
-				l.log.Warn().Err(err).Msg("Leaving the call: the membership stays until it expires")
-			}
-			// Only now may another leg join: its membership must not be
-			// overwritten by this {}.
-			l.m.forget(l)
-		}()
+		l.leave(l.delayID)
 	} else {
 		l.m.forget(l)
 	}
