@@ -43,6 +43,7 @@ func (b *Bot) commandTable() []command {
 		{name: "jami", summary: "show the bot's Jami ID, for Jami users to add it; `jami add <Jami ID>` invites that account to be the bot's contact (current Jami takes calls from contacts only); `jami contacts` lists them", run: b.jami},
 		{name: "join", summary: "put the bot's own source into this room's Element Call (starting one if none is going on): `join [echo|tone|silence|file]`", run: b.joinCall},
 		{name: "leave", summary: "take the bot out of this room's Element Call", run: b.leaveCall},
+		{name: "callkey", summary: "set the shared key of this room's Element Call, for calls started with Element Call's `?password=`: `callkey <passphrase>|off` (the message stays in the room's history)", run: b.setCallKey},
 		{name: "record", summary: "show or set whether calls in this room are recorded (posted here when they end): `record on|off`", run: b.setRecord},
 		{name: "report", summary: "show or set whether the bot posts a quality report after each call in this room: `report on|off|default`", run: b.setReport},
 		{name: "source", summary: "the same as `route`, for the bot's own sources only: `source echo|tone|silence|file|default`", run: b.setSource},

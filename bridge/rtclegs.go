@@ -56,6 +56,57 @@ func (reg *registry) rtcRoom(ctx context.Context, b *Bridge, t Target) (id.RoomI
 	return "", errors.New("rtc: the call came from no room (write rtc:!room:server)")
 }
 
+// callKey is the room's call passphrase (`!voip callkey`), "" if none.
+func (reg *registry) callKey(ctx context.Context, room id.RoomID) string {
+	r, err := reg.store.Room(ctx, room)
+	if err != nil || r == nil {
+		return ""
+	}
+	return r.Settings.CallKey
+}
+
+// setCallKey: `callkey <passphrase>|off` sets the passphrase of this
+// room's Element Call when it is encrypted with one key for everyone
+// (started with ?password=). Only members who may change the room's
+// settings; the reply never repeats it.
+func (b *Bot) setCallKey(ctx context.Context, evt *matrix.Event, args []string) (string, error) {
+	room, err := b.store.Room(ctx, evt.RoomID)
+	if err != nil {
+		return "", err
+	}
+	if room == nil {
+		return "", userErrorf("the bot has no record of this room yet")
+	}
+	if len(args) == 0 {
+		if room.Settings.CallKey == "" {
+			return "This room's Element Call has no shared key set: the bot uses per-participant keys in an encrypted room.", nil
+		}
+		return "A shared key is set for this room's Element Call (`callkey off` clears it).", nil
+	}
+	may, err := b.mx.MayChangeState(ctx, evt.RoomID, evt.Sender)
+	if err != nil {
+		return "", err
+	}
+	if !may {
+		return "", userErrorf("only members whose power level lets them change the room's settings may set its call key")
+	}
+	switch key := strings.Join(args, " "); {
+	case key == "off":
+		room.Settings.CallKey = ""
+	case len(key) < 8:
+		return "", userErrorf("a call key of fewer than 8 characters is too easy to guess")
+	default:
+		room.Settings.CallKey = key
+	}
+	if err = b.store.SetRoomSettings(ctx, evt.RoomID, room.Settings); err != nil {
+		return "", err
+	}
+	if room.Settings.CallKey == "" {
+		return "This room's Element Call key is cleared: calls the bot joins from now use per-participant keys in an encrypted room.", nil
+	}
+	return "This room's Element Call key is set: calls the bot joins from now are encrypted with it, as with Element Call's `?password=`.", nil
+}
+
 // callGoingOn says whether someone other than the bot is in room's
 // Element Call now.
 func (reg *registry) callGoingOn(ctx context.Context, room id.RoomID) bool {
@@ -89,7 +140,7 @@ func (reg *registry) placeRTC(ctx context.Context, b *Bridge, t Target, video bo
 	} else if room, err = reg.rtcRoom(ctx, b, t); err != nil {
 		return nil, err
 	}
-	l, err := reg.rtc.Join(room, video, b.events, ring...)
+	l, err := reg.rtc.Join(room, rtc.JoinOptions{Video: video, Ring: ring, SharedKey: reg.callKey(ctx, room)}, b.events)
 	if err != nil {
 		if errors.Is(err, rtc.ErrInCall) {
 			return nil, &busyError{why: "the bot is in that room's call already"}
@@ -133,7 +184,7 @@ func (b *Bot) joinCall(ctx context.Context, evt *matrix.Event, args []string) (s
 	}
 	reg := b.bridges
 	br := reg.newBridge(evt.RoomID, Target{Kind: leg.KindRTC})
-	l, err := reg.rtc.Join(evt.RoomID, false, br.events)
+	l, err := reg.rtc.Join(evt.RoomID, rtc.JoinOptions{SharedKey: reg.callKey(ctx, evt.RoomID)}, br.events)
 	if err != nil {
 		br.post(func() { br.hangup(leg.Failed, err.Error()) })
 		return "", err

@@ -661,3 +661,41 @@ func TestElementCallVideo(t *testing.T) {
 		})
 	}
 }
+
+// TestElementCallSharedKey: a room's Element Call started with
+// ?password= is encrypted with one key for everyone; with `!voip callkey`
+// set, the bot joins it: alice decodes the bot's tone (encrypted with the
+// shared key), and with the echo source she hears her own tone back from
+// the bot, which it could only do by decrypting her frames. The key is
+// never repeated in a reply nor written to the bot's log.
+func TestElementCallSharedKey(t *testing.T) {
+	const passphrase = "s3cret-call-pass"
+	bed := rtcTestBed(t)
+	setup, _, botIdentity := startRTCBot(t, bed, false)
+	setup.Secrets = append(setup.Secrets, passphrase)
+	alice := newECUser(t, bed, "ecka", toneA)
+	room := alice.callRoom(t, setup.UserID, false)
+	ctx := ctxFor(t)
+	_, err := alice.browser.Join(ctx, room.String(), alice.session, passphrase)
+	require.NoError(t, err)
+
+	assert.Contains(t, body(command(t, alice.mx, room, setup.UserID, "!voip callkey short")), "fewer than 8 characters")
+	reply := body(command(t, alice.mx, room, setup.UserID, "!voip callkey "+passphrase))
+	require.Contains(t, reply, "key is set")
+	require.NotContains(t, reply, passphrase)
+	require.Contains(t, body(command(t, alice.mx, room, setup.UserID, "!voip join tone")), "Joining")
+	tone, err := alice.browser.WaitParticipantTone(ctx, botIdentity, 440, toneTolerance)
+	require.NoErrorf(t, err, "alice decodes the bot's tone with the shared key (last %s)", tone)
+	p, err := alice.browser.WaitParticipant(ctx, botIdentity, func(p elementcall.Participant) bool { return p.AudioRendered })
+	require.NoError(t, err)
+	assert.True(t, p.AudioEncrypted)
+
+	require.Contains(t, body(command(t, alice.mx, room, setup.UserID, "!voip leave")), "Leaving")
+	leftCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	require.NoError(t, waitNoMembership(leftCtx, alice, room, setup.UserID))
+	cancel()
+	require.Contains(t, body(command(t, alice.mx, room, setup.UserID, "!voip join echo")), "Joining")
+	tone, err = alice.browser.WaitParticipantTone(ctx, botIdentity, toneA, toneTolerance)
+	require.NoErrorf(t, err, "alice hears her own tone back from the bot (last %s)", tone)
+	t.Logf("alice hears her echo from the bot: %s", tone)
+}

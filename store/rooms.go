@@ -36,6 +36,9 @@ type RoomSettings struct {
 	Report *bool `json:"report,omitempty"`
 	// Record: record the room's calls and post the recordings.
 	Record bool `json:"record,omitempty"`
+	// CallKey is the passphrase of the room's Element Call when it is
+	// encrypted with one key for everyone (?password=); "" if not.
+	CallKey string `json:"call_key,omitempty"`
 }
 
 // Room is a room the bot has been invited to or joined.

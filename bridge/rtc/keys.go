@@ -49,7 +49,7 @@ func (k *ownKey) next(now time.Time) {
 // keysFor: on the queue, with the call's members now, decide what to send
 // whom: nothing, our key to newcomers, or a new key to all.
 func (l *Leg) keysFor(members []rtcevent.Member) {
-	if !l.encrypted {
+	if !l.encrypted || l.sharedKey != "" {
 		return
 	}
 	now := time.Now()

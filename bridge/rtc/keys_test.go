@@ -69,7 +69,7 @@ func member(user, dev string) rtcevent.Member { return rtcevent.Member{User: use
 func TestKeySchedule(t *testing.T) {
 	mx := &fakeMatrix{sent: make(chan sentKey, 8)}
 	m := New(context.Background(), Config{}, mx, zerolog.Nop())
-	l, err := m.Join("!r:hs", false, nil)
+	l, err := m.Join("!r:hs", JoinOptions{}, nil)
 	require.NoError(t, err)
 	l.encrypted = true
 	next := func() sentKey {
@@ -125,7 +125,7 @@ func TestKeySchedule(t *testing.T) {
 func TestKeysReceived(t *testing.T) {
 	mx := &fakeMatrix{sent: make(chan sentKey, 8)}
 	m := New(context.Background(), Config{}, mx, zerolog.Nop())
-	l, err := m.Join("!r:hs", false, nil)
+	l, err := m.Join("!r:hs", JoinOptions{}, nil)
 	require.NoError(t, err)
 	raw, err := json.Marshal(rtcevent.NewEncryptionKeys("!r:hs", "@a:hs", "A", 3, []byte("0123456789abcdef"), time.Now()))
 	require.NoError(t, err)

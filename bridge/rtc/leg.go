@@ -31,6 +31,8 @@ type Leg struct {
 	// ringUsers are the users a call the bot starts rings (everyone in
 	// the room if none).
 	ringUsers []id.UserID
+	// sharedKey is the call's passphrase in shared-key mode ("" if not).
+	sharedKey string
 	events    leg.Events
 	log       zerolog.Logger
 	q         *opqueue.Queue
@@ -168,7 +170,22 @@ func (l *Leg) join() {
 		fail(err.Error())
 		return
 	}
-	if encrypted && !mx.CanEncrypt() {
+	if l.sharedKey != "" {
+		// One key for everyone, from the room's passphrase: nothing to
+		// send over Olm.
+		key, err := livekit.SharedKey(l.sharedKey)
+		if err == nil {
+			err = l.keys.SetShared(key)
+		}
+		if err == nil {
+			err = l.encryptor.SetShared(key)
+		}
+		if err != nil {
+			fail(err.Error())
+			return
+		}
+		encrypted = true
+	} else if encrypted && !mx.CanEncrypt() {
 		fail("the room is encrypted, so its call's media is too, and the bot has no encryption device (matrix.encryption is off)")
 		return
 	}

@@ -126,10 +126,22 @@ func New(ctx context.Context, cfg Config, mx Matrix, log zerolog.Logger) *Manage
 // has one device, so one membership per room.
 var ErrInCall = errors.New("the bot is in this room's call already")
 
+// JoinOptions say how a leg joins a room's call.
+type JoinOptions struct {
+	// Video: the bridged party has video.
+	Video bool
+	// Ring are the users a call the bot starts rings (everyone in the
+	// room if none).
+	Ring []id.UserID
+	// SharedKey is the passphrase of a call encrypted with one key for
+	// everyone (Element Call's ?password=); "" for per-participant keys
+	// in an encrypted room, or none in another.
+	SharedKey string
+}
+
 // Join makes the leg that puts the bot into room's call (started with
-// Start); events hears what happens to it. If the call is empty, the room
-// is rung: the users in ring, or everyone if none are named.
-func (m *Manager) Join(room id.RoomID, video bool, events leg.Events, ring ...id.UserID) (*Leg, error) {
+// Start); events hears what happens to it.
+func (m *Manager) Join(room id.RoomID, opts JoinOptions, events leg.Events) (*Leg, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ctx.Err() != nil {
@@ -138,8 +150,8 @@ func (m *Manager) Join(room id.RoomID, video bool, events leg.Events, ring ...id
 	if _, ok := m.legs[room]; ok {
 		return nil, fmt.Errorf("%s: %w", room, ErrInCall)
 	}
-	l := newLeg(m, newLegID(), room, video, events)
-	l.ringUsers = ring
+	l := newLeg(m, newLegID(), room, opts.Video, events)
+	l.ringUsers, l.sharedKey = opts.Ring, opts.SharedKey
 	m.legs[room] = l
 	return l, nil
 }

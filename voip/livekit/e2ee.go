@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	lksdk "github.com/livekit/server-sdk-go/v2"
 )
 
 // LiveKit's end-to-end media encryption (livekit-client's e2ee worker, as
@@ -55,6 +57,9 @@ func DeriveFrameKey(raw []byte) ([]byte, error) {
 type KeyRing struct {
 	mu   sync.RWMutex
 	keys map[string]*[256]cipher.AEAD
+	// shared is a call's one key for everyone (Element Call's ?password=
+	// calls), used for every sender and index when set.
+	shared cipher.AEAD
 }
 
 // NewKeyRing makes an empty ring.
@@ -99,9 +104,42 @@ func (r *KeyRing) Has(identity string) bool {
 	return r.keys[identity] != nil
 }
 
+// SharedKey is the AES key a shared passphrase stands for: PBKDF2-SHA256
+// with LiveKit's salt and 100 000 rounds, as livekit-client derives it.
+func SharedKey(passphrase string) ([]byte, error) {
+	key, err := lksdk.DeriveKeyFromString(passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the call's shared key: %w", err)
+	}
+	return key, nil
+}
+
+// SetShared makes key (SharedKey's) every sender's.
+func (r *KeyRing) SetShared(key []byte) error {
+	gcm, err := newGCM(key)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.shared = gcm
+	r.mu.Unlock()
+	return nil
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("frame key: %w", err)
+	}
+	return cipher.NewGCMWithNonceSize(block, ivLength)
+}
+
 func (r *KeyRing) aead(identity string, index uint8) cipher.AEAD {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if r.shared != nil {
+		return r.shared
+	}
 	if ks := r.keys[identity]; ks != nil {
 		return ks[index]
 	}
@@ -159,6 +197,18 @@ func (e *Encryptor) SetKey(index uint8, raw []byte) error {
 	}
 	e.mu.Lock()
 	e.index, e.gcm = index, gcm
+	e.mu.Unlock()
+	return nil
+}
+
+// SetShared encrypts with a call's shared key (SharedKey's) at index 0.
+func (e *Encryptor) SetShared(key []byte) error {
+	gcm, err := newGCM(key)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.index, e.gcm = 0, gcm
 	e.mu.Unlock()
 	return nil
 }

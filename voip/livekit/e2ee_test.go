@@ -104,3 +104,30 @@ func BenchmarkFrameE2EE(b *testing.B) {
 		}
 	})
 }
+
+// A shared passphrase's key (Element Call's ?password=), derived as
+// server-sdk-go derives it, both ways, whoever the sender.
+func TestSharedKeyFrames(t *testing.T) {
+	key, err := SharedKey("s3cretpass")
+	require.NoError(t, err)
+	theirKey, err := lksdk.DeriveKeyFromString("s3cretpass")
+	require.NoError(t, err)
+	require.Equal(t, theirKey, key)
+	frame := append([]byte{0x78}, bytes.Repeat([]byte{0xcd}, 60)...)
+
+	ring := NewKeyRing()
+	require.NoError(t, ring.SetShared(key))
+	theirs, err := lksdk.EncryptGCMAudioSample(frame, key, 0)
+	require.NoError(t, err)
+	plain, err := ring.DecryptOpus(nil, theirs, "@anyone:hs:DEV")
+	require.NoError(t, err)
+	require.Equal(t, frame, plain)
+
+	var enc Encryptor
+	require.NoError(t, enc.SetShared(key))
+	ours, err := enc.EncryptOpus(nil, frame)
+	require.NoError(t, err)
+	back, err := lksdk.DecryptGCMAudioSample(ours, key, nil)
+	require.NoError(t, err)
+	require.Equal(t, frame, back)
+}
