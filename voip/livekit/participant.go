@@ -136,6 +136,7 @@ func Join(ctx context.Context, url, token string, opts Options) (*Participant, e
 	if err := p.room.JoinWithContextAndToken(ctx, url, token, lksdk.WithLogger(newLogger(p.log))); err != nil {
 		p.end()
 		p.changeWG.Wait()
+		p.mixWG.Wait()
 		return nil, fmt.Errorf("joining the LiveKit room at %s: %w", url, err)
 	}
 	local, err := webrtc.NewTrackLocalStaticRTP(opus.RTPCodecCapability, "audio", "voipbot-"+opts.ID)
