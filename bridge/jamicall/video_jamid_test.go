@@ -107,8 +107,12 @@ func TestJamidVideoBothWays(t *testing.T) {
 	defer cancel()
 	b := newJamidBed(t, ctx)
 	red := jamid.YCbCr{Y: 81, Cb: 90, Cr: 240}
-	y4m := t.TempDir() + "/jamid-camera.y4m"
+	dir := t.TempDir()
+	y4m := dir + "/jamid-camera.y4m"
 	require.NoError(t, jamid.WriteY4M(y4m, 176, 144, 15, 30, red))
+	// The same picture under another name, to switch jamid's camera to.
+	y4mAgain := dir + "/jamid-camera-again.y4m"
+	require.NoError(t, jamid.WriteY4M(y4mAgain, 176, 144, 15, 30, red))
 
 	since := b.d.SignalCount()
 	begin := time.Now()
@@ -128,20 +132,27 @@ func TestJamidVideoBothWays(t *testing.T) {
 	// the bot, and ending the losers can interrupt the winner's file input
 	// while it opens ("avformat_open_input failed: Immediate exit
 	// requested"), after which it sends no video at all. Setting the same
-	// source again reopens the input; the test does that, at most twice,
-	// when no keyframe has come in 10 s.
+	// source again does nothing (SIPCall::updateMediaStream acts on a mute
+	// change only: "already unmuted"); another source is a re-INVITE with a
+	// new ICE session, after which jamid opens its input anew. The test
+	// switches between two files of the same picture, at most three
+	// times, when no keyframe has come in 10 s (20 s after a switch).
 	var img *image.YCbCr
+	sources := []string{y4mAgain, y4m}
 	for retries := 0; img == nil; {
-		wait := time.NewTimer(10 * time.Second)
+		// After a switch, jamid's re-INVITE and ICE come first (seen
+		// taking over 10 s once, when the switch was forced on purpose).
+		wait := time.NewTimer(10*time.Second + time.Duration(min(retries, 1))*10*time.Second)
 		select {
 		case img = <-kf.got:
 		case <-wait.C:
-			if retries == 2 {
+			if retries == 3 {
 				break // out of the select: the test fails below
 			}
+			source := sources[retries%2]
 			retries++
-			t.Logf("no video from jamid in 10 s; jamid's video lines:\n%s\nsetting its camera file again", videoLines(b.d.Log()))
-			require.NoError(t, b.d.RequestMediaChange(ctx, b.jamiAcc, callID, jamid.VideoFileMedia("", y4m)))
+			t.Logf("no video from jamid yet; jamid's video lines:\n%s\nswitching its camera to %s", videoLines(b.d.Log()), source)
+			require.NoError(t, b.d.RequestMediaChange(ctx, b.jamiAcc, callID, jamid.VideoFileMedia("", source)))
 			continue
 		case <-ctx.Done():
 		}
