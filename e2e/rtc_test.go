@@ -154,6 +154,15 @@ func (u *ecUser) callRoom(t testing.TB, bot id.UserID, encrypted bool, others ..
 	return resp.RoomID
 }
 
+// useHomeserverURL has the bot reach its homeserver at url (a front of
+// the test bed's before Dendrite) instead of Dendrite's own.
+func (s *botSetup) useHomeserverURL(t testing.TB, url string) {
+	t.Helper()
+	cfg, err := os.ReadFile(s.Config)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(s.Config, []byte(strings.Replace(string(cfg), "url: "+hs.URL, "url: "+url, 1)), 0o600))
+}
+
 // startRTCBot runs a bot whose Element Call focus is the test bed's JWT
 // service: the container image's build (with the mixer) unless pure.
 func startRTCBot(t *testing.T, bed *rtcBed, pure bool) (*botSetup, *testbed.Bot, string) {
@@ -233,74 +242,52 @@ func waitNoMembership(ctx context.Context, u *ecUser, room id.RoomID, user id.Us
 // bot in a room routed to alice's room's Element Call; the bot joins that
 // call and answers bob: bob hears alice's tone, and alice hears bob's from
 // the bot's participant — not an echo, not the bot's 440 Hz. Bob hangs up
-// and the bot leaves the call.
+// and the bot leaves the call. In an encrypted room, whose call Element
+// Call encrypts with per-participant keys sent over Olm to-device, bob
+// hears alice only if the bot decrypted her frames with the key she sent
+// it, and alice hears bob only if she decrypts the bot's frames with the
+// key the bot sent her (the bot's track is published as encrypted, so
+// Element Call decrypts it and does not warn).
 func TestElementCallBridge(t *testing.T) {
 	bed := rtcTestBed(t)
-	setup, bot, botIdentity := startRTCBot(t, bed, false)
-	alice := newECUser(t, bed, "ecba", toneA)
-	ecRoom := alice.callRoom(t, setup.UserID, false)
-	ctx := ctxFor(t)
-	_, err := alice.browser.Join(ctx, ecRoom.String(), alice.session, "")
-	require.NoError(t, err)
+	for _, encrypted := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "encrypted"}[encrypted], func(t *testing.T) {
+			setup, bot, botIdentity := startRTCBot(t, bed, false)
+			alice := newECUser(t, bed, "ecba", toneA)
+			ecRoom := alice.callRoom(t, setup.UserID, encrypted)
+			ctx := ctxFor(t)
+			_, err := alice.browser.Join(ctx, ecRoom.String(), alice.session, "")
+			require.NoError(t, err)
 
-	bob := newToneUser(t, "ecbb", toneB, false, jsclient.IncomingNotify)
-	bobRoom := jsRoomWithBot(t, bob, setup.UserID, false)
-	reply := jsCommand(t, bob, bobRoom, setup.UserID, "!voip route rtc:"+ecRoom.String())
-	require.Contains(t, reply.Body, "now go to **rtc:"+ecRoom.String()+"**")
+			bob := newToneUser(t, "ecbb", toneB, false, jsclient.IncomingNotify)
+			bobRoom := jsRoomWithBot(t, bob, setup.UserID, false)
+			reply := jsCommand(t, bob, bobRoom, setup.UserID, "!voip route rtc:"+ecRoom.String())
+			require.Contains(t, reply.Body, "now go to **rtc:"+ecRoom.String()+"**")
 
-	call, err := bob.PlaceCall(ctx, bobRoom, "", false)
-	require.NoError(t, err)
-	waitConnected(t, call)
-	requireHears(t, call, toneA)
-	tone, err := alice.browser.WaitParticipantTone(ctx, botIdentity, toneB, toneTolerance)
-	require.NoErrorf(t, err, "alice hears bob through the bot (last %s)", tone)
-	t.Logf("alice hears bob through the bot: %s", tone)
-	waitMetric(t, bot, `voipbot_bridge_legs{kind="rtc",state="connected"} 1`)
+			call, err := bob.PlaceCall(ctx, bobRoom, "", false)
+			require.NoError(t, err)
+			waitConnected(t, call)
+			requireHears(t, call, toneA)
+			tone, err := alice.browser.WaitParticipantTone(ctx, botIdentity, toneB, toneTolerance)
+			require.NoErrorf(t, err, "alice hears bob through the bot (last %s)", tone)
+			t.Logf("alice hears bob through the bot: %s", tone)
+			waitMetric(t, bot, `voipbot_bridge_legs{kind="rtc",state="connected"} 1`)
+			if encrypted {
+				p, err := alice.browser.WaitParticipant(ctx, botIdentity, func(p elementcall.Participant) bool { return p.AudioRendered })
+				require.NoError(t, err)
+				assert.True(t, p.AudioEncrypted, "the bot's audio is published encrypted")
+				assert.False(t, p.UnencryptedWarning, "Element Call does not call the bot unencrypted")
+				assert.Contains(t, bot.Logs(), "Took a member's media key")
+			}
 
-	require.NoError(t, call.Hangup(ctx, ""))
-	waitEnded(t, call)
-	waitMetric(t, bot, `voipbot_bridges 0`)
-	leftCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	require.NoError(t, waitNoMembership(leftCtx, alice, ecRoom, setup.UserID), "the bot left the call with bob's hangup")
-}
-
-// TestElementCallEncrypted: the same bridge in an encrypted room, whose
-// call Element Call encrypts with per-participant keys sent over Olm
-// to-device. Bob hears alice only if the bot decrypted her frames with the
-// key she sent it; alice hears bob only if she decrypts the bot's frames
-// with the key the bot sent her (the bot's track is published as
-// encrypted, so Element Call decrypts it and does not warn).
-func TestElementCallEncrypted(t *testing.T) {
-	bed := rtcTestBed(t)
-	setup, bot, botIdentity := startRTCBot(t, bed, false)
-	alice := newECUser(t, bed, "ecea", toneA)
-	ecRoom := alice.callRoom(t, setup.UserID, true)
-	ctx := ctxFor(t)
-	_, err := alice.browser.Join(ctx, ecRoom.String(), alice.session, "")
-	require.NoError(t, err)
-
-	bob := newToneUser(t, "eceb", toneB, false, jsclient.IncomingNotify)
-	bobRoom := jsRoomWithBot(t, bob, setup.UserID, false)
-	reply := jsCommand(t, bob, bobRoom, setup.UserID, "!voip route rtc:"+ecRoom.String())
-	require.Contains(t, reply.Body, "now go to **rtc:"+ecRoom.String()+"**")
-
-	call, err := bob.PlaceCall(ctx, bobRoom, "", false)
-	require.NoError(t, err)
-	waitConnected(t, call)
-	requireHears(t, call, toneA)
-	tone, err := alice.browser.WaitParticipantTone(ctx, botIdentity, toneB, toneTolerance)
-	require.NoErrorf(t, err, "alice hears bob through the bot (last %s)", tone)
-	t.Logf("alice hears bob through the bot: %s", tone)
-	p, err := alice.browser.WaitParticipant(ctx, botIdentity, func(p elementcall.Participant) bool { return p.AudioRendered })
-	require.NoError(t, err)
-	assert.True(t, p.AudioEncrypted, "the bot's audio is published encrypted")
-	assert.False(t, p.UnencryptedWarning, "Element Call does not call the bot unencrypted")
-	assert.Contains(t, bot.Logs(), "Took a member's media key")
-
-	require.NoError(t, call.Hangup(ctx, ""))
-	waitEnded(t, call)
-	waitMetric(t, bot, `voipbot_bridges 0`)
+			require.NoError(t, call.Hangup(ctx, ""))
+			waitEnded(t, call)
+			waitMetric(t, bot, `voipbot_bridges 0`)
+			leftCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			require.NoError(t, waitNoMembership(leftCtx, alice, ecRoom, setup.UserID), "the bot left the call with bob's hangup")
+		})
+	}
 }
 
 // The tone of the legacy caller in the three-party tests (the Element Call
@@ -526,9 +513,7 @@ func TestElementCallDelayedLeave(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = front.Close() })
 	setup := newBotSetup(t, hs, fmt.Sprintf("calls:\n  source: tone\nrtc:\n  livekit_service_url: %q\n", bed.jwt.URL))
-	cfg, err := os.ReadFile(setup.Config)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(setup.Config, []byte(strings.Replace(string(cfg), "url: "+hs.URL, "url: "+front.URL, 1)), 0o600))
+	setup.useHomeserverURL(t, front.URL)
 	bot, err := testbed.StartBot(bed.mixer, setup.Dir, setup.Config, setup.HTTPAddr, nil)
 	require.NoError(t, err)
 	ctx := ctxFor(t)
@@ -590,9 +575,7 @@ func TestElementCallStartsCall(t *testing.T) {
 	})
 	setup := newBotSetup(t, hs, "calls:\n  source: tone\n")
 	setup.Binary = bed.mixer
-	cfg, err := os.ReadFile(setup.Config)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(setup.Config, []byte(strings.Replace(string(cfg), "url: "+hs.URL, "url: "+front.URL, 1)), 0o600))
+	setup.useHomeserverURL(t, front.URL)
 	setup.start(t)
 	acct := readAccount(t, filepath.Join(setup.Dir, "voipbot.db"))
 	botIdentity := elementcall.Identity(setup.UserID.String(), acct.DeviceID.String())
