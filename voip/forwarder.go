@@ -298,22 +298,33 @@ func (f *Forwarder) read(tf *trackForwarder) {
 		if err != nil {
 			return
 		}
-		hl, err := h.Unmarshal(buf[:n])
-		if err != nil {
+		payload, ok := ParseRTP(&h, buf[:n])
+		if !ok {
 			continue
-		}
-		payload := buf[hl:n]
-		if h.Padding && len(payload) > 0 {
-			pad := int(payload[len(payload)-1])
-			if pad > len(payload) {
-				continue
-			}
-			payload = payload[:len(payload)-pad]
-			h.Padding = false
-			h.PaddingSize = 0
 		}
 		tf.handle(&h, payload, n, time.Now())
 	}
+}
+
+// ParseRTP reads an RTP packet's header into h and returns its payload
+// without padding (h then says it has none); false for a packet that does
+// not parse or whose padding is longer than its payload. Nothing is
+// copied or allocated.
+func ParseRTP(h *rtp.Header, pkt []byte) ([]byte, bool) {
+	hl, err := h.Unmarshal(pkt)
+	if err != nil {
+		return nil, false
+	}
+	payload := pkt[hl:]
+	if h.Padding && len(payload) > 0 {
+		pad := int(payload[len(payload)-1])
+		if pad > len(payload) {
+			return nil, false
+		}
+		payload = payload[:len(payload)-pad]
+		h.Padding, h.PaddingSize = false, 0
+	}
+	return payload, true
 }
 
 // handle is the per-packet hot path: receive statistics and the duplicate

@@ -332,17 +332,9 @@ func (p *Participant) read(track *webrtc.TrackRemote, identity string) {
 		if p.mix == nil && *p.speaker.Load() != identity {
 			continue
 		}
-		hl, err := h.Unmarshal(buf[:n])
-		if err != nil {
+		payload, ok := voip.ParseRTP(&h, buf[:n])
+		if !ok {
 			continue
-		}
-		payload := buf[hl:n]
-		if h.Padding && len(payload) > 0 {
-			pad := int(payload[len(payload)-1])
-			if pad > len(payload) {
-				continue
-			}
-			payload, h.Padding, h.PaddingSize = payload[:len(payload)-pad], false, 0
 		}
 		if p.opts.Keys != nil {
 			plain, err := p.opts.Keys.DecryptOpus(nil, payload, identity)

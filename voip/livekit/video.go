@@ -108,20 +108,20 @@ func (p *Participant) readVideoTrack(track *webrtc.TrackRemote, identity string)
 		if *p.speaker.Load() != identity {
 			continue
 		}
-		hl, err := h.Unmarshal(buf[:n])
-		if err != nil || hl > n {
+		payload, ok := voip.ParseRTP(&h, buf[:n])
+		if !ok {
 			continue
 		}
 		h.PayloadType = uint8(vp8.PayloadType)
 		if p.opts.Keys == nil {
 			h.Extension, h.Extensions = false, nil
-			pkt, err := (&rtp.Packet{Header: h, Payload: buf[hl:n]}).Marshal()
+			pkt, err := (&rtp.Packet{Header: h, Payload: payload}).Marshal()
 			if err == nil {
 				p.deliverVideo(pkt)
 			}
 			continue
 		}
-		frame := frames.add(&h, buf[hl:n])
+		frame := frames.add(&h, payload)
 		if frame == nil {
 			continue
 		}
