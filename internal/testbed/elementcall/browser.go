@@ -50,6 +50,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/voipbot/voipbot/internal/testbed/nodejs"
 	"github.com/voipbot/voipbot/internal/testbed/proc"
 )
 
@@ -216,9 +217,9 @@ func Launch(ctx context.Context, opts Options) (*Browser, error) {
 	if err != nil {
 		return nil, err
 	}
-	node, err := findNode(ctx)
+	node, err := nodejs.Find(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("elementcall: %w", err)
 	}
 	if err = Prepare(ctx, opts.Dir, opts.Log); err != nil {
 		return nil, err
@@ -309,27 +310,6 @@ func findChromium(path string) (string, error) {
 		return p, nil
 	}
 	return "", errors.New("elementcall: no chromium")
-}
-
-// minNodeMajor is playwright-core's minimum node version.
-const minNodeMajor = 20
-
-// findNode returns node's path, if it is recent enough for playwright-core.
-func findNode(ctx context.Context) (string, error) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return "", fmt.Errorf("elementcall: node is not installed (node %d or later, and npm)", minNodeMajor)
-	}
-	out, err := exec.CommandContext(ctx, node, "--version").Output()
-	if err != nil {
-		return "", fmt.Errorf("elementcall: %s --version: %w", node, err)
-	}
-	version := strings.TrimSpace(string(out))
-	major, _, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
-	if n, err := strconv.Atoi(major); err != nil || n < minNodeMajor {
-		return "", fmt.Errorf("elementcall: %s is node %s; playwright-core needs node %d or later (Debian bookworm's nodejs is 18)", node, version, minNodeMajor)
-	}
-	return node, nil
 }
 
 // line dispatches a line from the driver.

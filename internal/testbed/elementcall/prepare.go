@@ -2,8 +2,6 @@ package elementcall
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/voipbot/voipbot/internal/testbed/nodejs"
 )
 
 // Version is the pinned Element Call (js/package.json).
@@ -53,16 +53,16 @@ func Prepare(ctx context.Context, dir string, log io.Writer) error {
 		return fmt.Errorf("elementcall: %w", err)
 	}
 	defer lock.Close()
-	if err = flock(ctx, lock); err != nil {
-		return err
+	if err = nodejs.Lock(ctx, lock); err != nil {
+		return fmt.Errorf("elementcall: %w", err)
 	}
 	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
 
-	hash, err := hashFiles(dir, []string{"package.json", "package-lock.json"}, runtime.GOOS+"/"+runtime.GOARCH)
+	hash, err := nodejs.Hash(dir, []string{"package.json", "package-lock.json"}, runtime.GOOS+"/"+runtime.GOARCH)
 	if err != nil {
-		return err
+		return fmt.Errorf("elementcall: %w", err)
 	}
-	if data, err := os.ReadFile(filepath.Join(dir, installStamp)); err == nil && string(data) == hash {
+	if nodejs.StampMatches(filepath.Join(dir, installStamp), hash) {
 		return checkDist(dir)
 	}
 	npm, err := exec.LookPath("npm")
@@ -95,36 +95,4 @@ func checkDist(dir string) error {
 		}
 	}
 	return nil
-}
-
-// flock takes an exclusive lock on f, giving up when ctx ends.
-func flock(ctx context.Context, f *os.File) error {
-	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			return fmt.Errorf("elementcall: locking %s: %w", f.Name(), err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("elementcall: waiting for another process preparing %s: %w", filepath.Dir(f.Name()), ctx.Err())
-		case <-time.After(delay):
-		}
-	}
-}
-
-func hashFiles(dir string, names []string, extra string) (string, error) {
-	h := sha256.New()
-	h.Write([]byte(extra))
-	for _, name := range names {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return "", fmt.Errorf("elementcall: %w", err)
-		}
-		fmt.Fprintf(h, "\x00%s\x00%d\x00", name, len(data))
-		h.Write(data)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -3,8 +3,6 @@ package jsclient
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,9 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"syscall"
 	"time"
+
+	"github.com/voipbot/voipbot/internal/testbed/nodejs"
 )
 
 const (
@@ -37,16 +36,16 @@ func Prepare(ctx context.Context, dir string, log io.Writer) error {
 		return fmt.Errorf("jsclient: %w", err)
 	}
 	defer lock.Close()
-	if err = flock(ctx, lock); err != nil {
-		return err
+	if err = nodejs.Lock(ctx, lock); err != nil {
+		return fmt.Errorf("jsclient: %w", err)
 	}
 	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
 
-	installHash, err := hashFiles(dir, []string{"package.json", "package-lock.json"}, runtime.GOOS+"/"+runtime.GOARCH)
+	installHash, err := nodejs.Hash(dir, []string{"package.json", "package-lock.json"}, runtime.GOOS+"/"+runtime.GOARCH)
 	if err != nil {
-		return err
+		return fmt.Errorf("jsclient: %w", err)
 	}
-	if !stampMatches(filepath.Join(dir, installStamp), installHash) {
+	if !nodejs.StampMatches(filepath.Join(dir, installStamp), installHash) {
 		npm, err := exec.LookPath("npm")
 		if err != nil {
 			return errors.New("jsclient: npm is not installed (Debian: apt-get install npm)")
@@ -75,11 +74,11 @@ func Prepare(ctx context.Context, dir string, log io.Writer) error {
 			sources = append(sources, filepath.Join("src", f.Name()))
 		}
 	}
-	buildHash, err := hashFiles(dir, sources, installHash)
+	buildHash, err := nodejs.Hash(dir, sources, installHash)
 	if err != nil {
-		return err
+		return fmt.Errorf("jsclient: %w", err)
 	}
-	if !stampMatches(filepath.Join(dir, buildStamp), buildHash) {
+	if !nodejs.StampMatches(filepath.Join(dir, buildStamp), buildHash) {
 		node, err := exec.LookPath("node")
 		if err != nil {
 			return errors.New("jsclient: node is not installed (Debian: apt-get install nodejs npm)")
@@ -96,42 +95,4 @@ func Prepare(ctx context.Context, dir string, log io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// flock takes an exclusive lock on f, giving up when ctx ends.
-func flock(ctx context.Context, f *os.File) error {
-	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			return fmt.Errorf("jsclient: locking %s: %w", f.Name(), err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("jsclient: waiting for another process preparing %s: %w", filepath.Dir(f.Name()), ctx.Err())
-		case <-time.After(delay):
-		}
-	}
-}
-
-func hashFiles(dir string, names []string, extra string) (string, error) {
-	sort.Strings(names)
-	h := sha256.New()
-	h.Write([]byte(extra))
-	for _, name := range names {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return "", fmt.Errorf("jsclient: %w", err)
-		}
-		fmt.Fprintf(h, "\x00%s\x00%d\x00", name, len(data))
-		h.Write(data)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func stampMatches(path, hash string) bool {
-	data, err := os.ReadFile(path)
-	return err == nil && string(data) == hash
 }
