@@ -28,6 +28,17 @@ func (b *Bot) registerRTC() {
 			b.bridges.rtc.MembershipChanged(evt.RoomID)
 			return nil
 		})
+	// Sticky memberships (Element Call's newer shape) are kept for every
+	// room: a homeserver sends each once.
+	stickyType := event.Type{Type: rtcevent.TypeRTCMember, Class: event.MessageEventType}
+	b.mx.On(stickyType, func(evt *event.Event) bool { return evt.Sticky.GetDuration() > 0 },
+		func(_ context.Context, evt *matrix.Event) error {
+			b.bridges.rtc.StickyMembership(evt.RoomID, rtcevent.StickyEvent{
+				Sender: evt.Sender.String(), EventID: evt.ID.String(), OriginServerTS: evt.Timestamp,
+				Until: evt.GetStickyUntil(), Content: evt.Content.VeryRaw,
+			})
+			return nil
+		})
 	b.registerRTCKeys()
 }
 

@@ -36,6 +36,7 @@ type Client struct {
 	reg         *appservice.Registration // appservice mode only
 	started     atomic.Bool              // Start finished: events may be taken in
 	uploadLimit uploadLimit              // the media repository's, asked once
+	features    features                 // /versions' unstable features, cached
 }
 
 // New prepares a client; Start logs in.

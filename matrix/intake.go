@@ -238,6 +238,10 @@ func (in *intake) handleStored(e *store.InboxEvent) (done bool) {
 			return true
 		}
 		decrypted.Mautrix.EventSource = evt.Mautrix.EventSource | event.SourceDecrypted
+		if decrypted.Sticky == nil {
+			// Stickiness is the outer event's (MSC4354), not the content's.
+			decrypted.Sticky = evt.Sticky
+		}
 		mevt.Event = decrypted
 		mevt.Encrypted = true
 	}

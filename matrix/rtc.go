@@ -149,11 +149,52 @@ func (c *Client) SendEncryptedToDevice(ctx context.Context, t string, content an
 // /versions lists org.matrix.msc4140). Dendrite has not, and silently
 // sends a "delayed" event at once, so nothing may be delayed without it.
 func (c *Client) DelayedEvents(ctx context.Context) bool {
-	resp, err := c.cli.Versions(ctx)
+	return c.features.has(ctx, c.cli, "org.matrix.msc4140")
+}
+
+// StickyEvents says whether the homeserver has sticky events (MSC4354:
+// /versions lists org.matrix.msc4354). Without them a "sticky" event is an
+// ordinary one that no client reads as a membership.
+func (c *Client) StickyEvents(ctx context.Context) bool {
+	return c.features.has(ctx, c.cli, "org.matrix.msc4354")
+}
+
+// rtcMemberType is the sticky membership event (Element Call's newer
+// shape).
+var rtcMemberType = event.Type{Type: rtcevent.TypeRTCMember, Class: event.MessageEventType}
+
+// SendStickyMembership sends the bot's sticky membership of a room's call
+// (rtcevent.RTCLeave leaves it), sticky for duration (at most an hour);
+// encrypted in an encrypted room, as js-sdk sends it.
+func (c *Client) SendStickyMembership(ctx context.Context, room id.RoomID, content any, duration time.Duration) (id.EventID, error) {
+	duration = min(duration, rtcevent.MaxStickyDuration)
+	resp, err := c.cli.SendMessageEvent(ctx, room, rtcMemberType, content, mautrix.ReqSendEvent{UnstableStickyDuration: duration})
 	if err != nil {
-		return false
+		return "", fmt.Errorf("sending the sticky call membership in %s: %w", room, err)
 	}
-	return resp.UnstableFeatures["org.matrix.msc4140"]
+	return resp.EventID, nil
+}
+
+// ScheduleStickyLeave is ScheduleCallLeave for a sticky membership: the
+// delayed event is the sticky leave.
+func (c *Client) ScheduleStickyLeave(ctx context.Context, room id.RoomID, delay, duration time.Duration) (string, error) {
+	leave := rtcevent.RTCLeave(c.UserID().String(), c.DeviceID().String())
+	req := mautrix.ReqSendEvent{UnstableDelay: delay, UnstableStickyDuration: min(duration, rtcevent.MaxStickyDuration)}
+	resp, err := c.cli.SendMessageEvent(ctx, room, rtcMemberType, leave, req)
+	var herr mautrix.HTTPError
+	if errors.As(err, &herr) && herr.RespError != nil && herr.RespError.ErrCode == "M_MAX_DELAY_EXCEEDED" {
+		if most, ok := herr.RespError.ExtraData["org.matrix.msc4140.max_delay"].(float64); ok && most > 0 {
+			req.UnstableDelay = time.Duration(most) * time.Millisecond
+			resp, err = c.cli.SendMessageEvent(ctx, room, rtcMemberType, leave, req)
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("scheduling the bot's sticky leave of the call in %s: %w", room, err)
+	}
+	if resp.UnstableDelayID == "" {
+		return "", fmt.Errorf("scheduling the bot's sticky leave of the call in %s: the homeserver sent the event at once", room)
+	}
+	return string(resp.UnstableDelayID), nil
 }
 
 // ScheduleCallLeave has the homeserver leave the room's call for the bot

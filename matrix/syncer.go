@@ -180,11 +180,12 @@ func (s *syncer) collect(_ context.Context, evt *event.Event) {
 	}
 	source := evt.Mautrix.EventSource
 	switch {
-	case c.initial && source&event.SourceToDevice == 0 &&
+	case c.initial && source&(event.SourceToDevice|event.SourceSticky) == 0 &&
 		(evt.Type != event.StateMember || evt.GetStateKey() != s.userID.String()):
 		// The first sync brings room history: only the bot's own
 		// memberships (pending invites, rooms it is in) are news. To-device
-		// messages are never history: each is delivered once.
+		// messages are never history: each is delivered once. Sticky
+		// events (MSC4354) are what is current, not history.
 		return
 	case source&event.SourceToDevice == 0 && evt.StateKey == nil && evt.Sender == s.userID:
 		// The bot's own echo: it knows what it sent.

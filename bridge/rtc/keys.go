@@ -153,6 +153,15 @@ func (m *Manager) KeysReceived(sender id.UserID, senderDevice id.DeviceID, encry
 	if err = l.keys.SetKey(key.Identity, key.Index, key.Key); err != nil {
 		return err
 	}
+	// A member that joined with a sticky membership is in the SFU under
+	// the hash of its user, device and member id (js-sdk's member id is
+	// user:device): its key is filed under that identity too.
+	hashed := rtcevent.HashedIdentity(sender.String(), string(senderDevice), key.Identity)
+	if senderDevice != "" {
+		if err = l.keys.SetKey(hashed, key.Index, key.Key); err != nil {
+			return err
+		}
+	}
 	l.log.Debug().Str("identity", key.Identity).Uint8("index", key.Index).Msg("Took a member's media key")
 	return nil
 }

@@ -19,6 +19,15 @@ import (
 // fakeMatrix records the media keys sent.
 type fakeMatrix struct {
 	sent chan sentKey
+	// sticky: the homeserver has sticky events; stickySent is what was
+	// sent as one.
+	sticky     bool
+	stickySent []stickySend
+}
+
+type stickySend struct {
+	content  any
+	duration time.Duration
 }
 
 type sentKey struct {
@@ -60,6 +69,14 @@ func (f *fakeMatrix) ScheduleCallLeave(context.Context, id.RoomID, time.Duration
 	return "", nil
 }
 func (f *fakeMatrix) UpdateDelayedEvent(context.Context, string, event.DelayAction) error { return nil }
+func (f *fakeMatrix) StickyEvents(context.Context) bool                                   { return f.sticky }
+func (f *fakeMatrix) SendStickyMembership(_ context.Context, _ id.RoomID, content any, d time.Duration) (id.EventID, error) {
+	f.stickySent = append(f.stickySent, stickySend{content: content, duration: d})
+	return "$s", nil
+}
+func (f *fakeMatrix) ScheduleStickyLeave(context.Context, id.RoomID, time.Duration, time.Duration) (string, error) {
+	return "", nil
+}
 
 func member(user, dev string) rtcevent.Member { return rtcevent.Member{User: user, Device: dev} }
 

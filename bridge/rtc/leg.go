@@ -43,6 +43,8 @@ type Leg struct {
 	// members is the identities of the call's other members now (a
 	// map[string]bool, replaced whole): whose media may be heard.
 	members atomic.Pointer[map[string]bool]
+	// ms sends the bot's membership (set once, before it is first sent).
+	ms membershipSender
 
 	// On the queue.
 	started, answered, ended bool
@@ -208,19 +210,28 @@ func (l *Leg) join() {
 		fail(errNoFocus.Error())
 		return
 	}
-	log := l.log.With().Str("focus", focus.ServiceURL).Logger()
+	ms := l.pickMembership(ctx)
+	if err = l.q.Do(ctx, func() error { l.ms = ms; return nil }); err != nil {
+		return
+	}
+	log := l.log.With().Str("focus", focus.ServiceURL).Bool("sticky", ms.sticky()).Logger()
 	oid, err := mx.OpenIDToken(ctx)
 	if err != nil {
 		fail(err.Error())
 		return
 	}
-	access, err := l.m.token(ctx, focus.ServiceURL, focus.Alias, oid, mx.DeviceID())
+	var access sfuAccess
+	if ms.sticky() {
+		access, err = l.m.getToken(ctx, focus.ServiceURL, l.room, oid, mx.UserID(), mx.DeviceID())
+	} else {
+		access, err = l.m.token(ctx, focus.ServiceURL, focus.Alias, oid, mx.DeviceID())
+	}
 	if err != nil {
 		fail(err.Error())
 		return
 	}
 	created := time.Now()
-	membershipEvent, err := mx.SetCallMembership(ctx, l.room, l.membership(focus, created, created))
+	membershipEvent, err := ms.send(ctx, focus, created, created)
 	if err != nil {
 		fail(err.Error())
 		return
@@ -284,7 +295,7 @@ func (l *Leg) scheduleLeave(ctx context.Context) string {
 	if !l.m.mx.DelayedEvents(ctx) {
 		return ""
 	}
-	delayID, err := l.m.mx.ScheduleCallLeave(ctx, l.room, leaveDelay)
+	delayID, err := l.ms.scheduleLeave(ctx, leaveDelay)
 	if err != nil {
 		l.log.Warn().Err(err).Msg("The homeserver has delayed events but took no delayed leave: the membership's expiry is the only switch")
 		return ""
@@ -339,7 +350,7 @@ func (l *Leg) membership(focus rtcevent.Focus, created, now time.Time) rtcevent.
 // ends a crashed bot's membership.
 func (l *Leg) refresh(focus rtcevent.Focus, created time.Time, delayID string) {
 	defer l.m.wg.Done()
-	t := time.NewTicker(l.m.cfg.MembershipExpiry / 2)
+	t := time.NewTicker(l.ms.refreshEvery())
 	defer t.Stop()
 	var restart <-chan time.Time
 	if delayID != "" {
@@ -360,7 +371,7 @@ func (l *Leg) refresh(focus rtcevent.Focus, created time.Time, delayID string) {
 				// it: be a member again, with a new switch.
 				l.log.Warn().Err(err).Msg("Restarting the delayed leave; joining again")
 				ctx, cancel := context.WithTimeout(l.ctx, leaveDelay)
-				if _, err := l.m.mx.SetCallMembership(ctx, l.room, l.membership(focus, created, time.Now())); err == nil {
+				if _, err := l.ms.send(ctx, focus, created, time.Now()); err == nil {
 					if id := l.scheduleLeave(ctx); id != "" {
 						delayID = id
 						l.post(func() { l.delayID = id })
@@ -370,7 +381,7 @@ func (l *Leg) refresh(focus rtcevent.Focus, created time.Time, delayID string) {
 			}
 		case now := <-t.C:
 			ctx, cancel := context.WithTimeout(l.ctx, l.m.cfg.MembershipExpiry/4)
-			_, err := l.m.mx.SetCallMembership(ctx, l.room, l.membership(focus, created, now))
+			_, err := l.ms.send(ctx, focus, created, now)
 			if err != nil && l.ctx.Err() == nil {
 				l.log.Warn().Err(err).Msg("Refreshing the bot's call membership")
 			}
@@ -395,12 +406,14 @@ func (l *Leg) readMembers(ctx context.Context) ([]rtcevent.Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, bad := rtcevent.Members(events, time.Now())
-	for _, err := range bad {
+	now := time.Now()
+	state, bad := rtcevent.Members(events, now)
+	sticky, badSticky := rtcevent.StickyMembers(string(l.room), l.m.stickyEvents(l.room), now)
+	for _, err := range append(bad, badSticky...) {
 		l.log.Debug().Err(err).Msg("Ignoring a call membership Element Call would ignore too")
 	}
-	self := rtcevent.Identity(l.m.mx.UserID().String(), l.m.mx.DeviceID().String())
-	others := slices.DeleteFunc(all, func(m rtcevent.Member) bool { return m.Identity() == self })
+	user, device := l.m.mx.UserID().String(), l.m.mx.DeviceID().String()
+	others := slices.DeleteFunc(rtcevent.Combine(state, sticky), func(m rtcevent.Member) bool { return m.User == user && m.Device == device })
 	ids := make(map[string]bool, len(others))
 	for _, m := range others {
 		ids[m.Identity()] = true
@@ -542,7 +555,7 @@ func (l *Leg) leave(delayID string) {
 				l.log.Debug().Err(err).Msg("Sending the delayed leave")
 			}
 		}
-		if _, err := l.m.mx.SetCallMembership(ctx, l.room, struct{}{}); err != nil {
+		if err := l.ms.leave(ctx); err != nil {
 			l.log.Warn().Err(err).Msg("Leaving the call: the membership stays until it expires")
 		}
 		// Only now may another leg join: its membership must not be

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,6 +51,11 @@ type Matrix interface {
 	DelayedEvents(ctx context.Context) bool
 	ScheduleCallLeave(ctx context.Context, room id.RoomID, delay time.Duration) (string, error)
 	UpdateDelayedEvent(ctx context.Context, delayID string, action event.DelayAction) error
+	// StickyEvents says whether the homeserver has sticky events
+	// (MSC4354); SendStickyMembership and ScheduleStickyLeave use them.
+	StickyEvents(ctx context.Context) bool
+	SendStickyMembership(ctx context.Context, room id.RoomID, content any, duration time.Duration) (id.EventID, error)
+	ScheduleStickyLeave(ctx context.Context, room id.RoomID, delay, duration time.Duration) (string, error)
 }
 
 // Config is the Element Call leg kind's settings (the rtc key).
@@ -68,10 +74,23 @@ type Config struct {
 	RingTimeout time.Duration `yaml:"ring_timeout"`
 	// JoinTimeout bounds getting a token and joining the SFU.
 	JoinTimeout time.Duration `yaml:"join_timeout"`
+	// Membership is the shape of the bot's membership: MembershipState
+	// (the state event every Element Call and Element X reads) or
+	// MembershipSticky (MSC4143's sticky event, Element Call's
+	// "matrix_2_0" mode; it needs a homeserver with MSC4354 and a JWT
+	// service with /get_token, and falls back to the state event on a
+	// homeserver without sticky events).
+	Membership string `yaml:"membership"`
 }
 
+// The shapes of the bot's membership (rtc.membership).
+const (
+	MembershipState  = "state"
+	MembershipSticky = "sticky"
+)
+
 // Defaults are the settings an unset key takes.
-var Defaults = Config{MembershipExpiry: 2 * time.Minute, RingTimeout: 60 * time.Second, JoinTimeout: 20 * time.Second}
+var Defaults = Config{MembershipExpiry: 2 * time.Minute, RingTimeout: 60 * time.Second, JoinTimeout: 20 * time.Second, Membership: MembershipState}
 
 func (c Config) withDefaults() Config {
 	if c.MembershipExpiry == 0 {
@@ -82,6 +101,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = Defaults.JoinTimeout
+	}
+	if c.Membership == "" {
+		c.Membership = Defaults.Membership
 	}
 	return c
 }
@@ -94,6 +116,11 @@ func (c Config) Validate() error {
 	}
 	if c.RingTimeout < 0 || c.JoinTimeout < 0 {
 		errs = append(errs, errors.New("rtc.ring_timeout, rtc.join_timeout: must not be negative"))
+	}
+	switch c.Membership {
+	case "", MembershipState, MembershipSticky:
+	default:
+		errs = append(errs, fmt.Errorf("rtc.membership: %q is neither %q nor %q", c.Membership, MembershipState, MembershipSticky))
 	}
 	return errors.Join(errs...)
 }
@@ -109,6 +136,10 @@ type Manager struct {
 
 	mu   sync.Mutex
 	legs map[id.RoomID]*Leg
+	// sticky is every room's sticky memberships still sticky (MSC4354):
+	// a homeserver sends each once, so they are kept for when the bot
+	// joins a room's call later.
+	sticky map[id.RoomID][]rtcevent.StickyEvent
 }
 
 // New makes the manager.
@@ -118,7 +149,7 @@ func New(ctx context.Context, cfg Config, mx Matrix, log zerolog.Logger) *Manage
 		cfg: cfg.withDefaults(), mx: mx, ctx: ctx,
 		http: &http.Client{Timeout: 15 * time.Second},
 		log:  log.With().Str("component", "element-call").Logger(),
-		legs: map[id.RoomID]*Leg{},
+		legs: map[id.RoomID]*Leg{}, sticky: map[id.RoomID][]rtcevent.StickyEvent{},
 	}
 }
 
@@ -179,11 +210,53 @@ func (m *Manager) MembershipChanged(room id.RoomID) {
 	}
 }
 
+// maxStickyPerRoom bounds what one room's sticky memberships may hold
+// (the oldest go first): a room of spammers cannot grow the bot.
+const maxStickyPerRoom = 1024
+
+// StickyMembership takes a sticky membership event of room (a sync
+// handler: it keeps it and queues the work). An event no longer sticky
+// is dropped.
+func (m *Manager) StickyMembership(room id.RoomID, e rtcevent.StickyEvent) {
+	now := time.Now()
+	if !e.Until.After(now) {
+		return
+	}
+	m.mu.Lock()
+	kept := slices.DeleteFunc(m.sticky[room], func(o rtcevent.StickyEvent) bool { return !o.Until.After(now) || o.EventID == e.EventID })
+	kept = append(kept, e)
+	if len(kept) > maxStickyPerRoom {
+		kept = kept[len(kept)-maxStickyPerRoom:]
+	}
+	m.sticky[room] = kept
+	l := m.legs[room]
+	m.mu.Unlock()
+	if l != nil {
+		l.membersChanged()
+	}
+}
+
+// stickyEvents is a copy of room's sticky memberships.
+func (m *Manager) stickyEvents(room id.RoomID) []rtcevent.StickyEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.sticky[room])
+}
+
 // ClearStale leaves the calls of rooms where the bot's device is still a
 // member from a run that ended without leaving (a crash, kill -9).
 func (m *Manager) ClearStale(ctx context.Context, rooms []id.RoomID) {
 	key := rtcevent.StateKey(m.mx.UserID().String(), m.mx.DeviceID().String())
+	sticky := m.cfg.Membership == MembershipSticky && len(rooms) > 0 && m.mx.StickyEvents(ctx)
 	for _, room := range rooms {
+		if sticky {
+			// A sticky membership cannot be read back, only replaced: the
+			// leave goes out whether one is left or not.
+			leave := rtcevent.RTCLeave(m.mx.UserID().String(), m.mx.DeviceID().String())
+			if _, err := m.mx.SendStickyMembership(ctx, room, leave, m.cfg.MembershipExpiry); err != nil {
+				m.log.Warn().Err(err).Stringer("room_id", room).Msg("Cannot leave a call the last run left the bot in")
+			}
+		}
 		events, err := m.mx.CallMemberships(ctx, room)
 		if err != nil {
 			m.log.Warn().Err(err).Stringer("room_id", room).Msg("Cannot read the room's call memberships to clear the bot's stale one")

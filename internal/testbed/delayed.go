@@ -36,9 +36,15 @@ type DelayedEvents struct {
 	srv    *http.Server
 	client *http.Client
 
+	// syncClient has no timeout: /sync long-polls.
+	syncClient *http.Client
+
 	mu        sync.Mutex
 	wellKnown any
 	pending   map[string]*delayedEvent
+	// stickyMS is the sticky duration of each sticky event sent, nil
+	// until EnableSticky (sticky.go).
+	stickyMS map[string]int
 	// What clients did, and what the front sent (when due or asked to).
 	scheduled, restarted, sentN int
 	sent                        chan string // delay ids as they are sent
@@ -49,6 +55,8 @@ type delayedEvent struct {
 	body       []byte
 	delay      time.Duration
 	timer      *time.Timer
+	// stickyMS: the event is sticky for that long once sent (0: not).
+	stickyMS int
 }
 
 // StartDelayedEvents listens on a free loopback port in front of the
@@ -65,7 +73,8 @@ func StartDelayedEvents(target string) (*DelayedEvents, error) {
 	d := &DelayedEvents{
 		URL: "http://" + ln.Addr().String(), target: u, proxy: httputil.NewSingleHostReverseProxy(u),
 		client: &http.Client{Timeout: 10 * time.Second}, pending: map[string]*delayedEvent{},
-		sent: make(chan string, 64),
+		syncClient: &http.Client{},
+		sent:       make(chan string, 64),
 	}
 	// A client that dies mid-request (tests kill bots) is no news.
 	d.proxy.ErrorLog = log.New(io.Discard, "", 0)
@@ -108,6 +117,12 @@ func (d *DelayedEvents) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.versions(w, r)
 	case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/state/") && r.URL.Query().Has("org.matrix.msc4140.delay"):
 		d.schedule(w, r)
+	case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/send/") && r.URL.Query().Has("org.matrix.msc4140.delay") && d.stickyOn():
+		d.schedule(w, r)
+	case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/send/") && stickyDuration(r) > 0 && d.stickyOn():
+		d.sendSticky(w, r)
+	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/sync") && d.stickyOn():
+		d.sync(w, r)
 	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, delayedPrefix):
 		d.update(w, r)
 	default:
@@ -132,6 +147,9 @@ func (d *DelayedEvents) versions(w http.ResponseWriter, r *http.Request) {
 		features = map[string]any{}
 	}
 	features["org.matrix.msc4140"] = true
+	if d.stickyOn() {
+		features["org.matrix.msc4354"] = true
+	}
 	v["unstable_features"] = features
 	writeJSON(w, http.StatusOK, v)
 }
@@ -150,7 +168,7 @@ func (d *DelayedEvents) schedule(w http.ResponseWriter, r *http.Request) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	id := "syd_" + hex.EncodeToString(b[:])
-	e := &delayedEvent{path: r.URL.Path, auth: r.Header.Get("Authorization"), body: body, delay: time.Duration(ms) * time.Millisecond}
+	e := &delayedEvent{path: r.URL.Path, auth: r.Header.Get("Authorization"), body: body, delay: time.Duration(ms) * time.Millisecond, stickyMS: stickyDuration(r)}
 	d.mu.Lock()
 	// A send that fails shows as the state not changing, which tests see.
 	e.timer = time.AfterFunc(e.delay, func() { _ = d.send(id) })
@@ -222,9 +240,15 @@ func (d *DelayedEvents) send(id string) error {
 	if err != nil {
 		return err
 	}
-	_ = resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("the homeserver answered the delayed event with %s", resp.Status)
+	}
+	var sent struct {
+		EventID string `json:"event_id"`
+	}
+	if e.stickyMS > 0 && json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&sent) == nil {
+		d.rememberSticky(sent.EventID, e.stickyMS)
 	}
 	d.mu.Lock()
 	d.sentN++

@@ -199,17 +199,28 @@ func (m *Membership) ExpiresAt(originServerTS int64) time.Time {
 	return time.UnixMilli(created + d)
 }
 
-// Member is a current member of a room's call, from its state event.
+// Member is a current member of a room's call, from its state event
+// (Membership) or its sticky event (Sticky).
 type Member struct {
 	User, Device string
 	// Joined is when the device joined (created_ts, else the event's time).
 	Joined     time.Time
 	Expires    time.Time
 	Membership *Membership
+	// Sticky is the membership of a member that sent a sticky one; ID
+	// is then its LiveKit identity and Transport where it publishes.
+	Sticky    *RTCMember
+	ID        string
+	Transport Focus
 }
 
 // Identity is the member's LiveKit participant identity.
-func (m Member) Identity() string { return Identity(m.User, m.Device) }
+func (m Member) Identity() string {
+	if m.ID != "" {
+		return m.ID
+	}
+	return Identity(m.User, m.Device)
+}
 
 // StateEvent is what Members needs of a TypeCallMember state event.
 type StateEvent struct {
@@ -259,6 +270,12 @@ func Members(events []StateEvent, now time.Time) (members []Member, bad []error)
 // preferred focus.
 func OldestFocus(members []Member) (Focus, bool) {
 	for _, m := range members {
+		if m.Membership == nil {
+			if m.Transport.Usable() {
+				return m.Transport, true
+			}
+			continue
+		}
 		for _, f := range m.Membership.FociPreferred {
 			if f.Usable() {
 				return f, true
