@@ -106,6 +106,13 @@ type ecUser struct {
 
 func newECUser(t testing.TB, bed *rtcBed, name string, hz int) *ecUser {
 	t.Helper()
+	return newECUserAt(t, bed.app.URL, name, hz)
+}
+
+// newECUserAt is newECUser with the Element Call served at appURL (one
+// of another homeserver URL or mode).
+func newECUserAt(t testing.TB, appURL, name string, hz int) *ecUser {
+	t.Helper()
 	ctx := ctxFor(t)
 	localpart := fmt.Sprintf("%s%d", name, userSeq.Add(1))
 	password := "pw-" + localpart + "-call" // Dendrite takes 8 characters or more
@@ -120,7 +127,7 @@ func newECUser(t testing.TB, bed *rtcBed, name string, hz int) *ecUser {
 	require.NoError(t, err)
 	wav := filepath.Join(t.TempDir(), fmt.Sprintf("%s-%d.wav", name, hz))
 	require.NoError(t, jsclient.ToneWAV(wav, float64(hz), 30))
-	b, err := elementcall.Launch(ctx, elementcall.Options{Name: localpart, AppURL: bed.app.URL, WAV: wav, ArtifactsDir: t.TempDir()})
+	b, err := elementcall.Launch(ctx, elementcall.Options{Name: localpart, AppURL: appURL, WAV: wav, ArtifactsDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -164,11 +164,17 @@ func (c *Client) StickyEvents(ctx context.Context) bool {
 var rtcMemberType = event.Type{Type: rtcevent.TypeRTCMember, Class: event.MessageEventType}
 
 // SendStickyMembership sends the bot's sticky membership of a room's call
-// (rtcevent.RTCLeave leaves it), sticky for duration (at most an hour);
-// encrypted in an encrypted room, as js-sdk sends it.
+// (rtcevent.RTCLeave leaves it), sticky for duration (at most an hour).
+//
+// It goes in the clear, in encrypted rooms too, where js-sdk would
+// encrypt it: js-sdk files a sticky event under its sticky key as it
+// arrives, before it is decrypted, so an encrypted membership has no key
+// there and Element Call never counts it (seen with Element Call 0.26.1:
+// the bot's tile never came). It says no more than the state membership,
+// which is never encrypted.
 func (c *Client) SendStickyMembership(ctx context.Context, room id.RoomID, content any, duration time.Duration) (id.EventID, error) {
 	duration = min(duration, rtcevent.MaxStickyDuration)
-	resp, err := c.cli.SendMessageEvent(ctx, room, rtcMemberType, content, mautrix.ReqSendEvent{UnstableStickyDuration: duration})
+	resp, err := c.cli.SendMessageEvent(ctx, room, rtcMemberType, content, mautrix.ReqSendEvent{UnstableStickyDuration: duration, DontEncrypt: true})
 	if err != nil {
 		return "", fmt.Errorf("sending the sticky call membership in %s: %w", room, err)
 	}
@@ -179,7 +185,7 @@ func (c *Client) SendStickyMembership(ctx context.Context, room id.RoomID, conte
 // delayed event is the sticky leave.
 func (c *Client) ScheduleStickyLeave(ctx context.Context, room id.RoomID, delay, duration time.Duration) (string, error) {
 	leave := rtcevent.RTCLeave(c.UserID().String(), c.DeviceID().String())
-	req := mautrix.ReqSendEvent{UnstableDelay: delay, UnstableStickyDuration: min(duration, rtcevent.MaxStickyDuration)}
+	req := mautrix.ReqSendEvent{UnstableDelay: delay, UnstableStickyDuration: min(duration, rtcevent.MaxStickyDuration), DontEncrypt: true}
 	resp, err := c.cli.SendMessageEvent(ctx, room, rtcMemberType, leave, req)
 	var herr mautrix.HTTPError
 	if errors.As(err, &herr) && herr.RespError != nil && herr.RespError.ErrCode == "M_MAX_DELAY_EXCEEDED" {

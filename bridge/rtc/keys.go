@@ -154,9 +154,9 @@ func (m *Manager) KeysReceived(sender id.UserID, senderDevice id.DeviceID, encry
 		return err
 	}
 	// A member that joined with a sticky membership is in the SFU under
-	// the hash of its user, device and member id (js-sdk's member id is
-	// user:device): its key is filed under that identity too.
-	hashed := rtcevent.HashedIdentity(sender.String(), string(senderDevice), key.Identity)
+	// the hash of its user, device and member id (the id its key names):
+	// its key is filed under that identity too.
+	hashed := rtcevent.HashedIdentity(sender.String(), string(senderDevice), key.MemberID)
 	if senderDevice != "" {
 		if err = l.keys.SetKey(hashed, key.Index, key.Key); err != nil {
 			return err

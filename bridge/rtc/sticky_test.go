@@ -103,6 +103,10 @@ func TestStickyMembersAndKeys(t *testing.T) {
 	require.NoError(t, m.KeysReceived("@a:hs", "A", true, raw))
 	assert.True(t, l.keys.Has("@a:hs:A"))
 	assert.True(t, l.keys.Has(rtcevent.HashedIdentity("@a:hs", "A", "@a:hs:A")))
+	// Element Call's matrix_2_0 mode names a member by a UUID.
+	raw = json.RawMessage(`{"keys":{"index":0,"key":"` + key + `"},"room_id":"!r:hs","member":{"id":"9b1c","claimed_device_id":"B"},"sent_ts":1}`)
+	require.NoError(t, m.KeysReceived("@b:hs", "B", true, raw))
+	assert.True(t, l.keys.Has(rtcevent.HashedIdentity("@b:hs", "B", "9b1c")))
 
 	content, err := json.Marshal(rtcevent.NewRTCMember("@a:hs", "A", "http://jwt", false))
 	require.NoError(t, err)

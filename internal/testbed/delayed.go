@@ -38,6 +38,8 @@ type DelayedEvents struct {
 
 	// syncClient has no timeout: /sync long-polls.
 	syncClient *http.Client
+	// stickyFlight counts sticky sends waiting for the homeserver.
+	stickyFlight sync.WaitGroup
 
 	mu        sync.Mutex
 	wellKnown any
@@ -269,7 +271,18 @@ func (d *DelayedEvents) Counts() (scheduled, restarted, sent int) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	cors(w)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// cors lets browser clients (Element Call) read what the front answers
+// itself, as Dendrite lets them read its answers (preflights go through
+// to Dendrite).
+func cors(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Origin, X-Requested-With, Content-Type, Accept, Authorization")
 }

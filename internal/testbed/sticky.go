@@ -1,11 +1,13 @@
 package testbed
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Sticky events (MSC4354) in the homeserver front, which Dendrite lacks:
@@ -53,6 +55,10 @@ func stickyDuration(r *http.Request) int {
 // sendSticky passes a sticky send to the homeserver and remembers the
 // event it made.
 func (d *DelayedEvents) sendSticky(w http.ResponseWriter, r *http.Request) {
+	// Dendrite may hand the event to a waiting /sync before this send
+	// learns its id: a /sync waits for sends in flight (stickyIdle).
+	d.stickyFlight.Add(1)
+	defer d.stickyFlight.Done()
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, d.target.String()+r.URL.Path, r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
@@ -77,6 +83,7 @@ func (d *DelayedEvents) sendSticky(w http.ResponseWriter, r *http.Request) {
 	if resp.StatusCode == http.StatusOK && json.Unmarshal(body, &sent) == nil && sent.EventID != "" {
 		d.rememberSticky(sent.EventID, stickyDuration(r))
 	}
+	cors(w)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(body)
@@ -110,6 +117,7 @@ func (d *DelayedEvents) sync(w http.ResponseWriter, r *http.Request) {
 	defer resp.Body.Close()
 	var body map[string]any
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		cors(w)
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, resp.Body)
 		return
@@ -118,8 +126,21 @@ func (d *DelayedEvents) sync(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
+	d.stickyIdle(r.Context())
 	d.markSticky(body)
 	writeJSON(w, http.StatusOK, body)
+}
+
+// stickyIdle waits (a little at most) until no sticky send is in flight,
+// so that a sync response that holds its event is marked.
+func (d *DelayedEvents) stickyIdle(ctx context.Context) {
+	idle := make(chan struct{})
+	go func() { d.stickyFlight.Wait(); close(idle) }()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+	}
 }
 
 func (d *DelayedEvents) markSticky(body map[string]any) {

@@ -60,6 +60,9 @@ type ReceivedKey struct {
 	// Identity is the member's LiveKit identity (sender:claimed_device_id),
 	// under which Element Call files the key too.
 	Identity string
+	// MemberID is the member id the key is for (Element Call's
+	// matrix_2_0 mode makes a UUID per join; else "sender:device").
+	MemberID string
 	Index    uint8
 	Key      []byte
 	Sent     time.Time
@@ -100,8 +103,12 @@ func ParseEncryptionKeys(raw json.RawMessage, sender, room string) (ReceivedKey,
 	if len(key) == 0 {
 		return ReceivedKey{}, errors.New("encryption keys: no key")
 	}
+	memberID := c.Member.ID
+	if memberID == "" {
+		memberID = Identity(sender, c.Member.DeviceID) // js-sdk's default
+	}
 	return ReceivedKey{
-		Identity: Identity(sender, c.Member.DeviceID), Index: uint8(*c.Keys.Index), Key: key,
+		Identity: Identity(sender, c.Member.DeviceID), MemberID: memberID, Index: uint8(*c.Keys.Index), Key: key,
 		Sent: time.UnixMilli(int64(c.SentTS)),
 	}, nil
 }

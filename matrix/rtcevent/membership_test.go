@@ -88,7 +88,7 @@ func TestEncryptionKeys(t *testing.T) {
 
 	got, err := ParseEncryptionKeys(raw, "@bot:localhost", "!room:localhost")
 	require.NoError(t, err)
-	require.Equal(t, ReceivedKey{Identity: "@bot:localhost:BOTDEV", Index: 3, Key: key, Sent: time.UnixMilli(5)}, got)
+	require.Equal(t, ReceivedKey{Identity: "@bot:localhost:BOTDEV", MemberID: "@bot:localhost:BOTDEV", Index: 3, Key: key, Sent: time.UnixMilli(5)}, got)
 
 	_, err = ParseEncryptionKeys(raw, "@bot:localhost", "!other:localhost")
 	require.ErrorContains(t, err, "for room")
