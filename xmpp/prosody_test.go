@@ -60,7 +60,21 @@ func TestProsodyCallBetweenClients(t *testing.T) {
 	ctx := testCtx(t, time.Minute)
 	ra, rb := newRecorder(), newRecorder()
 	a := newClient(t, account(t, srv, 1001, srv.C2SAddr()), ra)
-	b := newClient(t, account(t, srv, 1002, srv.C2SAddr()), rb)
+	// b answers a call from its handler, as a leg may (Send from
+	// HandleMessage does not deadlock: the handler is off the read loop).
+	var b *Client
+	sendErr := make(chan error, 1)
+	b = newClient(t, account(t, srv, 1002, srv.C2SAddr()), HandlerFuncs{
+		Message: func(ctx context.Context, m Message) {
+			if m.Err == nil && m.Signal.Type == qbsignal.TypeCall {
+				accept := m.Signal
+				accept.Type, accept.UserInfo = qbsignal.TypeAccept, nil
+				sendErr <- b.Send(ctx, m.From, accept) // a full JID is sent to as bare
+			}
+			rb.HandleMessage(ctx, m)
+		},
+		State: rb.HandleState,
+	})
 	run(t, ctx, a)
 	run(t, ctx, b)
 	ra.waitState(t, true, 10*time.Second)
@@ -84,9 +98,9 @@ func TestProsodyCallBetweenClients(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(1001), peer)
 
+	require.NoError(t, <-sendErr)
 	accept := call
 	accept.Type, accept.UserInfo = qbsignal.TypeAccept, nil
-	require.NoError(t, b.Send(ctx, m.From, accept), "a full JID is sent to as bare")
 	back := ra.waitMessage(t, 10*time.Second)
 	require.NoError(t, back.Err)
 	require.Equal(t, accept, back.Signal)
