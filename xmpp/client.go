@@ -136,14 +136,14 @@ func (c *Client) runSession(ctx context.Context, q *inbox) (time.Duration, error
 	}()
 	defer c.teardown(ctx, cn, served)
 
-	if err = c.announce(ctx, cn.sess); err != nil {
+	if err = c.announce(ctx, cn); err != nil {
 		return 0, err
 	}
 	start := time.Now()
 	c.setReady(cn.sess, nil)
 	q.putState(true)
 	log.Info().Stringer("bound", cn.sess.LocalAddr()).Bool("tls", cn.sess.ConnectionState().Version != 0).Msg("XMPP session ready")
-	err = c.keepAlive(ctx, cn.sess, served, &serveErr)
+	err = c.keepAlive(ctx, cn, served, &serveErr)
 	up := time.Since(start)
 	c.setReady(nil, err)
 	q.putState(false)
@@ -152,9 +152,9 @@ func (c *Client) runSession(ctx context.Context, q *inbox) (time.Duration, error
 
 // announce does what makes the server deliver: a roster get (as the SDK
 // does; a server without rosters is let be), then initial presence.
-func (c *Client) announce(ctx context.Context, sess *xmpp.Session) error {
-	rctx, cancel := context.WithTimeout(ctx, c.cfg.PingTimeout)
-	defer cancel()
+func (c *Client) announce(ctx context.Context, cn *conn) error {
+	rctx := cn.timeout(ctx, c.cfg.PingTimeout)
+	sess := cn.sess
 	if err := fetchRoster(rctx, sess); err != nil {
 		if isIOError(err) {
 			return fmt.Errorf("getting the roster: %w", err)
@@ -169,7 +169,7 @@ func (c *Client) announce(ctx context.Context, sess *xmpp.Session) error {
 
 // keepAlive pings the server every PingInterval until the session ends,
 // a ping goes unanswered for PingTimeout, or ctx ends.
-func (c *Client) keepAlive(ctx context.Context, sess *xmpp.Session, served <-chan struct{}, serveErr *error) error {
+func (c *Client) keepAlive(ctx context.Context, cn *conn, served <-chan struct{}, serveErr *error) error {
 	t := time.NewTicker(c.cfg.PingInterval)
 	defer t.Stop()
 	for {
@@ -182,7 +182,7 @@ func (c *Client) keepAlive(ctx context.Context, sess *xmpp.Session, served <-cha
 			}
 			return errors.New("the server closed the stream")
 		case <-t.C:
-			if err := c.ping(ctx, sess); err != nil {
+			if err := c.ping(cn.pingTimeout(ctx, c.cfg.PingTimeout), cn.sess); err != nil {
 				return err
 			}
 		}
@@ -206,6 +206,7 @@ func (c *Client) teardown(ctx context.Context, cn *conn, served <-chan struct{})
 	}
 	_ = cn.raw.Close()
 	<-served
+	cn.cancelAll()
 }
 
 // setReady records the ready session, or its end and why.
@@ -275,5 +276,10 @@ func (c *Client) SendElement(ctx context.Context, r xml.TokenReader) error {
 	if sess == nil {
 		return ErrNotConnected
 	}
-	return sess.Send(ctx, r)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Not ctx itself (see conn.later): the write has a deadline of its
+	// own, PingTimeout, after which the session is given up.
+	return sess.Send(context.WithoutCancel(ctx), r)
 }

@@ -40,8 +40,19 @@ var (
 // A server found without STARTTLS is tried in plaintext first the next
 // time (one connection, not two), until it offers STARTTLS again.
 func (c *Client) connect(ctx context.Context) (*conn, error) {
+	// The timeout is cancelled when the session ends, not when it is
+	// ready (lateCancel).
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
+	cn, err := c.connectWith(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	cn.later = append(cn.later, cancel)
+	return cn, nil
+}
+
+func (c *Client) connectWith(ctx context.Context) (*conn, error) {
 	log := zerolog.Ctx(ctx)
 	if c.cfg.AllowPlaintext && c.noTLS.Load() {
 		cn, err := c.negotiate(ctx, true)
@@ -67,6 +78,43 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 type conn struct {
 	raw  net.Conn
 	sess *xmpp.Session
+	// later are the cancels of the contexts given to the session's calls,
+	// called when it ends. mellium v0.22.0 watches a call's context in a
+	// goroutine which, when it finds the context done just as the call
+	// returns, sets the connection's deadline in the past for an instant,
+	// failing whatever read or write is under way: a context cancelled
+	// long after its call cannot.
+	later []context.CancelFunc
+	// lastPing cancels the last ping's context: at the next ping (pings
+	// would pile up in later) or at the end.
+	lastPing context.CancelFunc
+}
+
+// pingTimeout is timeout for a ping, cancelling the last one's.
+func (cn *conn) pingTimeout(ctx context.Context, d time.Duration) context.Context {
+	if cn.lastPing != nil {
+		cn.lastPing()
+	}
+	ctx, cn.lastPing = context.WithTimeout(ctx, d)
+	return ctx
+}
+
+// timeout is a context of d for a call on the session, cancelled when the
+// session ends.
+func (cn *conn) timeout(ctx context.Context, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	cn.later = append(cn.later, cancel)
+	return ctx
+}
+
+func (cn *conn) cancelAll() {
+	for _, cancel := range cn.later {
+		cancel()
+	}
+	if cn.lastPing != nil {
+		cn.lastPing()
+	}
+	cn.later, cn.lastPing = nil, nil
 }
 
 func (c *Client) negotiate(ctx context.Context, plaintext bool) (*conn, error) {
@@ -92,6 +140,10 @@ func (c *Client) negotiate(ctx context.Context, plaintext bool) (*conn, error) {
 	} else {
 		features = []xmpp.StreamFeature{startTLSOffered(c.tlsConfig()), c.saslFeature(sasl.ScramSha256, sasl.ScramSha1, sasl.Plain), xmpp.BindResource()}
 	}
+	// mellium's own watch of ctx (a deadline in the past, reset at once)
+	// can miss a read that is blocked: closing the connection cannot.
+	unwatch := context.AfterFunc(ctx, func() { _ = raw.Close() })
+	defer unwatch()
 	wrapped := &deadlineConn{Conn: raw, timeout: c.cfg.PingTimeout}
 	sess, err := xmpp.NewSession(ctx, c.addr.Domain(), c.addr, wrapped, state,
 		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
@@ -103,6 +155,9 @@ func (c *Client) negotiate(ctx context.Context, plaintext bool) (*conn, error) {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}
 		return nil, fmt.Errorf("logging in to %s as %s: %w", c.server, c.addr.Bare(), err)
+	}
+	if !unwatch() {
+		return nil, fmt.Errorf("logging in to %s as %s: %w", c.server, c.addr.Bare(), ctx.Err())
 	}
 	return &conn{raw: raw, sess: sess}, nil
 }

@@ -113,11 +113,10 @@ func fetchRoster(ctx context.Context, sess *xmpp.Session) error {
 	return err
 }
 
-// ping pings the server; no answer within PingTimeout is a dead link.
+// ping pings the server; no answer before ctx's deadline (PingTimeout) is
+// a dead link.
 func (c *Client) ping(ctx context.Context, sess *xmpp.Session) error {
-	pctx, cancel := context.WithTimeout(ctx, c.cfg.PingTimeout)
-	defer cancel()
-	if err := ping.Send(pctx, sess, c.addr.Domain()); err != nil {
+	if err := ping.Send(ctx, sess, c.addr.Domain()); err != nil {
 		return fmt.Errorf("pinging the server (no answer in %s: a dead link?): %w", c.cfg.PingTimeout, err)
 	}
 	return nil
