@@ -18,6 +18,7 @@ import (
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/bridge/rtc"
+	"github.com/voipbot/voipbot/bridge/xmppcall"
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
@@ -47,6 +48,9 @@ type Bot struct {
 	limiter  callLimiter
 	dht      *jami.Service // nil unless jami.enabled
 	dhtStats *jami.Collector
+	// xmppDone is closed when the XMPP client's Run returns (nil unless
+	// xmpp.enabled).
+	xmppDone chan struct{}
 }
 
 // New creates the bridge and registers its handlers and metrics; call it
@@ -76,6 +80,14 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 	b.calls.Register(mx)
 	b.bridges.rtc = rtc.New(ctx, cfg.RTC, mx, log)
 	b.registerRTC()
+	if cfg.XMPP.Enabled {
+		var err error
+		// Validated with the configuration: the JID is a QuickBlox one.
+		if b.bridges.xmpp, err = xmppcall.New(ctx, cfg.XMPP, media, xmppHost{b.bridges}, reg, log); err != nil {
+			log.Error().Err(err).Msg("The QuickBlox leg kind is off")
+		}
+		b.bridges.xmppDefaultRoom = id.RoomID(cfg.XMPP.DefaultRoom)
+	}
 	mx.On(event.StateMember, isJoin, b.handleJoin)
 	reg.MustRegister(&bridgeCollector{store: st})
 	return b
@@ -94,6 +106,15 @@ func (b *Bot) Start(ctx context.Context, jamiCfg jami.Config) error {
 		b.bridges.jami = jamicall.New(ctx, jamicall.Config{}, b.dht, jamiHost{b.bridges}, b.log)
 		b.bridges.jamiDefaultRoom = id.RoomID(jamiCfg.DefaultRoom)
 	}
+	if m := b.bridges.xmpp; m != nil {
+		b.xmppDone = make(chan struct{})
+		go func() {
+			defer close(b.xmppDone)
+			if err := m.Run(ctx); err != nil {
+				b.log.Error().Err(err).Msg("The XMPP client stopped")
+			}
+		}()
+	}
 	b.leaveStaleCalls(ctx)
 	if err := b.bridges.endStale(ctx); err != nil {
 		return err
@@ -111,6 +132,9 @@ func (b *Bot) Stop(ctx context.Context) {
 	b.calls.Shutdown(ctx)
 	if b.bridges.jami != nil {
 		b.bridges.jami.Shutdown(ctx)
+	}
+	if b.bridges.xmpp != nil {
+		b.bridges.xmpp.Shutdown(ctx)
 	}
 	if b.dht != nil {
 		b.dht.Stop(ctx)

@@ -267,6 +267,9 @@ func (b *Bot) checkTarget(ctx context.Context, from id.RoomID, t Target) error {
 	if t.Kind == leg.KindRTC {
 		return b.checkRTCTarget(ctx, from, t)
 	}
+	if t.Kind == leg.KindXMPP {
+		return b.checkXMPPTarget(t)
+	}
 	switch {
 	case t.User == b.mx.UserID():
 		return userErrorf("the bot cannot call itself")

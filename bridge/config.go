@@ -9,6 +9,7 @@ import (
 
 	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/bridge/rtc"
+	"github.com/voipbot/voipbot/bridge/xmppcall"
 )
 
 // Config is the bridge's part of the configuration file.
@@ -17,6 +18,8 @@ type Config struct {
 	Calls    CallsConfig    `yaml:"calls"`
 	// RTC is the bot in rooms' Element Calls (MatrixRTC).
 	RTC rtc.Config `yaml:"rtc"`
+	// XMPP is the bot as a QuickBlox video chat peer on an XMPP server.
+	XMPP xmppcall.Config `yaml:"xmpp"`
 }
 
 // MediaMode is what the bot sends into a call it is the far end of.
@@ -75,7 +78,7 @@ func (c *Config) Validate() error {
 	if p == "" || strings.ContainsAny(p, " \t\n") {
 		errs = append(errs, errors.New("commands.prefix: must be one word, like !voip"))
 	}
-	errs = append(errs, c.Calls.validate(), c.RTC.Validate())
+	errs = append(errs, c.Calls.validate(), c.RTC.Validate(), c.XMPP.Validate())
 	return errors.Join(errs...)
 }
 

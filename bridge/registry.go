@@ -15,6 +15,7 @@ import (
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/bridge/rtc"
+	"github.com/voipbot/voipbot/bridge/xmppcall"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/matrix/rtcevent"
 	"github.com/voipbot/voipbot/store"
@@ -58,6 +59,10 @@ type registry struct {
 	jamiDefaultRoom id.RoomID
 	// rtc puts the bot into rooms' Element Calls.
 	rtc *rtc.Manager
+	// xmpp places and takes QuickBlox calls (nil unless xmpp.enabled);
+	// xmppDefaultRoom is xmpp.default_room.
+	xmpp            *xmppcall.Manager
+	xmppDefaultRoom id.RoomID
 
 	// dial makes the leg that rings a target (place; tests put fake legs
 	// here).
@@ -86,6 +91,8 @@ func newRegistry(ctx context.Context, cfg CallsConfig, st *store.Store, mx reach
 		switch t.Kind {
 		case leg.KindJami:
 			return reg.placeJami(b, t, video)
+		case leg.KindXMPP:
+			return reg.placeXMPP(b, t, video)
 		case leg.KindRTC:
 			return reg.placeRTC(ctx, b, t, video, caller)
 		}

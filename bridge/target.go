@@ -2,19 +2,21 @@ package bridge
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/jami"
+	"github.com/voipbot/voipbot/xmpp/qbsignal"
 )
 
 // Target is where a call goes: one of the bot's own sources, or a network
 // address. Written kind:address (matrix:@user:server, matrix:!room:server,
 // matrix:#alias:server); a source is written by its name alone (echo).
-// jami:<Jami ID> is a Jami account. Later leg kinds add their own
-// prefixes (rtc, xmpp:, guest).
+// jami:<Jami ID> is a Jami account, xmpp:<user id> a QuickBlox user. Later
+// leg kinds add their own prefixes (guest).
 type Target struct {
 	Kind leg.Kind
 	// Exactly one of these is set for a matrix target.
@@ -23,6 +25,11 @@ type Target struct {
 	Alias id.RoomAlias
 	// Jami is a jami target's account (40 lower-case hex digits).
 	Jami string
+	// XMPP is an xmpp target's QuickBlox user id; xmppJID the JID it was
+	// written as, if it was (its application and domain must be the
+	// bot's, which only the bot knows).
+	XMPP    uint64
+	xmppJID string
 }
 
 // An rtc target is a room's Element Call: rtc alone is the call of the
@@ -35,6 +42,8 @@ func (t Target) String() string {
 	switch {
 	case t.Kind == leg.KindJami:
 		return "jami:" + t.Jami
+	case t.Kind == leg.KindXMPP:
+		return "xmpp:" + strconv.FormatUint(t.XMPP, 10)
 	case t.Kind == leg.KindRTC && t.Room != "":
 		return "rtc:" + string(t.Room)
 	case t.Kind == leg.KindRTC && t.Alias != "":
@@ -83,13 +92,28 @@ func ParseTarget(s string) (Target, error) {
 			return Target{}, fmt.Errorf("jami:%s: %w", addr, err)
 		}
 		return Target{Kind: leg.KindJami, Jami: acc.String()}, nil
+	case k == leg.KindXMPP:
+		return parseXMPPAddress(addr)
 	case hasAddr && !k.Network():
 		return Target{}, fmt.Errorf("%s takes no address (write just %s)", k, k)
 	case !hasAddr:
-		return Target{}, fmt.Errorf("%q is not a target: write echo, tone, silence, file, or kind:address (matrix:@user:server, matrix:!room:server, matrix:#alias:server, jami:<40-hex Jami ID>, rtc, rtc:!room:server)", s)
+		return Target{}, fmt.Errorf("%q is not a target: write echo, tone, silence, file, or kind:address (matrix:@user:server, matrix:!room:server, matrix:#alias:server, jami:<40-hex Jami ID>, rtc, rtc:!room:server, xmpp:<QuickBlox user id>)", s)
 	default:
-		return Target{}, fmt.Errorf("%q is not a kind of target this bot knows (matrix, jami, rtc, or a source: echo, tone, silence, file)", kind)
+		return Target{}, fmt.Errorf("%q is not a kind of target this bot knows (matrix, jami, rtc, xmpp, or a source: echo, tone, silence, file)", kind)
 	}
+}
+
+// parseXMPPAddress reads a QuickBlox user: its id, or its JID
+// (<id>-<application id>@<domain>).
+func parseXMPPAddress(addr string) (Target, error) {
+	if id, err := strconv.ParseUint(addr, 10, 64); err == nil && id > 0 {
+		return Target{Kind: leg.KindXMPP, XMPP: id}, nil
+	}
+	id, err := qbsignal.UserID(addr)
+	if err != nil || id == 0 || !strings.Contains(addr, "@") {
+		return Target{}, fmt.Errorf("xmpp:%s: write a QuickBlox user id (xmpp:1002) or its JID (xmpp:1002-<app id>@<chat domain>)", addr)
+	}
+	return Target{Kind: leg.KindXMPP, XMPP: id, xmppJID: addr}, nil
 }
 
 func parseMatrixAddress(addr string) (Target, error) {

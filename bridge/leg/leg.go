@@ -28,7 +28,9 @@ const (
 	KindMatrix Kind = "matrix"
 	KindJami   Kind = "jami"
 	// KindRTC is the bot in a room's Element Call (MatrixRTC).
-	KindRTC     Kind = "rtc"
+	KindRTC Kind = "rtc"
+	// KindXMPP is a QuickBlox video chat over XMPP.
+	KindXMPP    Kind = "xmpp"
 	KindEcho    Kind = "echo"
 	KindTone    Kind = "tone"
 	KindSilence Kind = "silence"
