@@ -17,6 +17,18 @@
 //     fake microphone plays a WAV file, one per browser process, so one
 //     browser per client).
 //
+// What the SDK does that a test (or a peer of its) must allow for:
+//   - it keeps every session, closed ones too: a call whose sessionID it
+//     has seen makes no new session, so every call needs a new id;
+//   - while one session is new or active it rejects other incoming calls
+//     by itself (autoReject), and refuses to place a second call to the
+//     same opponents: a test ends each call on both sides before the next;
+//   - it re-sends an unanswered call every dialingTimeInterval (5 s) with
+//     the same sessionID and a new message id, and after answerTimeInterval
+//     (60 s) gives up (onUserNotAnswerListener) without a hangUp;
+//   - its update listener gets only the update's userInfo, though its own
+//     update sends the fields at the top level (Event.Extension has them).
+//
 // Tones and their analysis are jsclient's (jsclient.ToneWAV,
 // jsclient.Spectrum): the same page-side analyser, an FFT of 16384
 // samples, judged in Go.

@@ -330,19 +330,29 @@ func (s *Session) Updates() []Event {
 }
 
 // WaitUpdate returns the first update received (now or before) that match
-// accepts (nil: any), waiting for one.
+// accepts (nil: any), waiting for one. match runs without the session's
+// lock: it may call the session's methods.
 func (s *Session) WaitUpdate(ctx context.Context, match func(Event) bool) (Event, error) {
-	var found Event
-	err := s.wait(ctx, "an update", func() (bool, error) {
-		for _, e := range s.events {
+	next := 0
+	for {
+		s.mu.Lock()
+		fresh := slices.Clone(s.events[next:])
+		next = len(s.events)
+		changed := s.changed
+		s.mu.Unlock()
+		for _, e := range fresh {
 			if e.Kind == EventUpdate && (match == nil || match(e)) {
-				found = e
-				return true, nil
+				return e, nil
 			}
 		}
-		return false, nil
-	})
-	return found, err
+		select {
+		case <-changed:
+		case <-s.c.gone:
+			return Event{}, fmt.Errorf("qbclient: %s session %s waiting for an update: %w", s.c.name, s.id, s.c.goneError())
+		case <-ctx.Done():
+			return Event{}, fmt.Errorf("qbclient: %s session %s waiting for an update (events: %s): %w", s.c.name, s.id, s.eventList(), ctx.Err())
+		}
+	}
 }
 
 // Accept answers an incoming call as an app does: the local media (audio,

@@ -3,6 +3,7 @@ package qbclient
 import (
 	"context"
 	"encoding/xml"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -30,20 +31,29 @@ func (c *Client) Stanzas() []Stanza {
 }
 
 // WaitStanza returns the first stanza (since login, so one already there
-// counts) that match accepts, waiting for one.
+// counts) that match accepts, waiting for one. match runs without the
+// client's lock: it may call the client's methods.
 func (c *Client) WaitStanza(ctx context.Context, match func(Stanza) bool) (Stanza, error) {
-	var found Stanza
 	next := 0
-	err := c.wait(ctx, "a stanza", func() (bool, error) {
-		for ; next < len(c.stanzas); next++ {
-			if match(c.stanzas[next]) {
-				found = c.stanzas[next]
-				return true, nil
+	for {
+		c.mu.Lock()
+		fresh := slices.Clone(c.stanzas[next:])
+		next = len(c.stanzas)
+		changed := c.changed
+		c.mu.Unlock()
+		for _, st := range fresh {
+			if match(st) {
+				return st, nil
 			}
 		}
-		return false, nil
-	})
-	return found, err
+		select {
+		case <-changed:
+		case <-c.gone:
+			return Stanza{}, fmt.Errorf("qbclient: %s waiting for a stanza: %w", c.name, c.goneError())
+		case <-ctx.Done():
+			return Stanza{}, fmt.Errorf("qbclient: %s waiting for a stanza: %w", c.name, ctx.Err())
+		}
+	}
 }
 
 // WaitSignal returns the first WebRTC signal of signalType (call, accept,
