@@ -72,6 +72,10 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		code = 1
 	}
+	if err = closeXMPPBed(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: stopping Prosody:", err)
+		code = 1
+	}
 	return code
 }
 
