@@ -479,3 +479,50 @@ func bridgesIdle(ctx context.Context, bot *testbed.Bot) error {
 	}
 	return nil
 }
+
+// BenchmarkQuickBloxToMatrix: an SDK user calls the bot, whose route
+// rings a Matrix user (matrix-js-sdk, answering at once) in a room routed
+// to that SDK user; placed → connected on the SDK's clock, against the
+// same SDK user's calls to a bot answering with its own tone in the same
+// run (what the Matrix hop adds).
+func BenchmarkQuickBloxToMatrix(b *testing.B) {
+	routed := startXMPPBot(b, "tone", "info")
+	own := startXMPPBot(b, "tone", "info")
+	caller := newQBUser(b, toneQB)
+	a := newToneUser(b, "qbbm", toneMatrix, false, jsclient.IncomingAnswer)
+	room := jsRoomWithBot(b, a, routed.setup.UserID, false)
+	reply := jsCommand(b, a, room, routed.setup.UserID, "!voip route xmpp:"+qbIDString(caller.UserID()))
+	require.Contains(b, reply.Body, "now go to **xmpp:")
+
+	call := func(xb *xmppBot) time.Duration {
+		ctx, cancel := context.WithTimeout(context.Background(), testbed.Timeout)
+		defer cancel()
+		s, err := caller.Call(ctx, []uint64{xb.id}, false, nil)
+		require.NoError(b, err)
+		_, err = s.WaitState(ctx, qbclient.StateConnected)
+		require.NoError(b, err)
+		require.NoError(b, s.Hangup(ctx, nil))
+		_, err = s.WaitState(ctx, qbclient.StateClosed)
+		require.NoError(b, err)
+		require.NoError(b, bridgesIdle(ctx, xb.bot))
+		return s.Times().Setup()
+	}
+	call(routed) // warm up: the pages' first calls get their media devices
+	call(own)
+
+	n := max(b.N, *qbSetupCalls)
+	viaMatrix := make([]time.Duration, 0, n)
+	direct := make([]time.Duration, 0, n)
+	b.ResetTimer()
+	for i := range n {
+		if i%2 == 0 {
+			viaMatrix = append(viaMatrix, call(routed))
+			direct = append(direct, call(own))
+		} else {
+			direct = append(direct, call(own))
+			viaMatrix = append(viaMatrix, call(routed))
+		}
+	}
+	b.StopTimer()
+	reportSetups(b, "matrix", viaMatrix, "bot", direct)
+}
