@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/pion/webrtc/v4"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot/bridge/leg"
@@ -40,6 +41,14 @@ func (h xmppHost) Ringing(l *xmppcall.Leg) leg.Events {
 		b.ring(target)
 	})
 	return b.events
+}
+
+// ICEServers implements xmppcall.Host: the servers Matrix calls use.
+func (h xmppHost) ICEServers() []webrtc.ICEServer {
+	if h.reg.calls == nil {
+		return nil
+	}
+	return h.reg.calls.ICEServers()
 }
 
 // xmppRoute is where a call from a QuickBlox user goes.

@@ -102,3 +102,7 @@ func (s *iceServers) run(ctx context.Context, first time.Duration) {
 		}
 	}
 }
+
+// ICEServers are the STUN and TURN servers a new call uses (calls.ice_servers
+// and the homeserver's TURN server): other leg kinds' media uses them too.
+func (m *Manager) ICEServers() []webrtc.ICEServer { return m.ice.current() }

@@ -228,7 +228,7 @@ func (l *Leg) addOutbound(sess *voip.Session, kinds map[webrtc.RTPCodecType]webr
 
 // newSession makes the leg's media session (on the queue).
 func (l *Leg) newSession() error {
-	sess, err := l.m.media.NewSession(l.session, sessionEvents{l}, voip.SessionOptions{GatherUntil: voip.GatherHosts})
+	sess, err := l.m.media.NewSession(l.session, sessionEvents{l}, voip.SessionOptions{ICEServers: l.m.host.ICEServers(), GatherUntil: voip.GatherHosts})
 	if err != nil {
 		return fmt.Errorf("creating the media session: %w", err)
 	}

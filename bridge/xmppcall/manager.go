@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"mellium.im/xmpp/jid"
@@ -40,6 +41,8 @@ type Host interface {
 	// answers it, declines it or routes it (through the leg's methods),
 	// and returns where the leg reports what happens to it.
 	Ringing(l *Leg) leg.Events
+	// ICEServers are the STUN and TURN servers a new call's media uses.
+	ICEServers() []webrtc.ICEServer
 }
 
 // What happened to a signal, for voipbot_xmpp_signals_total.

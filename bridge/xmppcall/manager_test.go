@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
@@ -38,6 +39,8 @@ type fakeHost struct {
 }
 
 func (h *fakeHost) Ringing(l *Leg) leg.Events { h.rung <- l; return h }
+
+func (h *fakeHost) ICEServers() []webrtc.ICEServer { return nil }
 
 func (h *fakeHost) Answered(leg.Leg)                      {}
 func (h *fakeHost) MediaReady(leg.Leg, voip.Leg)          {}
