@@ -37,9 +37,9 @@ func (b *Bot) commandTable() []command {
 	return []command{
 		{name: "help", summary: "show this help", run: b.help},
 		{name: "status", summary: "show version, uptime, rooms and active calls", run: b.status},
-		{name: "call", summary: "call you (or `call @user:server`) in this room; `call <target>` calls you, then bridges in the target (`matrix:@user:server`, `matrix:#room:server`); add `video` for a video call", run: b.call},
+		{name: "call", summary: "call you (or `call @user:server`) in this room; `call <target>` calls you, then bridges in the target (`matrix:@user:server`, `matrix:#room:server`, `jami:<Jami ID>`, `rtc`, `xmpp:<QuickBlox user id>`); add `video` for a video call", run: b.call},
 		{name: "hangup", summary: "hang up the bot's calls and bridges in this room", run: b.hangup},
-		{name: "route", summary: "show or set where calls to the bot in this room go: `route echo|tone|silence|file|matrix:@user:server|matrix:!room:server|matrix:#alias:server|jami:<Jami ID>|rtc|rtc:!room:server|default` (rtc: this room's Element Call)", run: b.route},
+		{name: "route", summary: "show or set where calls to the bot in this room go: `route echo|tone|silence|file|matrix:@user:server|matrix:!room:server|matrix:#alias:server|jami:<Jami ID>|rtc|rtc:!room:server|xmpp:<QuickBlox user id>|default` (rtc: this room's Element Call)", run: b.route},
 		{name: "jami", summary: "show the bot's Jami ID, for Jami users to add it; `jami add <Jami ID>` invites that account to be the bot's contact (current Jami takes calls from contacts only); `jami contacts` lists them", run: b.jami},
 		{name: "join", summary: "put the bot's own source into this room's Element Call (starting one if none is going on): `join [echo|tone|silence|file]`", run: b.joinCall},
 		{name: "leave", summary: "take the bot out of this room's Element Call", run: b.leaveCall},

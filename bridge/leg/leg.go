@@ -30,7 +30,9 @@ const (
 	// KindRTC is the bot in a room's Element Call (MatrixRTC).
 	KindRTC Kind = "rtc"
 	// KindXMPP is a QuickBlox video chat over XMPP.
-	KindXMPP    Kind = "xmpp"
+	KindXMPP Kind = "xmpp"
+	// KindGuest is a browser guest who came through a call link.
+	KindGuest   Kind = "guest"
 	KindEcho    Kind = "echo"
 	KindTone    Kind = "tone"
 	KindSilence Kind = "silence"
