@@ -1,4 +1,4 @@
--- v0 -> v4: Latest revision
+-- v0 -> v6: Latest revision
 
 -- The bot's own Matrix login. One row: a second user in the same database is
 -- refused, because the crypto store next to it belongs to this device.
@@ -140,3 +140,32 @@ CREATE TABLE bridge_leg (
 );
 CREATE INDEX bridge_leg_bridge ON bridge_leg (bridge_id);
 CREATE INDEX bridge_active ON bridge (bridge_id) WHERE ended_at IS NULL;
+
+-- A Jami account the bot has as a contact (jami.Contact): one whose trust
+-- request the bot accepted, or one the bot invited (confirmed = 0 until it
+-- accepts). conversation_id is the 1:1 swarm the contact's Jami made ('' for
+-- none); added is in ms since 1970.
+CREATE TABLE jami_contact (
+    account         TEXT    PRIMARY KEY,
+    conversation_id TEXT    NOT NULL DEFAULT '',
+    added           INTEGER NOT NULL,
+    confirmed       INTEGER NOT NULL DEFAULT 0 CHECK (confirmed IN (0, 1))
+);
+
+-- A call link (bridge/guestlink): a guest who opens <public base>/call/<token>
+-- joins the call of room_id. The token is never kept, only token_hash, the
+-- hex SHA-256 of it; id, the link's public id, is the first 10 digits of
+-- token_hash. Times are in ms since 1970; revoked_at is NULL until revoked.
+CREATE TABLE guest_link (
+    id         TEXT    PRIMARY KEY,
+    token_hash TEXT    NOT NULL UNIQUE,
+    room_id    TEXT    NOT NULL,
+    video      INTEGER NOT NULL DEFAULT 0 CHECK (video IN (0, 1)),
+    echo       INTEGER NOT NULL DEFAULT 0 CHECK (echo IN (0, 1)),
+    created_by TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    joins      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX guest_link_room_idx ON guest_link (room_id, created_at);
