@@ -35,6 +35,7 @@ var forbidden = map[string][]string{
 	"web":               {"github.com/pion/", "maunium.net/go/mautrix", module + "/matrix", module + "/voip", module + "/bridge", module + "/store"},
 	"bridge":            {module + "/web", module + "/cmd"},
 	"internal/testbed":  {module + "/bridge"},
+	"internal/dendrite": {module + "/bridge", module + "/matrix", module + "/voip", module + "/store", module + "/web", module + "/cmd"},
 }
 
 // testOnly are the trees of the test bed (real peers for tests) and of the
@@ -106,7 +107,7 @@ func TestImportDirection(t *testing.T) {
 func TestInternalHoldsProductionHelpersOnly(t *testing.T) {
 	out, err := exec.Command("go", "list", "-tags", "goolm", module+"/internal/...").CombinedOutput()
 	require.NoErrorf(t, err, "go list: %s", out)
-	helpers := []string{module + "/internal/opqueue", module + "/internal/pionlog"}
+	helpers := []string{module + "/internal/dendrite", module + "/internal/opqueue", module + "/internal/pionlog"}
 	for pkg := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
 		if underAny(pkg, testOnly) {
 			continue

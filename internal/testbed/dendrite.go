@@ -4,13 +4,9 @@
 package testbed
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -18,26 +14,23 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"text/template"
 	"time"
 
-	"github.com/voipbot/voipbot/internal/testbed/proc"
+	"github.com/voipbot/voipbot/internal/dendrite"
 )
 
 // DendriteVersion is the pinned test homeserver (tools/dendrite/go.mod).
-const DendriteVersion = "v0.15.2"
+const DendriteVersion = dendrite.Version
 
 // ServerName is the test homeserver's server name.
-const ServerName = "localhost"
+const ServerName = dendrite.ServerName
 
-// Dendrite is a running test homeserver.
+// Dendrite is a running test homeserver: a server of internal/dendrite.
 type Dendrite struct {
 	// URL is the client-server API base URL.
 	URL          string
 	SharedSecret string
-	dir          string
-	proc         *proc.Process
-	logPath      string
+	srv          *dendrite.Server
 }
 
 // DendriteOptions configure a test homeserver.
@@ -137,144 +130,28 @@ func FreePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-var dendriteConfig = template.Must(template.New("dendrite.yaml").Parse(`version: 2
-global:
-  server_name: {{.ServerName}}
-  private_key: {{.Dir}}/matrix_key.pem
-  key_validity_period: 168h0m0s
-  database:
-    max_open_conns: 10
-    max_idle_conns: 2
-    conn_max_lifetime: -1
-  disable_federation: {{if .Federation}}false{{else}}true{{end}}
-  presence:
-    enable_inbound: false
-    enable_outbound: false
-  jetstream:
-    storage_path: {{.Dir}}/jetstream
-    in_memory: true
-  server_notices:
-    enabled: false
-  report_stats:
-    enabled: false
-  dns_cache:
-    enabled: false
-app_service_api:
-  disable_tls_validation: true
-  config_files:
-{{- range .Registrations}}
-  - {{.}}
-{{- end}}
-client_api:
-  registration_disabled: true
-  registration_shared_secret: {{.SharedSecret}}
-  guests_disabled: true
-  rate_limiting:
-    enabled: false
-federation_api:
-  database:
-    connection_string: file:{{.Dir}}/federationapi.db
-key_server:
-  database:
-    connection_string: file:{{.Dir}}/keyserver.db
-media_api:
-  database:
-    connection_string: file:{{.Dir}}/mediaapi.db
-  base_path: {{.Dir}}/media
-room_server:
-  database:
-    connection_string: file:{{.Dir}}/roomserver.db
-sync_api:
-  database:
-    connection_string: file:{{.Dir}}/syncapi.db
-  search:
-    enabled: false
-user_api:
-  bcrypt_cost: 4
-  account_database:
-    connection_string: file:{{.Dir}}/userapi.db
-relay_api:
-  database:
-    connection_string: file:{{.Dir}}/relayapi.db
-mscs:
-  mscs: []
-  database:
-    connection_string: file:{{.Dir}}/mscs.db
-logging:
-- type: std
-  level: warn
-`))
-
-// StartDendrite starts a homeserver on 127.0.0.1 with its state in dir
-// (which must exist). Stop it with Stop.
+// StartDendrite starts a homeserver on 127.0.0.1 with its state in dir.
+// Stop it with Stop.
 func StartDendrite(dir string, opts DendriteOptions) (*Dendrite, error) {
 	bin, err := DendriteBinary()
 	if err != nil {
 		return nil, err
 	}
-	secret := make([]byte, 16)
-	_, _ = rand.Read(secret)
-	d := &Dendrite{SharedSecret: hex.EncodeToString(secret), dir: dir, logPath: filepath.Join(dir, "dendrite.log")}
-	if err = writeMatrixKey(filepath.Join(dir, "matrix_key.pem")); err != nil {
-		return nil, err
-	}
-	var cfg bytes.Buffer
-	if err = dendriteConfig.Execute(&cfg, map[string]any{
-		"ServerName": ServerName, "Dir": dir, "SharedSecret": d.SharedSecret, "Registrations": opts.AppserviceRegistrations,
-		"Federation": opts.Federation,
-	}); err != nil {
-		return nil, err
-	}
-	cfgPath := filepath.Join(dir, "dendrite.yaml")
-	if err = os.WriteFile(cfgPath, cfg.Bytes(), 0o600); err != nil {
-		return nil, err
-	}
-	port, err := FreePort()
+	srv, err := dendrite.Start(context.Background(), dendrite.Options{
+		Binary: bin, Dir: dir, AppserviceRegistrations: opts.AppserviceRegistrations, Federation: opts.Federation,
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.URL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "--config", cfgPath, "--http-bind-address", fmt.Sprintf("127.0.0.1:%d", port))
-	cmd.Dir = dir
-	if d.proc, err = proc.Start(cmd, proc.Options{Name: "dendrite", LogPath: d.logPath, Grace: 15 * time.Second}); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err = d.proc.WaitHTTP(ctx, d.URL+"/_matrix/client/versions"); err != nil {
-		d.Stop()
-		return nil, err
-	}
-	return d, nil
+	return &Dendrite{URL: srv.URL, SharedSecret: srv.SharedSecret, srv: srv}, nil
 }
 
 // LogTail is the end of the homeserver's log, for failure messages.
-func (d *Dendrite) LogTail() string {
-	data, _ := os.ReadFile(d.logPath)
-	if len(data) > 4000 {
-		data = data[len(data)-4000:]
-	}
-	return string(data)
-}
+func (d *Dendrite) LogTail() string { return d.srv.LogTail() }
 
 // Stop stops the homeserver (SIGTERM, SIGKILL after 15 s) and waits for it
 // to exit.
-func (d *Dendrite) Stop() {
-	if d.proc != nil {
-		_ = d.proc.Stop()
-	}
-}
-
-// writeMatrixKey writes a fresh ed25519 signing key in Dendrite's PEM form.
-func writeMatrixKey(path string) error {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return err
-	}
-	seed := priv.Seed()
-	block := &pem.Block{Type: "MATRIX PRIVATE KEY", Headers: map[string]string{"Key-ID": "ed25519:test"}, Bytes: seed}
-	return os.WriteFile(path, pem.EncodeToMemory(block), 0o600)
-}
+func (d *Dendrite) Stop() { _ = d.srv.Stop() }
 
 // WaitFor polls cond until it reports true, fails, or ctx ends. It is for
 // conditions with no event to wait on (a process becoming ready, a row

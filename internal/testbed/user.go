@@ -13,26 +13,15 @@ import (
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-	"maunium.net/go/mautrix/synapseadmin"
 	_ "modernc.org/sqlite" // the test users' crypto stores
 )
 
-// Register creates a user with shared-secret registration. Every user made
-// this way shares one device ID, so log users in with Login before using
-// them: VoIP party IDs and encryption need a device of their own.
+// Register creates a user with shared-secret registration; a user that
+// exists already is an error. Every user made this way shares one device
+// ID, so log users in with Login before using them: VoIP party IDs and
+// encryption need a device of their own.
 func (d *Dendrite) Register(ctx context.Context, localpart, password string) (id.UserID, error) {
-	cli, err := mautrix.NewClient(d.URL, "", "")
-	if err != nil {
-		return "", err
-	}
-	admin := synapseadmin.Client{Client: cli}
-	resp, err := admin.SharedSecretRegister(ctx, d.SharedSecret, synapseadmin.ReqSharedSecretRegister{
-		Username: localpart, Password: password,
-	})
-	if err != nil {
-		return "", fmt.Errorf("registering %s: %w", localpart, err)
-	}
-	return resp.UserID, nil
+	return d.srv.Create(ctx, localpart, password)
 }
 
 // User is a test user logged in with a password on a device of its own,
