@@ -21,9 +21,17 @@ LINT     := $(BIN)/golangci-lint
 build:
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/voipbot ./cmd/voipbot
 
-## run: build and run the bot with $(CONFIG) (written with instructions on first start)
+## run: build and run the bot with $(CONFIG); with no config.yaml (and no
+## CONFIG given), the local demo instead: the pinned Dendrite on 127.0.0.1
+## with a demo user, and the bot answering with a tone (state in .demo/)
+DEMO_DIR ?= $(CURDIR)/.demo
+ifneq ($(wildcard $(CONFIG))$(filter-out file,$(origin CONFIG)),)
 run: build
 	$(BIN)/voipbot -c $(CONFIG)
+else
+run: build $(DENDRITE)
+	$(BIN)/voipbot demo -dir $(DEMO_DIR) -dendrite $(DENDRITE)
+endif
 
 ## test: lint, then every test (unit, and end-to-end against the pinned Dendrite) with the race detector
 test: lint unit

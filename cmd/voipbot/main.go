@@ -47,7 +47,8 @@ func cli(args, environ []string, stdout, stderr *os.File) int {
 	showVersion := flags.Bool("v", false, "print the version and exit")
 	healthcheck := flags.Bool("healthcheck", false, "ask the running bot's /health (at http.listen) and exit 0 if it is ready (for container health checks)")
 	flags.Usage = func() {
-		_, _ = fmt.Fprintf(stderr, "Usage: voipbot [-c config.yaml] [-e [path] | -g | -healthcheck | -v]\n       voipbot dht [flags] <command> (voipbot dht -h for the DHT commands)\n\n")
+		_, _ = fmt.Fprintf(stderr, "Usage: voipbot [-c config.yaml] [-e [path] | -g | -healthcheck | -v]\n       voipbot dht [flags] <command> (voipbot dht -h for the DHT commands)\n"+
+			"       voipbot demo [-dir DIR] [-dendrite PATH] [-http ADDR] (a local homeserver and the bot; voipbot demo -h)\n\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -72,6 +73,8 @@ func cli(args, environ []string, stdout, stderr *os.File) int {
 		return 0
 	case flags.NArg() > 0 && flags.Arg(0) == "dht":
 		return dhtCLI(flags.Args()[1:], configuredDHT(*configPath, environ), stdout, stderr)
+	case flags.NArg() > 0 && flags.Arg(0) == "demo":
+		return demoCLI(flags.Args()[1:], environ, build, stdout, stderr)
 	case flags.NArg() > 0:
 		flags.Usage()
 		return 2
@@ -90,7 +93,8 @@ func cli(args, environ []string, stdout, stderr *os.File) int {
 	if err != nil {
 		if wroteExample {
 			_, _ = fmt.Fprintf(stderr, "Fill in these keys there (or set them as VOIPBOT_ environment variables), "+
-				"and bot.password for the first login, then start voipbot again:\n%v\n", err)
+				"and bot.password for the first login, then start voipbot again:\n%v\n"+
+				"To try the bot first with a homeserver of its own on this machine, run `voipbot demo`.\n", err)
 		} else {
 			_, _ = fmt.Fprintf(stderr, "Invalid configuration in %s:\n%v\n", *configPath, err)
 		}
@@ -103,11 +107,18 @@ func cli(args, environ []string, stdout, stderr *os.File) int {
 		return checkHealth(cfg.HTTP.Listen, stdout, stderr)
 	}
 
-	log := newLogger(cfg.Logging, stderr)
-	exzerolog.SetupDefaults(&log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err = run(ctx, cfg, build, log); err != nil {
+	return runBot(ctx, cfg, build, stderr, nil)
+}
+
+// runBot runs the bot of cfg until ctx ends, logging to stderr, and returns
+// the exit code; ready is run's. `voipbot -c` and `voipbot demo` both run
+// the bot this way.
+func runBot(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, stderr *os.File, ready func()) int {
+	log := newLogger(cfg.Logging, stderr)
+	exzerolog.SetupDefaults(&log)
+	if err := run(ctx, cfg, build, log, ready); err != nil {
 		log.Error().Err(err).Msg("voipbot stopped with an error")
 		return 1
 	}

@@ -24,7 +24,9 @@ import (
 const shutdownGrace = 10 * time.Second
 
 // run wires the parts together and runs them until ctx ends or one fails.
-func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log zerolog.Logger) error {
+// ready, if not nil, is called once the bot is logged in and its bridge
+// started, as its sync loop begins.
+func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log zerolog.Logger, ready func()) error {
 	log.Info().Str("version", build.Version).Str("commit", build.Commit).Str("mode", string(cfg.Matrix.Mode)).Msg("Starting voipbot")
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(
@@ -87,6 +89,9 @@ func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log z
 		}
 		if err := bot.Start(gctx, cfg.Jami); err != nil {
 			return err
+		}
+		if ready != nil {
+			ready()
 		}
 		return mx.Run(gctx)
 	})

@@ -199,8 +199,9 @@ func (s *Server) unlock() {
 	}
 }
 
-// start starts cmd with its output appended to the log, in a process group
-// of its own. On Linux the process gets SIGKILL when the thread that started
+// start starts cmd with its output written to the log, in a process group
+// of its own; when it exits, whatever is left of its group is killed. On
+// Linux the process gets SIGKILL when the thread that started
 // it ends (PR_SET_PDEATHSIG), which is when this process ends: the goroutine
 // that starts it stays locked to its thread until the process is reaped,
 // and Go never retires a thread while a goroutine is locked to it.
@@ -224,6 +225,11 @@ func (s *Server) start(cmd *exec.Cmd) error {
 		}
 		s.pid = cmd.Process.Pid
 		started <- nil
+		if awaitExit(s.pid) {
+			// What the server started is not left behind: the group is
+			// killed while its id is still the server's.
+			_ = syscall.Kill(-s.pid, syscall.SIGKILL)
+		}
 		s.waitErr = cmd.Wait()
 		s.unlock()
 		close(s.exited)
@@ -246,7 +252,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 		case <-s.exited:
 			return fmt.Errorf("dendrite exited during start (%v):\n%s", s.exitStatus(), s.LogTail())
 		case <-ctx.Done():
-			return fmt.Errorf("dendrite: not answering %s (last: %v): %w\n%s", url, last, ctx.Err(), s.LogTail())
+			return fmt.Errorf("dendrite: not answering %s (last: %w): %w\n%s", url, last, ctx.Err(), s.LogTail())
 		case <-time.After(delay):
 		}
 	}
@@ -294,7 +300,8 @@ func (s *Server) exitStatus() string {
 }
 
 // Stop sends the server's process group SIGTERM, then SIGKILL if the server
-// still runs after the grace period, and returns once it has exited. The
+// still runs after the grace period, and returns once it has exited (and,
+// on Linux, the rest of its group has been sent SIGKILL). The
 // error says it had to be killed, or that it had exited by itself before
 // (with how). Stop is safe to call more than once.
 func (s *Server) Stop() error {

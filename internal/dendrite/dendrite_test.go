@@ -136,15 +136,16 @@ func TestFixedAddress(t *testing.T) {
 }
 
 // fake writes an executable shell script that stands in for a Dendrite
-// that never answers. It starts a child (in its process group) and writes
+// that never answers. It runs before, starts a child (in its process group),
+// runs after, and writes
 // its own pid and the child's into a FIFO, whose pids arrive on the
 // channel (the script blocks until they are read).
-func fake(t *testing.T, prelude string) (string, <-chan []int) {
+func fake(t *testing.T, before, after string) (string, <-chan []int) {
 	t.Helper()
 	dir := t.TempDir()
 	bin, fifo := filepath.Join(dir, "fake-dendrite"), filepath.Join(dir, "pids")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
-	body := "#!/bin/sh\n" + prelude + "\nsleep 600 &\necho $$ $! > " + fifo + "\nwait\n"
+	body := "#!/bin/sh\n" + before + "\nsleep 600 &\n" + after + "\necho $$ $! > " + fifo + "\nwait\n"
 	require.NoError(t, os.WriteFile(bin, []byte(body), 0o755))
 	pids := make(chan []int, 1)
 	go func() {
@@ -163,14 +164,22 @@ func fake(t *testing.T, prelude string) (string, <-chan []int) {
 	return bin, pids
 }
 
-// requireGone checks that the processes are gone: exited, or zombies
-// waiting for init to reap them.
+// requirePIDsGone checks that the processes are gone (or zombies waiting
+// for init to reap them). A process killed with the group may take a
+// moment to die: there is no event to await for a process that is not a
+// child, so this polls.
 func requirePIDsGone(t *testing.T, pids []int) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	for _, pid := range pids {
-		if st, err := proc.ReadStat(pid); err == nil {
-			require.Falsef(t, st.Alive(), "process %d is left (state %c)", pid, st.State)
-		}
+		var st proc.Stat
+		err := testbed.WaitFor(ctx, func() (bool, error) {
+			var err error
+			st, err = proc.ReadStat(pid)
+			return err != nil || !st.Alive(), nil
+		})
+		require.NoErrorf(t, err, "process %d is left (state %c)", pid, st.State)
 	}
 }
 
@@ -183,7 +192,7 @@ func TestExitDuringStart(t *testing.T) {
 }
 
 func TestCancelledStartStopsTheGroup(t *testing.T) {
-	bin, pids := fake(t, "")
+	bin, pids := fake(t, "", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	var running []int
 	go func() {
@@ -198,10 +207,21 @@ func TestCancelledStartStopsTheGroup(t *testing.T) {
 func TestStopKillsTheGroupAfterGrace(t *testing.T) {
 	// It ignores SIGTERM, as does its child: the start times out, and the
 	// group is killed after the grace period.
-	bin, pids := fake(t, "trap '' TERM")
+	bin, pids := fake(t, "trap '' TERM", "")
 	began := time.Now()
 	_, err := dendrite.Start(context.Background(), dendrite.Options{Binary: bin, Dir: t.TempDir(), StartTimeout: 500 * time.Millisecond, Grace: 100 * time.Millisecond})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Less(t, time.Since(began), 10*time.Second)
+	requirePIDsGone(t, <-pids)
+}
+
+func TestStopKillsWhatTheServerLeaves(t *testing.T) {
+	// The server exits on SIGTERM, but its child ignores it: the group is
+	// killed when the server has exited, not after the grace period.
+	bin, pids := fake(t, "trap '' TERM", "trap - TERM")
+	began := time.Now()
+	_, err := dendrite.Start(context.Background(), dendrite.Options{Binary: bin, Dir: t.TempDir(), StartTimeout: 500 * time.Millisecond, Grace: time.Minute})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(began), 30*time.Second, "not killed after the grace period")
 	requirePIDsGone(t, <-pids)
 }
