@@ -27,13 +27,16 @@ var forbidden = map[string][]string{
 	"bridge/jamicall":   {module + "/bridge$", module + "/bridge/matrixcall", module + "/matrix", "maunium.net/go/mautrix", module + "/store", module + "/web", module + "/cmd"},
 	"xmpp":              {"maunium.net/go/mautrix", module + "/matrix", module + "/bridge", module + "/voip", module + "/store", module + "/web", module + "/jami"},
 	"bridge/xmppcall":   {module + "/bridge$", module + "/bridge/matrixcall", module + "/bridge/jamicall", module + "/bridge/rtc", module + "/matrix", "maunium.net/go/mautrix", module + "/store", module + "/web", module + "/cmd"},
+	"bridge/guestlink":  {module + "/bridge$", module + "/matrix", "maunium.net/go/mautrix", module + "/store", module + "/web", module + "/cmd"},
 	"bridge/guest":      {module + "/bridge$", module + "/bridge/matrixcall", module + "/bridge/jamicall", module + "/bridge/rtc", module + "/bridge/xmppcall", module + "/matrix", "maunium.net/go/mautrix", module + "/store", module + "/web$", module + "/cmd"},
 	"bridge/rtc":        {module + "/bridge$", module + "/bridge/matrixcall", module + "/bridge/jamicall", module + "/matrix$", module + "/store", module + "/web", module + "/cmd"},
 	"voip":              {"maunium.net/go/mautrix", module + "/matrix", module + "/bridge", module + "/store", module + "/web"},
 	"matrix":            {"github.com/pion/", module + "/voip", module + "/bridge", module + "/web"},
 	"store":             {"github.com/pion/", module + "/matrix", module + "/voip", module + "/bridge", module + "/web"},
 	"web":               {"github.com/pion/", "maunium.net/go/mautrix", module + "/matrix", module + "/voip", module + "/bridge", module + "/store"},
-	"bridge":            {module + "/web", module + "/cmd"},
+	// bridge serves its pages (web/guestpage) through handlers cmd mounts
+	// on the one listener: it never depends on the listener itself.
+	"bridge":            {module + "/web$", module + "/cmd"},
 	"internal/testbed":  {module + "/bridge"},
 	"internal/dendrite": {module + "/bridge", module + "/matrix", module + "/voip", module + "/store", module + "/web", module + "/cmd"},
 }

@@ -14,6 +14,8 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/voipbot/voipbot/bridge/guest"
+	"github.com/voipbot/voipbot/bridge/guestlink"
 	"github.com/voipbot/voipbot/bridge/jamicall"
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
@@ -51,6 +53,8 @@ type Bot struct {
 	// xmppDone is closed when the XMPP client's Run returns (nil unless
 	// xmpp.enabled).
 	xmppDone chan struct{}
+	// guestWeb serves call links (nil without guests.public_url).
+	guestWeb *guestWeb
 }
 
 // New creates the bridge and registers its handlers and metrics; call it
@@ -87,6 +91,13 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 			log.Error().Err(err).Msg("The QuickBlox leg kind is off")
 		}
 		b.bridges.xmppDefaultRoom = id.RoomID(cfg.XMPP.DefaultRoom)
+	}
+	if cfg.Guests.PublicURL != "" {
+		b.guestWeb = &guestWeb{
+			b: b, links: guestlink.NewManager(st, nil), limit: guestlink.NewLimiter(guestlink.LimiterConfig{}),
+			guests: guest.New(ctx, guest.Config{RingTimeout: cfg.Guests.RingTimeout}, media, guestHost{b.bridges}, log),
+		}
+		b.bridges.guests = b.guestWeb.guests
 	}
 	mx.On(event.StateMember, isJoin, b.handleJoin)
 	reg.MustRegister(&bridgeCollector{store: st})
@@ -135,6 +146,9 @@ func (b *Bot) Stop(ctx context.Context) {
 	}
 	if b.bridges.xmpp != nil {
 		b.bridges.xmpp.Shutdown(ctx)
+	}
+	if b.bridges.guests != nil {
+		b.bridges.guests.Shutdown(ctx)
 	}
 	if b.dht != nil {
 		b.dht.Stop(ctx)

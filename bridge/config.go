@@ -3,10 +3,13 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/voipbot/voipbot/bridge/guestlink"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/bridge/rtc"
 	"github.com/voipbot/voipbot/bridge/xmppcall"
@@ -20,6 +23,51 @@ type Config struct {
 	RTC rtc.Config `yaml:"rtc"`
 	// XMPP is the bot as a QuickBlox video chat peer on an XMPP server.
 	XMPP xmppcall.Config `yaml:"xmpp"`
+	// Guests are people without an account who join a room's call
+	// through a link.
+	Guests GuestsConfig `yaml:"guests"`
+}
+
+// GuestsConfig is the guests key.
+type GuestsConfig struct {
+	// PublicURL is the bot's HTTP server (http.listen) as guests' browsers
+	// reach it, normally through a reverse proxy with TLS; a link is
+	// <public_url>/call/<token>. Empty: `!voip link` is off. Browsers give
+	// a page its microphone only over https, or on localhost.
+	PublicURL string `yaml:"public_url"`
+	// LinkTTL is how long a link lasts when `!voip link` names no time.
+	LinkTTL time.Duration `yaml:"link_ttl"`
+	// RingTimeout is how long a guest's call rings the room before it
+	// gives up.
+	RingTimeout time.Duration `yaml:"ring_timeout"`
+}
+
+func (c *GuestsConfig) validate() error {
+	var errs []error
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "":
+			errs = append(errs, fmt.Errorf("guests.public_url: %q is not an http(s) URL like https://call.example.org", c.PublicURL))
+		case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+			errs = append(errs, fmt.Errorf("guests.public_url: %q: browsers give a page the microphone only over https (or on localhost)", c.PublicURL))
+		}
+	}
+	if c.LinkTTL != 0 && (c.LinkTTL < time.Minute || c.LinkTTL > guestlink.MaxTTL) {
+		errs = append(errs, fmt.Errorf("guests.link_ttl: must be from 1m to %s", guestlink.MaxTTL))
+	}
+	if c.RingTimeout < 0 {
+		errs = append(errs, errors.New("guests.ring_timeout: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // MediaMode is what the bot sends into a call it is the far end of.
@@ -78,7 +126,7 @@ func (c *Config) Validate() error {
 	if p == "" || strings.ContainsAny(p, " \t\n") {
 		errs = append(errs, errors.New("commands.prefix: must be one word, like !voip"))
 	}
-	errs = append(errs, c.Calls.validate(), c.RTC.Validate(), c.XMPP.Validate())
+	errs = append(errs, c.Calls.validate(), c.RTC.Validate(), c.XMPP.Validate(), c.Guests.validate())
 	return errors.Join(errs...)
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/voipbot/voipbot/bridge/guest"
 	"github.com/voipbot/voipbot/bridge/jamicall"
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
@@ -63,6 +64,9 @@ type registry struct {
 	// xmppDefaultRoom is xmpp.default_room.
 	xmpp            *xmppcall.Manager
 	xmppDefaultRoom id.RoomID
+	// guests runs the guests who came through call links (nil without
+	// guests.public_url).
+	guests *guest.Manager
 
 	// dial makes the leg that rings a target (place; tests put fake legs
 	// here).

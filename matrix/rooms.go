@@ -67,3 +67,13 @@ func (c *Client) OthersInRoom(ctx context.Context, room id.RoomID, except id.Use
 	}
 	return n, nil
 }
+
+// RoomName is the room's m.room.name, "" if it has none or it cannot be
+// read.
+func (c *Client) RoomName(ctx context.Context, room id.RoomID) string {
+	var content event.RoomNameEventContent
+	if err := c.cli.StateEvent(ctx, room, event.StateRoomName, "", &content); err != nil {
+		return ""
+	}
+	return content.Name
+}

@@ -93,6 +93,23 @@ func (m *Manager) Serve(ctx context.Context, conn *websocket.Conn, link Link, re
 	l.run(ctx)
 }
 
+// EndLink hangs up the guests who came through a link (it was revoked),
+// and says how many.
+func (m *Manager) EndLink(linkID string) int {
+	m.mu.Lock()
+	var legs []*Leg
+	for _, l := range m.legs {
+		if l.link.ID == linkID {
+			legs = append(legs, l)
+		}
+	}
+	m.mu.Unlock()
+	for _, l := range legs {
+		l.Hangup(leg.Hangup, "the call link was revoked")
+	}
+	return len(legs)
+}
+
 // Shutdown hangs up every guest (reason shutdown) and waits, up to ctx.
 func (m *Manager) Shutdown(ctx context.Context) {
 	m.mu.Lock()
