@@ -74,6 +74,7 @@ func run(ctx context.Context, cfg *voipbot.Config, build bridge.BuildInfo, log z
 	if h := mx.AppserviceHandler(); h != nil {
 		srv.Handle("/_matrix/app/", h)
 	}
+	bot.Mount(srv.Handle) // call links' pages (with guests.public_url)
 	if err = srv.Listen(); err != nil {
 		return err
 	}
