@@ -46,7 +46,7 @@ func (b *Bot) commandTable() []command {
 		{name: "callkey", summary: "set the shared key of this room's Element Call, for calls started with Element Call's `?password=`: `callkey <passphrase>|off` (the message stays in the room's history)", run: b.setCallKey},
 		{name: "record", summary: "show or set whether calls in this room are recorded (posted here when they end): `record on|off`", run: b.setRecord},
 		{name: "report", summary: "show or set whether the bot posts a quality report after each call in this room: `report on|off|default`", run: b.setReport},
-		{name: "link", summary: "make a link that lets someone without an account into this room's calls from a browser: `link [ttl] [video] [echo]` (ttl like 30m, 2h, 7d; echo: the bot's echo answers, for trying it)", run: b.link},
+		{name: "link", summary: "make a link that lets someone without an account into this room's calls from a browser: `link [ttl] [video] [echo]` (ttl like 30m, 2h, 7d; echo: the bot's own source answers, for trying it)", run: b.link},
 		{name: "links", summary: "list this room's live call links", run: b.links},
 		{name: "revoke", summary: "end a call link of this room (and the calls through it): `revoke <id>`", run: b.revoke},
 		{name: "source", summary: "the same as `route`, for the bot's own sources only: `source echo|tone|silence|file|default`", run: b.setSource},

@@ -12,8 +12,8 @@ import (
 )
 
 // link answers `!voip link [ttl] [video] [echo]` with a call link to this
-// room's call: whoever opens it rings the room (or, with echo, talks to
-// the bot's echo, for trying it out).
+// room's call: whoever opens it rings the room (or, with echo, is
+// answered by the bot's own source, calls.source, for trying it out).
 func (b *Bot) link(ctx context.Context, evt *matrix.Event, args []string) (string, error) {
 	p := b.cfg.Commands.Prefix
 	if b.guestWeb == nil {
@@ -49,7 +49,7 @@ func (b *Bot) link(ctx context.Context, evt *matrix.Event, args []string) (strin
 	}
 	what := "rings this room"
 	if echo {
-		what = "is answered by the bot's echo (for trying it out)"
+		what = fmt.Sprintf("is answered by the bot's own source (%s), for trying it out", b.cfg.Calls.Source)
 	}
 	media := "audio"
 	if video {

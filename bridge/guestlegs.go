@@ -25,14 +25,14 @@ var _ guest.Host = guestHost{}
 // Ringing implements guest.Host: a guest's call rings the members of the
 // link's room (first to answer), or joins the room's Element Call where
 // one is going on (the room is the bridge's own room); a link made for
-// testing is answered by the bot's echo.
+// trying it out (echo) is answered by the bot's own source (calls.source).
 func (h guestHost) Ringing(l *guest.Leg) leg.Events {
 	reg := h.reg
 	link := l.Link()
 	room := id.RoomID(link.Room)
 	target := Target{Kind: leg.KindMatrix, Room: room}
 	if link.Echo {
-		target = Target{Kind: leg.KindEcho}
+		target = Target{Kind: leg.Kind(reg.cfg.Source)}
 	}
 	b := reg.newBridge(room, target)
 	b.ringsOwnRoom = true

@@ -138,11 +138,11 @@ func TestGuestLinks(t *testing.T) {
 }
 
 // TestGuestEchoLink: a guest (a pion peer over the guest protocol) joins
-// through a link made with echo: hello, the accept (the bot's own echo
-// answers), media connects and the guest's packets come back; the
-// guest's hangup ends the bridge.
+// through a link made with echo: hello, the accept (the bot's own source,
+// echo here, answers), media connects and the guest's packets come back;
+// the guest's hangup ends the bridge.
 func TestGuestEchoLink(t *testing.T) {
-	setup, bot := guestBot(t, "tone")
+	setup, bot := guestBot(t, "echo")
 	u := newUser(t, hs, "gueste", false)
 	room := inviteBot(t, u, setup.UserID, false)
 	url, _ := makeLink(t, u, room, setup.UserID, "echo")
