@@ -38,7 +38,9 @@ func (h guestHost) Ringing(l *guest.Leg) leg.Events {
 	b.ringsOwnRoom = true
 	b.post(func() {
 		b.join(l, true)
-		if busy := reg.adm.admit(l.ID(), room, ""); busy != "" {
+		// A guest is in no Matrix call of the room: it counts towards
+		// calls.max_calls only; the call that rings the room counts there.
+		if busy := reg.adm.admit(l.ID(), "", ""); busy != "" {
 			l.Hangup(leg.Busy, busy)
 			return
 		}
