@@ -14,12 +14,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/voipbot/voipbot"
@@ -58,16 +60,76 @@ type demoInfo struct {
 	Config *voipbot.Config
 }
 
-// demoCallLink — HOOK FOR CALL LINKS (issue 14), to be filled when call
-// links land: return a link that opens a call to the bot in a browser, for
-// the demo user to try without a Matrix client; "" prints nothing. It runs
-// once the bot is logged in and its bridge started (the bot runs in this
-// process, its HTTP listener at demo.Config.HTTP.Listen); ctx ends when
-// the demo stops. An error is printed and the demo goes on.
+// demoCallLink makes a call link for the demo user to try in a browser:
+// it logs the demo user in, makes a room with the bot ("voipbot demo")
+// and asks there, as any member would, `!voip link 30d echo`: a link
+// answered by the bot's own source (the tone). It runs once the bot is
+// logged in; ctx ends when the demo stops.
 func demoCallLink(ctx context.Context, demo demoInfo) (string, error) {
-	_, _ = ctx, demo
-	return "", nil
+	if demo.Config.Bridge.Guests.PublicURL == "" {
+		return "", nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cli, err := mautrix.NewClient(demo.HomeserverURL, "", "")
+	if err != nil {
+		return "", err
+	}
+	if _, err = cli.Login(ctx, &mautrix.ReqLogin{
+		Type: mautrix.AuthTypePassword, Password: demo.DemoPassword, StoreCredentials: true,
+		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: demo.DemoUserID.String()},
+	}); err != nil {
+		return "", fmt.Errorf("logging the demo user in: %w", err)
+	}
+	room, err := cli.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "voipbot demo", Invite: []id.UserID{demo.BotUserID}})
+	if err != nil {
+		return "", fmt.Errorf("making the demo room: %w", err)
+	}
+	// The bot joins when its sync brings the invite; then it takes
+	// commands there.
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
+	for joined := false; !joined; {
+		members, err := cli.JoinedMembers(ctx, room.RoomID)
+		if err == nil {
+			_, joined = members.Joined[demo.BotUserID]
+		}
+		if !joined {
+			select {
+			case <-ctx.Done():
+				return "", fmt.Errorf("the bot did not join the demo room: %w", ctx.Err())
+			case <-poll.C:
+			}
+		}
+	}
+	sent, err := cli.SendText(ctx, room.RoomID, "!voip link 30d echo")
+	if err != nil {
+		return "", fmt.Errorf("asking the bot for a link: %w", err)
+	}
+	for {
+		msgs, err := cli.Messages(ctx, room.RoomID, "", "", mautrix.DirectionBackward, nil, 20)
+		if err == nil {
+			for _, evt := range msgs.Chunk {
+				if evt.Sender != demo.BotUserID || evt.ID == sent.EventID {
+					continue
+				}
+				if body, _ := evt.Content.Raw["body"].(string); strings.Contains(body, "/call/") {
+					if link := demoLinkRE.FindString(body); link != "" {
+						return link, nil
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("the bot did not answer with a link: %w", ctx.Err())
+		case <-poll.C:
+		}
+	}
 }
+
+// demoLinkRE finds a call link in the bot's answer.
+var demoLinkRE = regexp.MustCompile(`http://\S+/call/[A-Za-z0-9_-]{43}`)
 
 // demoCLI runs `voipbot demo`: the pinned Dendrite on loopback with its
 // state in the demo directory, the bot's account and a demo user's on it,
@@ -371,6 +433,9 @@ func writeDemoConfig(path, dir, hsURL, httpAddr string, bot id.UserID, st *demoS
 		"media":    map[string]any{"include_loopback": true, "record_dir": filepath.Join(dir, "recordings")},
 		"database": map[string]any{"path": filepath.Join(dir, "voipbot.db")},
 		"http":     map[string]any{"listen": httpAddr},
+		// Call links on the bot's own listener: a browser on this machine
+		// may use the microphone on an http://127.0.0.1 page.
+		"guests": map[string]any{"public_url": "http://" + httpAddr},
 	}
 	body, err := yaml.Marshal(cfg)
 	if err != nil {
