@@ -106,7 +106,7 @@ var FS fs.FS = func() fs.FS {
 }()
 
 // PageCSP is the Content-Security-Policy of the call page.
-const PageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+const PageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src data:; " +
 	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; " +
 	"require-trusted-types-for 'script'"
 
@@ -214,10 +214,11 @@ p { margin: 0; line-height: 1.5; color: #4a5566; }
 }
 `
 
-// errorCSP allows the error page nothing but its own inline style.
+// errorCSP allows the error page nothing but its own inline style (and
+// its empty icon, there so that the browser asks for no favicon).
 var errorCSP = func() string {
 	sum := sha256.Sum256([]byte(errorCSS))
-	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
+	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; img-src data:; " +
 		"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 }()
 
