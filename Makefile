@@ -15,7 +15,7 @@ DENDRITE := $(BIN)/dendrite
 LIVEKIT  := $(BIN)/livekit-server
 LINT     := $(BIN)/golangci-lint
 
-.PHONY: build run test lint unit soak bench bench-go bench-media tools clean
+.PHONY: build run test lint unit soak bench bench-go bench-media screenshot tools clean
 
 ## build: the voipbot binary (pure Go: CGO_ENABLED=0, pure-Go Olm via -tags goolm)
 build:
@@ -65,6 +65,11 @@ SUITE_FLAGS ?= -rounds 5
 bench-media:
 	$(GO) build -tags $(TAGS) -o $(BIN)/voipbot-bench ./cmd/voipbot-bench
 	$(BIN)/voipbot-bench suite $(SUITE_FLAGS) -out $(BIN)/bench-media.json | tee $(BIN)/bench-media.md
+
+## screenshot: docs/call-page.png, the browser guest's call page in a connected
+## video call (Chromium, against the test's fake bot), for the README
+screenshot:
+	$(GO) test -tags $(TAGS) -count=1 -run '^TestScreenshot$$' ./internal/testbed/guestclient/ -args -screenshot=$(CURDIR)/docs/call-page.png
 
 tools: $(DENDRITE) $(LIVEKIT) $(LINT)
 
