@@ -5,17 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
+	"github.com/pion/stun/v4"
 	"github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
 
@@ -64,13 +67,22 @@ type fakeBot struct {
 
 func newFakeBot(t *testing.T, video bool, title string) *fakeBot {
 	t.Helper()
+	return newFakeBotWith(t, map[string]any{"video": video, "title": title})
+}
+
+// newFakeBotWith makes a bot whose hello has the given fields.
+func newFakeBotWith(t *testing.T, hello map[string]any) *fakeBot {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &fakeBot{
 		t:        t,
-		hello:    map[string]any{"type": "hello", "video": video, "title": title},
+		hello:    map[string]any{"type": "hello"},
 		sessions: make(chan *botSession, 8),
 		ctx:      ctx,
 		cancel:   cancel,
+	}
+	for k, v := range hello {
+		b.hello[k] = v
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /call/{token}", func(w http.ResponseWriter, r *http.Request) {
@@ -148,7 +160,7 @@ type botSession struct {
 	audioIn, videoIn   atomic.Int64
 	gotAudio, gotVideo chan struct{}
 	// Candidates trickled by the guest after its call.
-	trickled atomic.Int64
+	trickled chan string
 
 	sources []*voip.SourceLeg
 	media   sync.WaitGroup // the source pumps and the inbound readers
@@ -184,6 +196,8 @@ func (b *fakeBot) serveSocket(w http.ResponseWriter, r *http.Request) {
 		updates: make(chan map[string]string, 16),
 		hangups: make(chan map[string]string, 4),
 		closed:  make(chan struct{}),
+		// More than the page can gather: the reader never blocks.
+		trickled: make(chan string, 64),
 
 		gotAudio: make(chan struct{}),
 		gotVideo: make(chan struct{}),
@@ -218,7 +232,10 @@ func (b *fakeBot) serveSocket(w http.ResponseWriter, r *http.Request) {
 		case "iceCandidates":
 			s.checkSession(m)
 			for _, c := range m.ICECandidates {
-				s.trickled.Add(1)
+				select {
+				case s.trickled <- c.Candidate:
+				default:
+				}
 				if err := s.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex}); err != nil {
 					b.t.Errorf("fake bot: a candidate of the guest: %v", err)
 				}
@@ -440,6 +457,18 @@ func (s *botSession) WaitHangUp(ctx context.Context) map[string]string {
 	return nil
 }
 
+// WaitTrickled returns the next candidate the guest trickled.
+func (s *botSession) WaitTrickled(ctx context.Context) string {
+	s.t.Helper()
+	select {
+	case c := <-s.trickled:
+		return c
+	case <-ctx.Done():
+		require.FailNow(s.t, "no candidate trickled by the guest", "%v", ctx.Err())
+	}
+	return ""
+}
+
 // WaitMedia waits until the guest's audio (and video) reached the bot.
 func (s *botSession) WaitMedia(ctx context.Context, video bool) {
 	s.t.Helper()
@@ -462,5 +491,64 @@ func (s *botSession) WaitClosed(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return errors.New("the guest's socket is still open")
+	}
+}
+
+// slowSTUN is a STUN server on loopback that answers every binding
+// request late, with a made-up mapped address (127.0.0.2: on loopback, so
+// that checks towards it stay on this machine, and other than the host's,
+// so that the browser keeps the candidate): the browser's gathering
+// outlasts the page's cap, and the server-reflexive candidate comes after
+// the call.
+type slowSTUN struct {
+	conn   *net.UDPConn
+	delay  time.Duration
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	timers []*time.Timer
+}
+
+func newSlowSTUN(t *testing.T, delay time.Duration) *slowSTUN {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	s := &slowSTUN{conn: conn, delay: delay}
+	s.wg.Go(s.serve)
+	t.Cleanup(s.close)
+	return s
+}
+
+// URL is the server's STUN URL, for hello's iceServers.
+func (s *slowSTUN) URL() string { return "stun:" + s.conn.LocalAddr().String() }
+
+func (s *slowSTUN) serve() {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := s.conn.ReadFromUDP(buf)
+		if err != nil {
+			return // closed
+		}
+		var req stun.Message
+		if !stun.IsMessage(buf[:n]) || stun.Decode(buf[:n], &req) != nil || req.Type != stun.BindingRequest {
+			continue
+		}
+		res, err := stun.Build(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess,
+			&stun.XORMappedAddress{IP: net.IPv4(127, 0, 0, 2), Port: from.Port}, stun.Fingerprint)
+		if err != nil {
+			continue
+		}
+		s.mu.Lock()
+		s.timers = append(s.timers, time.AfterFunc(s.delay, func() { _, _ = s.conn.WriteToUDP(res.Raw, from) }))
+		s.mu.Unlock()
+	}
+}
+
+func (s *slowSTUN) close() {
+	_ = s.conn.Close()
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, tm := range s.timers {
+		tm.Stop()
 	}
 }

@@ -189,6 +189,34 @@ func TestVideoCallWithoutCamera(t *testing.T) {
 	require.True(t, g.View().VideoMuted)
 }
 
+// hello's iceServers reach the page's peer connection; a candidate found
+// after the page's 2 s cap on gathering is trickled after the call, and the
+// call connects all the same.
+func TestICEServersAndTrickle(t *testing.T) {
+	ctx := ctxFor(t)
+	stunServer := newSlowSTUN(t, 3*time.Second)
+	bot := newFakeBotWith(t, map[string]any{"video": false, "title": callTitle, "iceServers": []map[string]any{{"urls": stunServer.URL()}}})
+	g := launch(t, guestclient.Options{Name: "Ada"})
+	_, _, err := g.Open(ctx, bot.URL(goodToken))
+	require.NoError(t, err)
+	require.NoError(t, g.Join(ctx))
+	s := bot.NextSession(ctx)
+	starting, ok := g.StateTime(guestclient.StateStarting)
+	require.True(t, ok)
+	ringing, err := g.WaitState(ctx, guestclient.StateRinging)
+	require.NoError(t, err)
+	waited := ringing.Sub(starting)
+	require.Greater(t, waited, 1500*time.Millisecond, "the page waited for gathering")
+	require.NotContains(t, s.Call.SDP, "typ srflx", "but not for the slow server: its answer came after the call")
+
+	c := s.WaitTrickled(ctx)
+	require.Contains(t, c, "typ srflx")
+	require.Contains(t, c, "127.0.0.2")
+	s.Accept(ctx, "Alice")
+	_, err = g.WaitState(ctx, guestclient.StateConnected)
+	require.NoError(t, err)
+}
+
 func TestMute(t *testing.T) {
 	ctx := ctxFor(t)
 	bot := newFakeBot(t, false, callTitle)

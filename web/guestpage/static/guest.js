@@ -476,7 +476,9 @@ class Call {
         const pc = this.pc;
         pc.onicecandidate = (e) => this.onLocalCandidate(e.candidate);
         pc.ontrack = (e) => onRemoteTrack(e.track);
+        // Browsers without connectionState (older Firefox) have the ICE one.
         pc.onconnectionstatechange = () => this.onConnectionState();
+        pc.oniceconnectionstatechange = () => this.onConnectionState();
         if (audioTrack) pc.addTrack(audioTrack, this.local);
         if (hello.video) {
             // A video call without a camera still receives the other
