@@ -217,6 +217,22 @@ func TestICEServersAndTrickle(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// The name field takes the protocol's 64 characters at most (maxlength),
+// and the name goes trimmed.
+func TestLongName(t *testing.T) {
+	ctx := ctxFor(t)
+	bot := newFakeBot(t, false, callTitle)
+	long := "  Ärzte-Übersetzerin " + strings.Repeat("é", 60) + "  "
+	g := launch(t, guestclient.Options{Name: long})
+	_, _, err := g.Open(ctx, bot.URL(goodToken))
+	require.NoError(t, err)
+	require.NoError(t, g.Join(ctx))
+	s := bot.NextSession(ctx)
+	typed := string([]rune(long)[:64]) // every character here is one UTF-16 unit
+	require.Equal(t, strings.TrimSpace(typed), s.Call.UserInfo["name"])
+	require.LessOrEqual(t, len([]rune(s.Call.UserInfo["name"])), 64)
+}
+
 func TestMute(t *testing.T) {
 	ctx := ctxFor(t)
 	bot := newFakeBot(t, false, callTitle)
