@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/voipbot/voipbot"
 	"github.com/voipbot/voipbot/bridge"
 	"github.com/voipbot/voipbot/internal/testbed"
+	"github.com/voipbot/voipbot/internal/testbed/guestclient"
 	"github.com/voipbot/voipbot/internal/testbed/proc"
 )
 
@@ -28,6 +30,8 @@ import (
 type demoRun struct {
 	HomeserverURL, Password string
 	DendritePID             int
+	// Link is the printed call link.
+	Link string
 	// Ready is the run's own "ready in"; Took the test's, from the start of
 	// the process to the printed block.
 	Ready, Took time.Duration
@@ -38,6 +42,7 @@ var (
 	demoUserRe       = regexp.MustCompile(`^  User:        @demo:localhost   Password: (\S+)$`)
 	demoDendriteRe   = regexp.MustCompile(`^Dendrite \(pid (\d+)\) answers at `)
 	demoReadyRe      = regexp.MustCompile(`^voipbot demo is running \(ready in ([0-9.]+) s\)\.$`)
+	demoLinkRe       = regexp.MustCompile(`^  Call link:   (http://127\.0\.0\.1:\d+/call/\S+)$`)
 )
 
 // runDemo runs the demo binary in dir, waits for the block saying what to
@@ -68,6 +73,8 @@ func runDemo(t *testing.T, bin, dendriteBin, dir string) demoRun {
 			run.Password = m[1]
 		} else if m := demoDendriteRe.FindStringSubmatch(line); m != nil {
 			run.DendritePID, _ = strconv.Atoi(m[1])
+		} else if m := demoLinkRe.FindStringSubmatch(line); m != nil {
+			run.Link = m[1]
 		} else if m := demoReadyRe.FindStringSubmatch(line); m != nil {
 			secs, _ := strconv.ParseFloat(m[1], 64)
 			run.Ready = time.Duration(secs * float64(time.Second))
@@ -82,6 +89,23 @@ func runDemo(t *testing.T, bin, dendriteBin, dir string) demoRun {
 	token := demoLogin(t, run.HomeserverURL, "demo", run.Password)
 	require.Equal(t, "VoIP bot", demoDisplayName(t, run.HomeserverURL, token, "@voipbot:localhost"),
 		"the bot's account exists and the bot has set its display name")
+
+	// The printed link, opened in this machine's browser, is answered by
+	// the bot's tone.
+	require.NotEmptyf(t, run.Link, "a call link; output:\n%s", p.Tail())
+	guest, err := guestclient.Launch(ctx, guestclient.Options{Name: "demo guest", ToneHz: 660, ArtifactsDir: t.TempDir(), Logf: t.Logf})
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, guest.Close()) }()
+	status, _, err := guest.Open(ctx, run.Link)
+	require.NoError(t, err)
+	require.Equal(t, 200, status)
+	require.NoError(t, guest.Join(ctx))
+	_, err = guest.WaitState(ctx, guestclient.StateConnected)
+	require.NoError(t, err)
+	tone, err := guest.WaitRemoteTone(ctx, 440, 40)
+	require.NoErrorf(t, err, "the guest hears the bot's tone (last %s)", tone)
+	t.Logf("the demo's link: the guest hears %s", tone)
+	require.NoError(t, guest.Hangup(ctx))
 
 	require.NoError(t, p.Signal(syscall.SIGINT))
 	require.NoError(t, p.Wait(ctx), "the demo exits with status 0 on Ctrl-C:\n%s", p.Tail())
