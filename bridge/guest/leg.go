@@ -25,6 +25,10 @@ const (
 	writeTimeout = 10 * time.Second
 	// idleTimeout ends a socket whose guest never calls.
 	idleTimeout = 10 * time.Minute
+	// pingEvery keeps the socket alive through proxies that close idle
+	// connections (the page sends nothing during a call); a ping not
+	// answered within pingEvery ends it.
+	pingEvery = 25 * time.Second
 )
 
 // Leg is one guest: their socket, and once they call, their call. Its
@@ -104,6 +108,7 @@ func (l *Leg) post(fn func()) { l.q.Post(fn) }
 func (l *Leg) run(ctx context.Context) {
 	writerDone := make(chan struct{})
 	go l.writer(writerDone)
+	go l.pinger()
 	var servers []iceServer
 	for _, s := range l.m.host.ICEServers() {
 		is := iceServer{URLs: s.URLs, Username: s.Username}
@@ -143,6 +148,27 @@ func (l *Leg) run(ctx context.Context) {
 	}
 	<-l.done
 	<-writerDone
+}
+
+// pinger pings the guest until the leg ends.
+func (l *Leg) pinger() {
+	t := time.NewTicker(pingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(l.ctx, pingEvery)
+			err := l.conn.Ping(ctx)
+			cancel()
+			if err != nil && l.ctx.Err() == nil {
+				l.log.Info().Err(err).Msg("The guest's socket did not answer a ping")
+				_ = l.conn.CloseNow() // the read loop ends the leg
+				return
+			}
+		}
+	}
 }
 
 // writer writes what the leg sends, in order, then closes the socket.
