@@ -89,16 +89,21 @@ func linkError(w http.ResponseWriter, err error) {
 }
 
 // remoteAddr is the guest's address: the connection's, or the one a
-// reverse proxy on this host (loopback) forwarded.
+// reverse proxy on this host (loopback) forwarded: the last address of
+// X-Forwarded-For, the one that proxy added (those before it are the
+// client's to write).
 func remoteAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		if fwd := r.Header.Get("X-Forwarded-For"); fwd != "" {
-			first, _, _ := strings.Cut(fwd, ",")
-			if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
+		if fwd := r.Header.Values("X-Forwarded-For"); len(fwd) > 0 {
+			last := fwd[len(fwd)-1]
+			if i := strings.LastIndex(last, ","); i >= 0 {
+				last = last[i+1:]
+			}
+			if ip := net.ParseIP(strings.TrimSpace(last)); ip != nil {
 				return ip.String()
 			}
 		}
