@@ -50,9 +50,6 @@ type Bot struct {
 	limiter  callLimiter
 	dht      *jami.Service // nil unless jami.enabled
 	dhtStats *jami.Collector
-	// xmppDone is closed when the XMPP client's Run returns (nil unless
-	// xmpp.enabled).
-	xmppDone chan struct{}
 	// guestWeb serves call links (nil without guests.public_url).
 	guestWeb *guestWeb
 }
@@ -118,9 +115,7 @@ func (b *Bot) Start(ctx context.Context, jamiCfg jami.Config) error {
 		b.bridges.jamiDefaultRoom = id.RoomID(jamiCfg.DefaultRoom)
 	}
 	if m := b.bridges.xmpp; m != nil {
-		b.xmppDone = make(chan struct{})
-		go func() {
-			defer close(b.xmppDone)
+		go func() { // ends with ctx
 			if err := m.Run(ctx); err != nil {
 				b.log.Error().Err(err).Msg("The XMPP client stopped")
 			}
