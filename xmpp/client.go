@@ -151,7 +151,8 @@ func (c *Client) runSession(ctx context.Context, q *inbox) (time.Duration, error
 }
 
 // announce does what makes the server deliver: a roster get (as the SDK
-// does; a server without rosters is let be), then initial presence.
+// does; a server without rosters is let be), then initial presence, then
+// a ping that proves the server has taken it.
 func (c *Client) announce(ctx context.Context, cn *conn) error {
 	rctx := cn.timeout(ctx, c.cfg.PingTimeout)
 	sess := cn.sess
@@ -163,6 +164,14 @@ func (c *Client) announce(ctx context.Context, cn *conn) error {
 	}
 	if err := sess.Send(rctx, stanza.Presence{}.Wrap(nil)); err != nil {
 		return fmt.Errorf("sending initial presence: %w", err)
+	}
+	// A server handles a stream's stanzas in order: once a ping sent after
+	// the presence is answered, the presence has been processed, and
+	// messages to the bare JID reach this session (a headline sent to a
+	// user with no available resource is dropped, RFC 6121 8.5.2.1.1). So
+	// "ready" means reachable, not just logged in.
+	if err := c.ping(cn.timeout(ctx, c.cfg.PingTimeout), sess); err != nil {
+		return fmt.Errorf("after initial presence: %w", err)
 	}
 	return nil
 }
