@@ -40,7 +40,9 @@ func (b *Bot) link(ctx context.Context, evt *matrix.Event, args []string) (strin
 			ttl = d
 		}
 	}
-	token, link, err := b.guestWeb.links.Create(ctx, string(evt.RoomID), string(evt.Sender), ttl, video, echo)
+	token, link, err := b.guestWeb.links.Create(ctx, guestlink.Spec{
+		Kind: guestlink.KindCall, Room: string(evt.RoomID), CreatedBy: string(evt.Sender), TTL: ttl, Video: video, Echo: echo,
+	})
 	if err != nil {
 		if errors.Is(err, guestlink.ErrBadTTL) {
 			return "", userErrorf("%s", err)

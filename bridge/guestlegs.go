@@ -124,7 +124,7 @@ func (g *guestWeb) resolve(w http.ResponseWriter, r *http.Request, join bool) (g
 		linkError(w, err)
 		return guestlink.Link{}, false
 	}
-	link, err := g.links.Resolve(r.Context(), token)
+	link, err := g.links.Resolve(r.Context(), guestlink.KindCall, token)
 	if err != nil {
 		known := errors.Is(err, guestlink.ErrNotFound) || errors.Is(err, guestlink.ErrMalformed) || errors.Is(err, guestlink.ErrExpired) || errors.Is(err, guestlink.ErrRevoked)
 		if !known {

@@ -17,7 +17,8 @@ import (
 //
 // The token itself is never stored, only TokenHash; ID is the link's public
 // id. Times are kept to the millisecond; RevokedAt is zero until the link
-// is revoked.
+// is revoked. Kind is what the token opens: "call" (the default when
+// empty), "whip" or "whep".
 type GuestLink = struct {
 	ID        string
 	TokenHash string
@@ -29,22 +30,27 @@ type GuestLink = struct {
 	ExpiresAt time.Time
 	RevokedAt time.Time
 	Joins     int
+	Kind      string
 }
 
-const guestLinkColumns = "id, token_hash, room_id, video, echo, created_by, created_at, expires_at, revoked_at, joins"
+const guestLinkColumns = "id, token_hash, room_id, video, echo, created_by, created_at, expires_at, revoked_at, joins, kind"
 
 // CreateLink adds a link. It returns false, and adds nothing, if a link
 // with the same ID or TokenHash exists.
 func (s *Store) CreateLink(ctx context.Context, l GuestLink) (bool, error) {
 	var revoked sql.NullInt64
+	kind := l.Kind
+	if kind == "" {
+		kind = "call"
+	}
 	if !l.RevokedAt.IsZero() {
 		revoked = sql.NullInt64{Int64: l.RevokedAt.UnixMilli(), Valid: true}
 	}
 	res, err := s.db.Exec(ctx, `
-		INSERT INTO guest_link (`+guestLinkColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		INSERT INTO guest_link (`+guestLinkColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT DO NOTHING`,
 		l.ID, l.TokenHash, l.Room, l.Video, l.Echo, l.CreatedBy,
-		l.CreatedAt.UnixMilli(), l.ExpiresAt.UnixMilli(), revoked, l.Joins)
+		l.CreatedAt.UnixMilli(), l.ExpiresAt.UnixMilli(), revoked, l.Joins, kind)
 	if err != nil {
 		return false, fmt.Errorf("storing call link %s: %w", l.ID, err)
 	}
@@ -59,7 +65,7 @@ func scanGuestLink(row dbutil.Scannable) (GuestLink, error) {
 	var l GuestLink
 	var created, expires int64
 	var revoked sql.NullInt64
-	err := row.Scan(&l.ID, &l.TokenHash, &l.Room, &l.Video, &l.Echo, &l.CreatedBy, &created, &expires, &revoked, &l.Joins)
+	err := row.Scan(&l.ID, &l.TokenHash, &l.Room, &l.Video, &l.Echo, &l.CreatedBy, &created, &expires, &revoked, &l.Joins, &l.Kind)
 	if err != nil {
 		return l, err
 	}

@@ -17,7 +17,7 @@ import (
 func guestLink(id, room string, created time.Time, ttl time.Duration) GuestLink {
 	return GuestLink{
 		ID: id, TokenHash: id + "-hash", Room: room, CreatedBy: "@alice:example.com",
-		CreatedAt: created, ExpiresAt: created.Add(ttl),
+		CreatedAt: created, ExpiresAt: created.Add(ttl), Kind: "call",
 	}
 }
 
@@ -38,6 +38,19 @@ func TestGuestLinkRoundTrip(t *testing.T) {
 	got, err = st.LinkByTokenHash(ctx, l.TokenHash)
 	require.NoError(t, err)
 	require.Equal(t, &l, got, "times to the millisecond, RevokedAt zero")
+
+	w := guestLink("abcdefabcd", "!a:example.com", at, time.Hour)
+	w.Kind = "whep"
+	ok, err = st.CreateLink(ctx, w)
+	require.NoError(t, err)
+	require.True(t, ok)
+	got, err = st.LinkByTokenHash(ctx, w.TokenHash)
+	require.NoError(t, err)
+	require.Equal(t, "whep", got.Kind, "the kind is kept")
+	w = guestLink("abcdefabce", "!a:example.com", at, time.Hour)
+	w.Kind = "sip"
+	_, err = st.CreateLink(ctx, w)
+	require.Error(t, err, "a kind the schema does not know")
 
 	same := guestLink(l.ID, "!b:example.com", at, time.Hour)
 	same.TokenHash = "other-hash"

@@ -39,12 +39,30 @@ var (
 	ErrRateLimited = errors.New("guestlink: too many tries")
 )
 
+// Kind is what a link's token opens.
+type Kind string
+
+// The kinds of link. A token opens only its own kind: a call link's token
+// is no WHIP token (Resolve says ErrNotFound).
+const (
+	// KindCall: a guest's call page, <public base>/call/<token>.
+	KindCall Kind = "call"
+	// KindWHIP: media pushed into the room's call (RFC 9725 ingest).
+	KindWHIP Kind = "whip"
+	// KindWHEP: the room's call pulled out (WHEP egress).
+	KindWHEP Kind = "whep"
+)
+
+func (k Kind) valid() bool { return k == KindCall || k == KindWHIP || k == KindWHEP }
+
 // Link is a call link as the bot shows it. The token is not part of it: it
 // exists only in the URL given out when the link was made.
 type Link struct {
 	// ID is the public id (IDOf the token): what !voip links shows and
 	// !voip revoke takes.
 	ID string
+	// Kind is what the token opens.
+	Kind Kind
 	// Room is the Matrix room whose call the link joins.
 	Room string
 	// Video: the link allows the camera.
@@ -81,6 +99,7 @@ type Record = struct {
 	ExpiresAt time.Time
 	RevokedAt time.Time
 	Joins     int
+	Kind      string
 }
 
 // Store is what the Manager keeps in the database; *store.Store satisfies
@@ -138,15 +157,39 @@ func (m *Manager) clock() time.Time {
 
 func fromRecord(r Record) Link {
 	return Link{
-		ID: r.ID, Room: r.Room, Video: r.Video, Echo: r.Echo, CreatedBy: r.CreatedBy,
+		ID: r.ID, Kind: Kind(r.Kind), Room: r.Room, Video: r.Video, Echo: r.Echo, CreatedBy: r.CreatedBy,
 		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, Revoked: !r.RevokedAt.IsZero(), Joins: r.Joins,
 	}
 }
 
-// Create makes a link to room's call for createdBy, living ttl (0:
-// DefaultTTL; otherwise from MinTTL to MaxTTL, or ErrBadTTL). It returns
-// the token, to be given out once in the link's URL.
-func (m *Manager) Create(ctx context.Context, room, createdBy string, ttl time.Duration, video, echo bool) (string, Link, error) {
+// Spec is what a link is made for.
+type Spec struct {
+	// Kind is what the token will open ("": KindCall).
+	Kind Kind
+	// Room is the Matrix room whose call the link joins.
+	Room string
+	// CreatedBy is the Matrix user who asked for it.
+	CreatedBy string
+	// TTL is its lifetime: 0 is DefaultTTL; otherwise from MinTTL to
+	// MaxTTL, or ErrBadTTL.
+	TTL time.Duration
+	// Video allows the camera (KindCall) or video (WHIP, WHEP).
+	Video bool
+	// Echo: the bot's own source answers instead of the room (KindCall).
+	Echo bool
+}
+
+// Create makes a link as spec says. It returns the token, to be given out
+// once in the link's URL.
+func (m *Manager) Create(ctx context.Context, spec Spec) (string, Link, error) {
+	room, createdBy, ttl, video, echo := spec.Room, spec.CreatedBy, spec.TTL, spec.Video, spec.Echo
+	kind := spec.Kind
+	if kind == "" {
+		kind = KindCall
+	}
+	if !kind.valid() {
+		return "", Link{}, fmt.Errorf("making a call link: unknown kind %q", kind)
+	}
 	if room == "" {
 		return "", Link{}, errors.New("making a call link: no room")
 	}
@@ -165,7 +208,7 @@ func (m *Manager) Create(ctx context.Context, room, createdBy string, ttl time.D
 		hash := Hash(token)
 		r := Record{
 			ID: hash[:IDLen], TokenHash: hash, Room: room, Video: video, Echo: echo,
-			CreatedBy: createdBy, CreatedAt: now, ExpiresAt: now.Add(ttl),
+			CreatedBy: createdBy, CreatedAt: now, ExpiresAt: now.Add(ttl), Kind: string(kind),
 		}
 		ok, err := m.store.CreateLink(ctx, r)
 		if err != nil {
@@ -178,11 +221,12 @@ func (m *Manager) Create(ctx context.Context, room, createdBy string, ttl time.D
 	return "", Link{}, fmt.Errorf("making a call link in %s: %d tokens drawn, each one's id taken", room, createAttempts)
 }
 
-// Resolve returns the link a token opens. A token of the wrong shape is
-// ErrMalformed (nothing is looked up), an unknown one ErrNotFound. A link
+// Resolve returns the link of kind a token opens. A token of the wrong
+// shape is ErrMalformed (nothing is looked up), an unknown one, or one of
+// another kind, ErrNotFound. A link
 // that was revoked (ErrRevoked) or is past its expiry (ErrExpired) is
 // returned with that error, for the logs; revoked wins over expired.
-func (m *Manager) Resolve(ctx context.Context, token string) (Link, error) {
+func (m *Manager) Resolve(ctx context.Context, kind Kind, token string) (Link, error) {
 	token, err := ParseToken(token)
 	if err != nil {
 		return Link{}, err
@@ -191,7 +235,7 @@ func (m *Manager) Resolve(ctx context.Context, token string) (Link, error) {
 	if err != nil {
 		return Link{}, fmt.Errorf("resolving call link %s: %w", IDOf(token), err)
 	}
-	if r == nil {
+	if r == nil || Kind(r.Kind) != kind {
 		return Link{}, ErrNotFound
 	}
 	l := fromRecord(*r)

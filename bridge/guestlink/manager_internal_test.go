@@ -14,7 +14,7 @@ func TestCreateFailsWithoutRandomness(t *testing.T) {
 	boom := errors.New("no entropy")
 	m := NewManager(nil, nil)
 	m.rand = iotest.ErrReader(boom)
-	_, _, err := m.Create(context.Background(), "!a:example.com", "@alice:example.com", time.Hour, false, false)
+	_, _, err := m.Create(context.Background(), Spec{Room: "!a:example.com", CreatedBy: "@alice:example.com", TTL: time.Hour})
 	require.ErrorIs(t, err, boom)
 	require.ErrorContains(t, err, "drawing a link token")
 }

@@ -53,33 +53,47 @@ func TestCreateAndResolve(t *testing.T) {
 		clk := newClock()
 		m := guestlink.NewManager(st, clk.Now)
 
-		token, l, err := m.Create(ctx, roomA, alice, 2*time.Hour, true, false)
+		token, l, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: 2 * time.Hour, Video: true, Echo: false})
 		require.NoError(t, err)
 		parsed, err := guestlink.ParseToken(token)
 		require.NoError(t, err, "a made token has the token shape")
 		require.Equal(t, token, parsed)
 		require.Len(t, token, guestlink.TokenLen)
 		require.Equal(t, guestlink.Link{
-			ID: guestlink.IDOf(token), Room: roomA, Video: true, CreatedBy: alice,
+			ID: guestlink.IDOf(token), Kind: guestlink.KindCall, Room: roomA, Video: true, CreatedBy: alice,
 			CreatedAt: clk.Now(), ExpiresAt: clk.Now().Add(2 * time.Hour),
 		}, l)
 
-		got, err := m.Resolve(ctx, token)
+		got, err := m.Resolve(ctx, guestlink.KindCall, token)
 		require.NoError(t, err)
 		require.Equal(t, l, got)
 
-		token2, l2, err := m.Create(ctx, roomA, alice, 0, false, true)
+		token2, l2, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: 0, Video: false, Echo: true})
 		require.NoError(t, err)
 		require.NotEqual(t, token, token2)
 		require.Equal(t, clk.Now().Add(guestlink.DefaultTTL), l2.ExpiresAt, "0 is the default lifetime")
 		require.True(t, l2.Echo)
 		require.False(t, l2.Video)
+
+		// A token opens only its own kind.
+		whip, wl, err := m.Create(ctx, guestlink.Spec{Kind: guestlink.KindWHIP, Room: roomA, CreatedBy: alice, TTL: time.Hour})
+		require.NoError(t, err)
+		require.Equal(t, guestlink.KindWHIP, wl.Kind)
+		got, err = m.Resolve(ctx, guestlink.KindWHIP, whip)
+		require.NoError(t, err)
+		require.Equal(t, wl, got)
+		for kind, tok := range map[guestlink.Kind]string{guestlink.KindCall: whip, guestlink.KindWHEP: whip, guestlink.KindWHIP: token} {
+			_, err = m.Resolve(ctx, kind, tok)
+			require.ErrorIsf(t, err, guestlink.ErrNotFound, "a token of another kind opens no %s", kind)
+		}
+		_, _, err = m.Create(ctx, guestlink.Spec{Kind: "sip", Room: roomA, CreatedBy: alice})
+		require.Error(t, err)
 	})
 }
 
 func TestTokenIsNotStored(t *testing.T) {
 	st := &fakeStore{}
-	token, l, err := guestlink.NewManager(st, newClock().Now).Create(context.Background(), roomA, alice, time.Hour, false, false)
+	token, l, err := guestlink.NewManager(st, newClock().Now).Create(context.Background(), guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Hour})
 	require.NoError(t, err)
 	recs := st.records()
 	require.Len(t, recs, 1)
@@ -92,14 +106,14 @@ func TestCreateRefusesLifetimesOutOfRange(t *testing.T) {
 	st := &fakeStore{}
 	m := guestlink.NewManager(st, newClock().Now)
 	for _, ttl := range []time.Duration{30 * time.Second, -time.Hour, guestlink.MaxTTL + time.Millisecond} {
-		_, _, err := m.Create(context.Background(), roomA, alice, ttl, false, false)
+		_, _, err := m.Create(context.Background(), guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: ttl})
 		require.ErrorIs(t, err, guestlink.ErrBadTTL, "%s", ttl)
 	}
 	for _, ttl := range []time.Duration{guestlink.MinTTL, guestlink.MaxTTL} {
-		_, _, err := m.Create(context.Background(), roomA, alice, ttl, false, false)
+		_, _, err := m.Create(context.Background(), guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: ttl})
 		require.NoError(t, err, "%s", ttl)
 	}
-	_, _, err := m.Create(context.Background(), "", alice, time.Hour, false, false)
+	_, _, err := m.Create(context.Background(), guestlink.Spec{Room: "", CreatedBy: alice, TTL: time.Hour})
 	require.ErrorContains(t, err, "no room")
 	require.Len(t, st.records(), 2)
 }
@@ -108,7 +122,7 @@ func TestCreateWrapsStoreErrors(t *testing.T) {
 	st := &fakeStore{}
 	boom := errors.New("disk on fire")
 	st.setErr(boom)
-	_, _, err := guestlink.NewManager(st, newClock().Now).Create(context.Background(), roomA, alice, time.Hour, false, false)
+	_, _, err := guestlink.NewManager(st, newClock().Now).Create(context.Background(), guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Hour})
 	require.ErrorIs(t, err, boom)
 	require.ErrorContains(t, err, "making a call link in "+roomA)
 }
@@ -116,13 +130,13 @@ func TestCreateWrapsStoreErrors(t *testing.T) {
 func TestCreateDrawsAgainWhenTheIDIsTaken(t *testing.T) {
 	st := &fakeStore{refuse: 2}
 	m := guestlink.NewManager(st, newClock().Now)
-	token, _, err := m.Create(context.Background(), roomA, alice, time.Hour, false, false)
+	token, _, err := m.Create(context.Background(), guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Hour})
 	require.NoError(t, err)
-	_, err = m.Resolve(context.Background(), token)
+	_, err = m.Resolve(context.Background(), guestlink.KindCall, token)
 	require.NoError(t, err)
 
 	st = &fakeStore{refuse: 3}
-	_, _, err = guestlink.NewManager(st, newClock().Now).Create(context.Background(), roomA, alice, time.Hour, false, false)
+	_, _, err = guestlink.NewManager(st, newClock().Now).Create(context.Background(), guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Hour})
 	require.ErrorContains(t, err, "id taken")
 	require.Empty(t, st.records())
 }
@@ -133,31 +147,31 @@ func TestResolveErrors(t *testing.T) {
 		clk := newClock()
 		m := guestlink.NewManager(st, clk.Now)
 
-		_, err := m.Resolve(ctx, "not-a-token")
+		_, err := m.Resolve(ctx, guestlink.KindCall, "not-a-token")
 		require.ErrorIs(t, err, guestlink.ErrMalformed)
 		for range 5 {
-			l, err := m.Resolve(ctx, guess(t))
+			l, err := m.Resolve(ctx, guestlink.KindCall, guess(t))
 			require.ErrorIs(t, err, guestlink.ErrNotFound, "a guessed token opens nothing")
 			require.Zero(t, l)
 		}
 
-		token, made, err := m.Create(ctx, roomA, alice, time.Hour, false, false)
+		token, made, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Hour, Video: false, Echo: false})
 		require.NoError(t, err)
 		clk.Advance(time.Hour - time.Millisecond)
-		_, err = m.Resolve(ctx, token)
+		_, err = m.Resolve(ctx, guestlink.KindCall, token)
 		require.NoError(t, err, "alive until its expiry")
 		clk.Advance(time.Millisecond)
-		l, err := m.Resolve(ctx, token)
+		l, err := m.Resolve(ctx, guestlink.KindCall, token)
 		require.ErrorIs(t, err, guestlink.ErrExpired, "expired at its expiry")
 		require.Equal(t, made.ID, l.ID, "the expired link is returned for the logs")
 
 		clk.Advance(-time.Minute)
 		require.NoError(t, m.Revoke(ctx, roomA, made.ID))
-		l, err = m.Resolve(ctx, token)
+		l, err = m.Resolve(ctx, guestlink.KindCall, token)
 		require.ErrorIs(t, err, guestlink.ErrRevoked)
 		require.True(t, l.Revoked)
 		clk.Advance(time.Hour)
-		_, err = m.Resolve(ctx, token)
+		_, err = m.Resolve(ctx, guestlink.KindCall, token)
 		require.ErrorIs(t, err, guestlink.ErrRevoked, "revoked wins over expired")
 	})
 }
@@ -166,7 +180,7 @@ func TestResolveMalformedLooksNothingUp(t *testing.T) {
 	st := &fakeStore{}
 	m := guestlink.NewManager(st, newClock().Now)
 	for _, s := range []string{"", "abc", guess(t) + "A", guess(t)[:42], strings.Repeat("+", 43), "../../etc/passwd"} {
-		_, err := m.Resolve(context.Background(), s)
+		_, err := m.Resolve(context.Background(), guestlink.KindCall, s)
 		require.ErrorIs(t, err, guestlink.ErrMalformed, "%q", s)
 	}
 	require.Zero(t, st.lookups)
@@ -178,7 +192,7 @@ func TestResolveWrapsStoreErrors(t *testing.T) {
 	boom := errors.New("disk on fire")
 	st.setErr(boom)
 	token := guess(t)
-	_, err := m.Resolve(context.Background(), token)
+	_, err := m.Resolve(context.Background(), guestlink.KindCall, token)
 	require.ErrorIs(t, err, boom)
 	require.NotErrorIs(t, err, guestlink.ErrNotFound)
 	require.ErrorContains(t, err, guestlink.IDOf(token))
@@ -195,18 +209,18 @@ func TestList(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, list)
 
-		_, short, err := m.Create(ctx, roomA, alice, time.Minute, false, false)
+		_, short, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Minute, Video: false, Echo: false})
 		require.NoError(t, err)
 		clk.Advance(time.Second)
-		_, revoked, err := m.Create(ctx, roomA, alice, time.Hour, false, false)
+		_, revoked, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Hour, Video: false, Echo: false})
 		require.NoError(t, err)
 		clk.Advance(time.Second)
-		_, older, err := m.Create(ctx, roomA, alice, time.Hour, true, false)
+		_, older, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Hour, Video: true, Echo: false})
 		require.NoError(t, err)
 		clk.Advance(time.Second)
-		_, newer, err := m.Create(ctx, roomA, "@bob:example.com", 2*time.Hour, false, true)
+		_, newer, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: "@bob:example.com", TTL: 2 * time.Hour, Video: false, Echo: true})
 		require.NoError(t, err)
-		_, _, err = m.Create(ctx, roomB, alice, time.Hour, false, false)
+		_, _, err = m.Create(ctx, guestlink.Spec{Room: roomB, CreatedBy: alice, TTL: time.Hour, Video: false, Echo: false})
 		require.NoError(t, err)
 		require.NoError(t, m.Revoke(ctx, roomA, revoked.ID))
 
@@ -233,11 +247,11 @@ func TestRevoke(t *testing.T) {
 	eachStore(t, func(t *testing.T, st guestlink.Store) {
 		ctx := context.Background()
 		m := guestlink.NewManager(st, newClock().Now)
-		token, l, err := m.Create(ctx, roomA, alice, time.Hour, false, false)
+		token, l, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Hour, Video: false, Echo: false})
 		require.NoError(t, err)
 
 		require.ErrorIs(t, m.Revoke(ctx, roomB, l.ID), guestlink.ErrNotFound, "a link of another room is not revoked from here")
-		_, err = m.Resolve(ctx, token)
+		_, err = m.Resolve(ctx, guestlink.KindCall, token)
 		require.NoError(t, err, "and still opens")
 
 		require.ErrorIs(t, m.Revoke(ctx, roomA, guestlink.IDOf(guess(t))), guestlink.ErrNotFound)
@@ -246,7 +260,7 @@ func TestRevoke(t *testing.T) {
 		}
 
 		require.NoError(t, m.Revoke(ctx, roomA, l.ID))
-		_, err = m.Resolve(ctx, token)
+		_, err = m.Resolve(ctx, guestlink.KindCall, token)
 		require.ErrorIs(t, err, guestlink.ErrRevoked)
 		require.NoError(t, m.Revoke(ctx, roomA, l.ID), "revoking again is no error")
 	})
@@ -270,11 +284,11 @@ func TestCountJoin(t *testing.T) {
 	eachStore(t, func(t *testing.T, st guestlink.Store) {
 		ctx := context.Background()
 		m := guestlink.NewManager(st, newClock().Now)
-		token, l, err := m.Create(ctx, roomA, alice, time.Hour, false, false)
+		token, l, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Hour, Video: false, Echo: false})
 		require.NoError(t, err)
 		require.NoError(t, m.CountJoin(ctx, l.ID))
 		require.NoError(t, m.CountJoin(ctx, l.ID))
-		got, err := m.Resolve(ctx, token)
+		got, err := m.Resolve(ctx, guestlink.KindCall, token)
 		require.NoError(t, err)
 		require.Equal(t, 2, got.Joins)
 		require.ErrorIs(t, m.CountJoin(ctx, guestlink.IDOf(guess(t))), guestlink.ErrNotFound)
@@ -287,11 +301,11 @@ func TestPrune(t *testing.T) {
 		ctx := context.Background()
 		clk := newClock()
 		m := guestlink.NewManager(st, clk.Now)
-		expired, _, err := m.Create(ctx, roomA, alice, time.Hour, false, false)
+		expired, _, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: time.Hour, Video: false, Echo: false})
 		require.NoError(t, err)
-		revoked, rl, err := m.Create(ctx, roomA, alice, guestlink.MaxTTL, false, false)
+		revoked, rl, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: guestlink.MaxTTL, Video: false, Echo: false})
 		require.NoError(t, err)
-		live, _, err := m.Create(ctx, roomA, alice, guestlink.MaxTTL, false, false)
+		live, _, err := m.Create(ctx, guestlink.Spec{Room: roomA, CreatedBy: alice, TTL: guestlink.MaxTTL, Video: false, Echo: false})
 		require.NoError(t, err)
 		clk.Advance(2 * time.Hour)
 		require.NoError(t, m.Revoke(ctx, roomA, rl.ID))
@@ -300,23 +314,23 @@ func TestPrune(t *testing.T) {
 		n, err := m.Prune(ctx, 0)
 		require.NoError(t, err)
 		require.Zero(t, n, "kept for PruneAfter after the end")
-		_, err = m.Resolve(ctx, expired)
+		_, err = m.Resolve(ctx, guestlink.KindCall, expired)
 		require.ErrorIs(t, err, guestlink.ErrExpired)
 
 		clk.Advance(time.Millisecond)
 		n, err = m.Prune(ctx, 0)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
-		_, err = m.Resolve(ctx, expired)
+		_, err = m.Resolve(ctx, guestlink.KindCall, expired)
 		require.ErrorIs(t, err, guestlink.ErrNotFound)
 
 		clk.Advance(time.Hour)
 		n, err = m.Prune(ctx, 0)
 		require.NoError(t, err)
 		require.Equal(t, 1, n, "revoked more than PruneAfter ago")
-		_, err = m.Resolve(ctx, revoked)
+		_, err = m.Resolve(ctx, guestlink.KindCall, revoked)
 		require.ErrorIs(t, err, guestlink.ErrNotFound)
-		_, err = m.Resolve(ctx, live)
+		_, err = m.Resolve(ctx, guestlink.KindCall, live)
 		require.ErrorIs(t, err, guestlink.ErrExpired, "expired, not yet pruned")
 
 		n, err = m.Prune(ctx, time.Nanosecond)

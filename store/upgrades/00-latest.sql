@@ -1,4 +1,4 @@
--- v0 -> v6: Latest revision
+-- v0 -> v7: Latest revision
 
 -- The bot's own Matrix login. One row: a second user in the same database is
 -- refused, because the crypto store next to it belongs to this device.
@@ -156,6 +156,9 @@ CREATE TABLE jami_contact (
 -- joins the call of room_id. The token is never kept, only token_hash, the
 -- hex SHA-256 of it; id, the link's public id, is the first 10 digits of
 -- token_hash. Times are in ms since 1970; revoked_at is NULL until revoked.
+-- kind is what the token opens: 'call' (/call/<token>), 'whip' (/whip,
+-- media pushed in), 'whep' (/whep, the call pulled out). It is written as
+-- the v7 upgrade adds it, so that both paths give the same schema text.
 CREATE TABLE guest_link (
     id         TEXT    PRIMARY KEY,
     token_hash TEXT    NOT NULL UNIQUE,
@@ -167,5 +170,5 @@ CREATE TABLE guest_link (
     expires_at INTEGER NOT NULL,
     revoked_at INTEGER,
     joins      INTEGER NOT NULL DEFAULT 0
-);
+    , kind TEXT NOT NULL DEFAULT 'call' CHECK (kind IN ('call', 'whip', 'whep')));
 CREATE INDEX guest_link_room_idx ON guest_link (room_id, created_at);
