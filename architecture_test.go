@@ -29,6 +29,7 @@ var forbidden = map[string][]string{
 	"bridge/xmppcall":   {module + "/bridge$", module + "/bridge/matrixcall", module + "/bridge/jamicall", module + "/bridge/rtc", module + "/matrix", "maunium.net/go/mautrix", module + "/store", module + "/web", module + "/cmd"},
 	"bridge/guestlink":  {module + "/bridge$", module + "/matrix", "maunium.net/go/mautrix", module + "/store", module + "/web", module + "/cmd"},
 	"bridge/guest":      {module + "/bridge$", module + "/bridge/matrixcall", module + "/bridge/jamicall", module + "/bridge/rtc", module + "/bridge/xmppcall", module + "/matrix", "maunium.net/go/mautrix", module + "/store", module + "/web$", module + "/cmd"},
+	"bridge/whip":       {module + "/bridge$", module + "/bridge/matrixcall", module + "/bridge/jamicall", module + "/bridge/rtc", module + "/bridge/xmppcall", module + "/bridge/guest", module + "/matrix", "maunium.net/go/mautrix", module + "/store", module + "/web", module + "/cmd"},
 	"bridge/rtc":        {module + "/bridge$", module + "/bridge/matrixcall", module + "/bridge/jamicall", module + "/matrix$", module + "/store", module + "/web", module + "/cmd"},
 	"voip":              {"maunium.net/go/mautrix", module + "/matrix", module + "/bridge", module + "/store", module + "/web"},
 	"matrix":            {"github.com/pion/", module + "/voip", module + "/bridge", module + "/web"},

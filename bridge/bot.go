@@ -20,6 +20,7 @@ import (
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/bridge/rtc"
+	"github.com/voipbot/voipbot/bridge/whip"
 	"github.com/voipbot/voipbot/bridge/xmppcall"
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/matrix"
@@ -93,8 +94,10 @@ func New(ctx context.Context, cfg Config, mx *matrix.Client, st *store.Store, me
 		b.guestWeb = &guestWeb{
 			b: b, links: guestlink.NewManager(st, nil), limit: guestlink.NewLimiter(guestlink.LimiterConfig{}),
 			guests: guest.New(ctx, guest.Config{RingTimeout: cfg.Guests.RingTimeout}, media, guestHost{b.bridges}, log),
+			whip:   whip.New(ctx, whip.Config{PublicURL: cfg.Guests.PublicURL, RingTimeout: cfg.Guests.RingTimeout}, media, whipHost{b.bridges}, log),
 		}
 		b.bridges.guests = b.guestWeb.guests
+		b.bridges.whip = b.guestWeb.whip
 	}
 	mx.On(event.StateMember, isJoin, b.handleJoin)
 	reg.MustRegister(&bridgeCollector{store: st})
@@ -144,6 +147,9 @@ func (b *Bot) Stop(ctx context.Context) {
 	}
 	if b.bridges.guests != nil {
 		b.bridges.guests.Shutdown(ctx)
+	}
+	if b.bridges.whip != nil {
+		b.bridges.whip.Shutdown(ctx)
 	}
 	if b.dht != nil {
 		b.dht.Stop(ctx)

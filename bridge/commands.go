@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/voipbot/voipbot/bridge/guestlink"
 	"github.com/voipbot/voipbot/jami"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/store"
@@ -47,8 +48,10 @@ func (b *Bot) commandTable() []command {
 		{name: "record", summary: "show or set whether calls in this room are recorded (posted here when they end): `record on|off`", run: b.setRecord},
 		{name: "report", summary: "show or set whether the bot posts a quality report after each call in this room: `report on|off|default`", run: b.setReport},
 		{name: "link", summary: "make a link that lets someone without an account into this room's calls from a browser: `link [ttl] [video] [echo]` (ttl like 30m, 2h, 7d; echo: the bot's own source answers, for trying it)", run: b.link},
-		{name: "links", summary: "list this room's live call links", run: b.links},
-		{name: "revoke", summary: "end a call link of this room (and the calls through it): `revoke <id>`", run: b.revoke},
+		{name: "whip", summary: "make a WHIP token (RFC 9725, what OBS and GStreamer's whipsink speak) whose media rings this room or joins its Element Call: `whip [ttl] [video]`", run: b.whipToken(guestlink.KindWHIP)},
+		{name: "whep", summary: "make a WHEP token that plays this room's Element Call (everyone mixed, or the active speaker): `whep [ttl] [video]`", run: b.whipToken(guestlink.KindWHEP)},
+		{name: "links", summary: "list this room's live call links and WHIP/WHEP tokens", run: b.links},
+		{name: "revoke", summary: "end a call link or WHIP/WHEP token of this room (and the calls through it): `revoke <id>`", run: b.revoke},
 		{name: "source", summary: "the same as `route`, for the bot's own sources only: `source echo|tone|silence|file|default`", run: b.setSource},
 	}
 }

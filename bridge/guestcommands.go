@@ -83,10 +83,10 @@ func (b *Bot) links(ctx context.Context, evt *matrix.Event, _ []string) (string,
 		return "", err
 	}
 	if len(links) == 0 {
-		return fmt.Sprintf("This room has no live call links. `%s link` makes one.", b.cfg.Commands.Prefix), nil
+		return fmt.Sprintf("This room has no live call links or WHIP/WHEP tokens. `%s link` makes one.", b.cfg.Commands.Prefix), nil
 	}
 	var out strings.Builder
-	out.WriteString("Live call links of this room:\n")
+	out.WriteString("Live call links and tokens of this room:\n")
 	for _, l := range links {
 		kind := "audio"
 		if l.Video {
@@ -94,6 +94,9 @@ func (b *Bot) links(ctx context.Context, evt *matrix.Event, _ []string) (string,
 		}
 		if l.Echo {
 			kind += ", echo"
+		}
+		if l.Kind != guestlink.KindCall {
+			kind = strings.ToUpper(string(l.Kind)) + " token, " + kind
 		}
 		fmt.Fprintf(&out, "- `%s` (%s) by %s, until %s, %d joins\n", l.ID, kind, l.CreatedBy, l.ExpiresAt.UTC().Format("2006-01-02 15:04 MST"), l.Joins)
 	}
@@ -122,6 +125,6 @@ func (b *Bot) revoke(ctx context.Context, evt *matrix.Event, args []string) (str
 		}
 		return "", err
 	}
-	n := b.guestWeb.guests.EndLink(args[0])
-	return fmt.Sprintf("Call link `%s` is revoked (%d guests in a call through it hung up).", args[0], n), nil
+	n := b.guestWeb.guests.EndLink(args[0]) + b.guestWeb.whip.EndLink(args[0])
+	return fmt.Sprintf("`%s` is revoked (%d calls through it hung up).", args[0], n), nil
 }

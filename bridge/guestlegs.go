@@ -14,6 +14,7 @@ import (
 	"github.com/voipbot/voipbot/bridge/guest"
 	"github.com/voipbot/voipbot/bridge/guestlink"
 	"github.com/voipbot/voipbot/bridge/leg"
+	"github.com/voipbot/voipbot/bridge/whip"
 	"github.com/voipbot/voipbot/web/guestpage"
 )
 
@@ -27,31 +28,13 @@ var _ guest.Host = guestHost{}
 // one is going on (the room is the bridge's own room); a link made for
 // trying it out (echo) is answered by the bot's own source (calls.source).
 func (h guestHost) Ringing(l *guest.Leg) leg.Events {
-	reg := h.reg
 	link := l.Link()
 	room := id.RoomID(link.Room)
 	target := Target{Kind: leg.KindMatrix, Room: room}
 	if link.Echo {
-		target = Target{Kind: leg.Kind(reg.cfg.Source)}
+		target = Target{Kind: leg.Kind(h.reg.cfg.Source)}
 	}
-	b := reg.newBridge(room, target)
-	b.ringsOwnRoom = true
-	b.post(func() {
-		b.join(l, true)
-		// A guest is in no Matrix call of the room: it counts towards
-		// calls.max_calls only; the call that rings the room counts there.
-		if busy := reg.adm.admit(l.ID(), "", ""); busy != "" {
-			l.Hangup(leg.Busy, busy)
-			return
-		}
-		if target.Own() {
-			b.addOwn(target.Kind)
-			l.Answer()
-			return
-		}
-		b.ring(target)
-	})
-	return b.events
+	return h.reg.ringRoomFor(l, room, target)
 }
 
 // ICEServers implements guest.Host: the servers Matrix calls use.
@@ -69,6 +52,7 @@ type guestWeb struct {
 	links  *guestlink.Manager
 	limit  *guestlink.Limiter
 	guests *guest.Manager
+	whip   *whip.Manager
 }
 
 // linkError writes the page for a link that does not resolve: never a
@@ -178,4 +162,5 @@ func (b *Bot) Mount(handle func(pattern string, h http.Handler)) {
 	handle("GET /call/{token}", http.HandlerFunc(b.guestWeb.page))
 	handle("GET /call/{token}/ws", http.HandlerFunc(b.guestWeb.socket))
 	guestpage.MountAssets(handle, "/call/")
+	b.guestWeb.whip.Mount(handle, b.guestWeb.whipAuth)
 }

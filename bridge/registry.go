@@ -16,6 +16,7 @@ import (
 	"github.com/voipbot/voipbot/bridge/leg"
 	"github.com/voipbot/voipbot/bridge/matrixcall"
 	"github.com/voipbot/voipbot/bridge/rtc"
+	"github.com/voipbot/voipbot/bridge/whip"
 	"github.com/voipbot/voipbot/bridge/xmppcall"
 	"github.com/voipbot/voipbot/matrix"
 	"github.com/voipbot/voipbot/matrix/rtcevent"
@@ -67,6 +68,9 @@ type registry struct {
 	// guests runs the guests who came through call links (nil without
 	// guests.public_url).
 	guests *guest.Manager
+	// whip runs the WHIP and WHEP sessions (nil without
+	// guests.public_url).
+	whip *whip.Manager
 
 	// dial makes the leg that rings a target (place; tests put fake legs
 	// here).

@@ -32,7 +32,11 @@ const (
 	// KindXMPP is a QuickBlox video chat over XMPP.
 	KindXMPP Kind = "xmpp"
 	// KindGuest is a browser guest who came through a call link.
-	KindGuest   Kind = "guest"
+	KindGuest Kind = "guest"
+	// KindWHIP is a client pushing media in over WHIP (RFC 9725).
+	KindWHIP Kind = "whip"
+	// KindWHEP is a client pulling a call out over WHEP.
+	KindWHEP    Kind = "whep"
 	KindEcho    Kind = "echo"
 	KindTone    Kind = "tone"
 	KindSilence Kind = "silence"
